@@ -1,0 +1,69 @@
+"""``detnet-trt``: one subcommand per module in this package.
+
+Each module ``detnet_trt/cli/<name>.py`` (not starting with ``_``) defines
+``register(subparsers) -> argparse.ArgumentParser`` which adds its subcommand and sets
+``func=run`` where ``run(args) -> int`` is a thin wrapper over a library function. Modules must
+import only argparse-level things at top level; heavy imports go inside ``run``.
+
+A :class:`~detnet_trt.errors.DetnetError` is printed as one line and exits with code 2; the
+traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+import traceback
+from collections.abc import Sequence
+
+from .._version import __version__
+from ..errors import DetnetError
+
+# The order subcommands are listed in ``--help``; modules not named here come last.
+ORDER = [
+    "train", "synth", "export", "calib_set", "quantize", "build", "infer", "camera",
+    "bench", "eval", "compare", "export_triton", "serve", "client", "demo",
+]
+
+
+def _command_modules() -> list[str]:
+    found = {m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
+    return [n for n in ORDER if n in found] + sorted(found - set(ORDER))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="detnet-trt",
+        description="DetNet detectors from PyTorch to ONNX and TensorRT (FP16 / INT8), with runtime, camera loop and benchmarks.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _command_modules():
+        module = importlib.import_module(f"{__name__}.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except DetnetError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"detnet-trt {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"detnet-trt {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Host post-processing: score threshold, class-aware NMS, max detections, undo the letterbox.
+
+Boxes are ``(M, 4)`` float32 ``xyxy`` (x1, y1, x2, y2) in pixels; empty input gives empty output.
+The model's graph already reduced the dense predictions to a per-image top-K, so NMS runs on at
+most K (default 1000) candidates per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS
+from .preprocess import LetterboxInfo
+
+
+@dataclass
+class Detections:
+    """Final detections of one image: ``boxes`` (M, 4) xyxy float32, ``scores`` (M,), ``class_ids`` (M,)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32))
+
+    def to_list(self, class_names: Sequence[str] | None = None) -> list[dict]:
+        """JSON-friendly records: ``{"box": [x1, y1, x2, y2], "score", "class_id"[, "class_name"]}``."""
+        out = []
+        for b, s, c in zip(self.boxes.tolist(), self.scores.tolist(), self.class_ids.tolist()):
+            rec = {"box": [round(v, 2) for v in b], "score": round(s, 5), "class_id": int(c)}
+            if class_names is not None:
+                rec["class_name"] = class_names[c] if 0 <= c < len(class_names) else str(c)
+            out.append(rec)
+        return out
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of ``(A, 4)`` and ``(B, 4)`` xyxy boxes -> ``(A, B)``."""
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS. Returns indices of kept boxes, highest score first (int64).
+
+    A box is suppressed when its IoU with a kept, higher-scoring box is ``> iou_threshold``.
+    Vectorised: each step computes the IoU of the current best box against all remaining ones.
+    """
+    if boxes.shape[0] == 0:
+        return np.zeros((0,), np.int64)
+    boxes = boxes.astype(np.float32, copy=False)
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        if rest.size == 0:
+            break
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        union = areas[i] + areas[rest] - inter
+        iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, np.int64)
+
+
+def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Class-aware NMS: boxes of different classes never suppress each other.
+
+    Offsets every class into its own coordinate range (as torchvision's ``batched_nms`` does)
+    and runs one :func:`nms`. Returns kept indices, highest score first.
+    """
+    if boxes.shape[0] == 0:
+        return np.zeros((0,), np.int64)
+    span = float(boxes.max() - min(float(boxes.min()), 0.0)) + 1.0
+    offset = class_ids.astype(np.float32)[:, None] * span
+    return nms(boxes + offset, scores, iou_threshold)
+
+
+def postprocess_image(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    info: LetterboxInfo | None = None,
+    conf: float = 0.25,
+    iou: float = 0.5,
+    max_det: int = 100,
+) -> Detections:
+    """Top-K candidates of one image -> final detections in frame pixels (or input pixels)."""
+    mask = scores >= conf
+    if not mask.any():
+        return Detections.empty()
+    b, s, c = boxes[mask], scores[mask], class_ids[mask]
+    keep = batched_nms(b, s, c, iou)[:max_det]
+    b, s, c = b[keep], s[keep], c[keep]
+    if info is not None:
+        b = info.to_frame(b)
+    return Detections(b.astype(np.float32, copy=False), s.astype(np.float32), c.astype(np.int32))
+
+
+def postprocess(
+    outputs: Mapping[str, np.ndarray],
+    infos: Sequence[LetterboxInfo | None] | None = None,
+    conf: float = 0.25,
+    iou: float = 0.5,
+    max_det: int = 100,
+) -> list[Detections]:
+    """Backend outputs of a batch -> one :class:`Detections` per image.
+
+    Accepts either output contract of :mod:`detnet_trt.meta`: top-K candidates (host NMS) or
+    padded in-graph NMS results (then only the threshold, ``max_det`` and the letterbox undo
+    apply). ``infos[i]`` maps image i back to its frame; ``None`` keeps input pixels.
+    """
+    if all(k in outputs for k in HOST_NMS_OUTPUTS):
+        boxes, scores, cls = (outputs[k] for k in HOST_NMS_OUTPUTS)
+        n = boxes.shape[0]
+        infos = list(infos) if infos is not None else [None] * n
+        return [postprocess_image(boxes[i], scores[i], cls[i], infos[i], conf, iou, max_det) for i in range(n)]
+    if all(k in outputs for k in GRAPH_NMS_OUTPUTS):
+        boxes, scores, cls, num = (outputs[k] for k in GRAPH_NMS_OUTPUTS)
+        n = boxes.shape[0]
+        infos = list(infos) if infos is not None else [None] * n
+        dets = []
+        for i in range(n):
+            k = int(num[i])
+            b, s, c = boxes[i, :k], scores[i, :k], cls[i, :k]
+            m = s >= conf
+            b, s, c = b[m][:max_det], s[m][:max_det], c[m][:max_det]
+            info = infos[i]
+            if info is not None:
+                b = info.to_frame(b)
+            dets.append(Detections(b.astype(np.float32), s.astype(np.float32), c.astype(np.int32)))
+        return dets
+    raise KeyError(f"outputs {sorted(outputs)} match neither {HOST_NMS_OUTPUTS} nor {GRAPH_NMS_OUTPUTS}")
