@@ -6,11 +6,16 @@ the engine-build and TensorRT-runtime modules only.
 
 from ._version import __version__
 from .backends import Backend, load_backend
+from .bench import benchmark
+from .calibset import make_calib_set, read_calib_set
+from .compare import compare
 from .errors import DetnetError
+from .evaluation import evaluate
 from .meta import ModelMeta
 from .pipeline import Detector
 from .postprocess import Detections, batched_nms, nms, postprocess
 from .preprocess import Letterboxer, LetterboxInfo, letterbox
+from .quantize import quantize_onnx
 
 __all__ = [
     "__version__",
@@ -22,8 +27,14 @@ __all__ = [
     "LetterboxInfo",
     "ModelMeta",
     "batched_nms",
+    "benchmark",
+    "compare",
+    "evaluate",
     "letterbox",
+    "make_calib_set",
     "load_backend",
     "nms",
     "postprocess",
+    "quantize_onnx",
+    "read_calib_set",
 ]

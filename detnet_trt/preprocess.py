@@ -63,13 +63,20 @@ def _check_frame(frame: np.ndarray) -> None:
 
 
 def letterbox_into(
-    frame: np.ndarray, out: np.ndarray, layout: str = "nhwc", pad_value: int = PAD_VALUE
+    frame: np.ndarray,
+    out: np.ndarray,
+    layout: str = "nhwc",
+    pad_value: int = PAD_VALUE,
+    scratch: np.ndarray | None = None,
 ) -> LetterboxInfo:
     """Letterbox one ``H x W x 3`` uint8 ``frame`` into ``out`` (one image of the input buffer).
 
     ``out`` is ``(h, w, 3)`` for ``nhwc`` or ``(3, h, w)`` for ``nchw``, uint8, and is fully
     overwritten (image plus padding). Channel order is kept (BGR in, BGR out: the graph swaps).
-    Allocates nothing for ``nhwc``; for ``nchw`` one temporary HWC resize is transposed in.
+    Resizing is bilinear (``cv2.INTER_LINEAR``) both ways: ``INTER_AREA`` looks marginally better
+    when shrinking but is about 7x slower at non-integer scales (benchmarks/bench_letterbox.py).
+    Allocates nothing for ``nhwc``; for ``nchw`` the resize goes through ``scratch`` (an
+    ``(h, w, 3)`` uint8 buffer, as :class:`Letterboxer` keeps one) or, without it, a temporary.
     """
     _check_frame(frame)
     if layout == "nhwc":
@@ -82,7 +89,7 @@ def letterbox_into(
     nh = min(ih, max(1, round(info.orig_h * info.scale)))
     nw = min(iw, max(1, round(info.orig_w * info.scale)))
     y0, x0 = info.pad_y, info.pad_x
-    interp = cv2.INTER_AREA if info.scale < 1 else cv2.INTER_LINEAR
+    interp = cv2.INTER_LINEAR
     if layout == "nhwc":
         region = out[y0 : y0 + nh, x0 : x0 + nw]
         if (nh, nw) == frame.shape[:2]:
@@ -96,7 +103,15 @@ def letterbox_into(
         out[y0 : y0 + nh, :x0] = pad_value
         out[y0 : y0 + nh, x0 + nw :] = pad_value
     else:
-        resized = frame if (nh, nw) == frame.shape[:2] else cv2.resize(frame, (nw, nh), interpolation=interp)
+        if (nh, nw) == frame.shape[:2]:
+            resized = frame
+        elif scratch is not None:
+            resized = scratch[:nh, :nw]
+            got = cv2.resize(frame, (nw, nh), dst=resized, interpolation=interp)
+            if got is not None and not np.shares_memory(got, scratch):
+                resized[...] = got
+        else:
+            resized = cv2.resize(frame, (nw, nh), interpolation=interp)
         out[:, :y0] = pad_value
         out[:, y0 + nh :] = pad_value
         out[:, y0 : y0 + nh, :x0] = pad_value
@@ -132,6 +147,7 @@ class Letterboxer:
         elif buffer.dtype != np.uint8 or tuple(buffer.shape) != shape:
             raise InputError(f"input buffer must be uint8 {shape}, got {buffer.dtype} {buffer.shape}")
         self.buffer = buffer
+        self._scratch = np.empty((h, w, 3), np.uint8) if layout == "nchw" else None
         self.layout = layout
         self.input_size = (h, w)
         self.max_batch = max_batch
@@ -140,7 +156,9 @@ class Letterboxer:
     def fill(self, frames: list[np.ndarray]) -> tuple[np.ndarray, list[LetterboxInfo]]:
         if not 0 < len(frames) <= self.max_batch:
             raise InputError(f"got {len(frames)} frames, this buffer holds 1 to {self.max_batch}")
-        infos = [letterbox_into(f, self.buffer[i], self.layout, self.pad_value) for i, f in enumerate(frames)]
+        infos = [
+            letterbox_into(f, self.buffer[i], self.layout, self.pad_value, self._scratch) for i, f in enumerate(frames)
+        ]
         return self.buffer[: len(frames)], infos
 
 

@@ -41,3 +41,50 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# --- the tiny model: a checkpoint and its exported ONNX (EXPORT engineer) -----------------------
+TINY_CLASSES = ["circle", "square", "triangle"]
+TINY_INPUT = (128, 128)
+
+
+def _spread_head(model) -> None:  # noqa: ANN001 - a DetNetDetector
+    """Re-initialise the head so an untrained model gives varied scores and real-sized boxes.
+
+    The detector's own init (scores all near sqrt(prior) and zero-size boxes) gives every
+    candidate almost the same score, which leaves nothing to compare in parity tests.
+    """
+    from torch import nn
+
+    head = model.head
+    for mod in head.modules():
+        if isinstance(mod, nn.Conv2d):
+            nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+    for conv in (head.cls_logits, head.ctr_pred):
+        nn.init.normal_(conv.weight, std=1.0)
+        nn.init.constant_(conv.bias, -1.0)
+    nn.init.normal_(head.box_pred.weight, std=0.02)
+    nn.init.constant_(head.box_pred.bias, 2.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """Path of a ``detnet_tiny`` checkpoint: 3 classes, 128 x 128 input, random init (seed 0)."""
+    import torch
+
+    from detnet_trt.checkpoint import save_checkpoint
+    from detnet_trt.models import build_model
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_model("detnet_tiny", len(TINY_CLASSES), class_names=TINY_CLASSES, input_size=TINY_INPUT)
+        _spread_head(model)
+    return save_checkpoint(model.eval(), tmp_path_factory.mktemp("tiny_ckpt") / "detnet_tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201
+    """Path of ``tiny_checkpoint`` exported to FP32 ONNX (nchw, host NMS, the checkpoint's top-K)."""
+    from detnet_trt.export import export_onnx
+
+    return export_onnx(tiny_checkpoint, tmp_path_factory.mktemp("tiny_onnx") / "detnet_tiny.onnx")

@@ -1,0 +1,71 @@
+"""``detnet-trt compare A B``: output errors, matched detections and (with --data) ΔAP of two models."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._backend_args import add_backend_args, backend_kwargs
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "compare",
+        help="compare two models (e.g. FP32 ONNX vs INT8 / engine) on the same images",
+        description="Runs A (reference) and B on the same frames: per-output max/mean absolute and relative error, "
+        "the fraction of detections matched at IoU 0.5 with the same class, and with --data the COCO AP of each "
+        "and the difference. Without --data or --image-dir, synthetic scenes are used.",
+    )
+    p.add_argument("a", help="reference model (.pt, .onnx, .engine)")
+    p.add_argument("b", help="model to check against A")
+    p.add_argument("--data", help="COCO-layout dataset folder: adds AP of each and ΔAP")
+    p.add_argument("--split", default="val", help="split under --data (default val)")
+    p.add_argument("--ann", help="annotation file (instead of --data)")
+    p.add_argument("--images", help="image folder (with --ann)")
+    p.add_argument("--image-dir", help="plain image folder to compare on (no AP)")
+    p.add_argument("--num", type=int, default=None, help="number of images (default: all of --data, 32 of "
+                   "--image-dir, 16 synthetic)")
+    p.add_argument("--batch", type=int, default=1, help="images per inference (default 1)")
+    p.add_argument("--conf", type=float, default=0.25, help="score threshold for matching detections (default 0.25)")
+    p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
+    p.add_argument("--match-iou", type=float, default=0.5, help="IoU for a detection to count as matched (default 0.5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes (default 0)")
+    p.add_argument("--json", dest="json_out", help="write the comparison as JSON here")
+    p.add_argument("--force", action="store_true", help="overwrite --json")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_backend_args(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from ..compare import compare
+    from ..data.coco import resolve_dataset
+    from ..fileio import atomic_write_text, check_writable
+
+    data = None
+    if args.data or args.ann or args.images:
+        data = resolve_dataset(args.data, args.split, args.ann, args.images)
+    if args.json_out:
+        check_writable(args.json_out, args.force)
+    res = compare(
+        args.a,
+        args.b,
+        data=data,
+        images=args.image_dir,
+        num_images=args.num,
+        seed=args.seed,
+        batch=args.batch,
+        conf=args.conf,
+        iou=args.iou,
+        match_iou=args.match_iou,
+        progress=not args.quiet,
+        backend_kwargs_a=backend_kwargs(args, args.a),
+        backend_kwargs_b=backend_kwargs(args, args.b),
+    )
+    print(res.table())
+    if args.json_out:
+        atomic_write_text(args.json_out, json.dumps(res.to_dict(), indent=2), force=args.force)
+        print(f"comparison: {args.json_out}")
+    return 0

@@ -1,0 +1,52 @@
+"""``detnet-trt export-triton``: a Triton model repository (network + NMS + ensemble)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "export-triton",
+        help="write a Triton model repository for a stock tritonserver (.engine or .onnx)",
+        description="Writes DIR with NAME_model (tensorrt_plan for .engine/.plan, onnxruntime_onnx for .onnx), "
+        "NAME_postprocess (Python backend: the package's NMS and letterbox undo) and the ensemble NAME that "
+        "clients call with letterboxed uint8 images + original sizes. DIR/README.md has the tritonserver command.",
+    )
+    p.add_argument("model", help="TensorRT engine (.engine/.plan, with its .json sidecar) or exported ONNX (.onnx)")
+    p.add_argument("--repo", required=True, help="repository folder to write")
+    p.add_argument("--name", default="detnet", help="ensemble name clients call (default detnet)")
+    p.add_argument("--max-batch", type=int, default=8, help="max_batch_size of the models (default 8)")
+    p.add_argument("--preferred-batch", type=_sizes, default=None,
+                   help="dynamic batching preferred sizes, e.g. 4,8 (default: 4, 8, ... up to --max-batch)")
+    p.add_argument("--queue-delay-us", type=int, default=1000,
+                   help="dynamic batching max queue delay in microseconds (default 1000)")
+    p.add_argument("--instances", type=int, default=1, help="model instances (instance_group count, default 1)")
+    p.add_argument("--kind", choices=("gpu", "cpu"), default="gpu",
+                   help="instance kind of the network (default gpu; cpu for ONNX on a CPU-only host)")
+    p.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
+    p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
+    p.add_argument("--max-det", type=int, default=100, help="detections per image (default 100)")
+    p.add_argument("--force", action="store_true", help="replace an existing repository folder")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..triton.repository import export_triton
+
+    plan = export_triton(
+        args.model, args.repo, name=args.name, max_batch=args.max_batch, instances=args.instances, kind=args.kind,
+        preferred_batch_sizes=args.preferred_batch, queue_delay_us=args.queue_delay_us, conf=args.conf,
+        iou=args.iou, max_det=args.max_det, force=args.force,
+    )
+    print(f"wrote {plan.repo}: {', '.join(plan.configs)} ({plan.info.platform})")
+    print(f"run: tritonserver --model-repository={plan.repo.resolve()}  (see {plan.repo / 'README.md'})")
+    return 0

@@ -1,0 +1,240 @@
+"""COCO-format detection datasets: find the files, map category ids, read boxes.
+
+Layout (COCO's own; the synthetic data of :mod:`detnet_trt.data.synth` uses it too)::
+
+    DIR/annotations/instances_<split>.json
+    DIR/<split>/*.jpg          or          DIR/images/<split>/*.jpg
+
+:func:`resolve_coco_dir` finds the annotation file and image folder of a split (``val`` by
+default; ``val2017`` for a stock COCO 2017 download). :class:`CocoDataset` reads one annotation
+file with the standard library's ``json`` (no pycocotools needed to train) and maps the
+dataset's category ids, which need not be contiguous (COCO's run 1..90 with gaps), to the
+contiguous class indices 0..C-1 a model predicts, in increasing id order. Boxes come out as
+``xyxy`` float32 in image pixels; crowd regions are left out unless asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def resolve_coco_dir(data_dir: str | os.PathLike[str], split: str = "val") -> tuple[Path, Path]:
+    """``(annotation file, image folder)`` of ``split`` under a COCO-layout ``data_dir``.
+
+    Looks for ``data_dir/annotations/instances_<split>.json`` and the images in
+    ``data_dir/<split>/`` or ``data_dir/images/<split>/`` (first that exists).
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise InputError(f"dataset folder {root} does not exist", "pass a COCO-layout folder to --data")
+    ann = root / "annotations" / f"instances_{split}.json"
+    if not ann.is_file():
+        ann_dir = root / "annotations"
+        found = sorted(p.name for p in ann_dir.glob("instances_*.json")) if ann_dir.is_dir() else []
+        hint = (
+            f"found {', '.join(found)}: pick one with --split" if found
+            else "expected DIR/annotations/instances_<split>.json, or pass --ann FILE --images DIR"
+        )
+        raise InputError(f"{ann} not found", hint)
+    candidates = [root / split, root / "images" / split]
+    for img_dir in candidates:
+        if img_dir.is_dir():
+            return ann, img_dir
+    raise InputError(
+        f"no image folder for split {split!r} under {root}",
+        f"expected {candidates[0]} or {candidates[1]}, or pass --images DIR",
+    )
+
+
+def resolve_dataset(
+    data_dir: str | os.PathLike[str] | None = None,
+    split: str = "val",
+    ann_file: str | os.PathLike[str] | None = None,
+    image_dir: str | os.PathLike[str] | None = None,
+) -> tuple[Path, Path]:
+    """The CLI's rule: ``--ann FILE --images DIR`` together, or ``--data DIR [--split S]``."""
+    if ann_file is not None or image_dir is not None:
+        if ann_file is None or image_dir is None:
+            raise InputError("--ann and --images go together", "pass both, or use --data DIR")
+        ann, imgs = Path(ann_file), Path(image_dir)
+        if not ann.is_file():
+            raise InputError(f"annotation file {ann} not found", "pass a COCO instances_*.json to --ann")
+        if not imgs.is_dir():
+            raise InputError(f"image folder {imgs} not found", "pass the folder holding the images to --images")
+        return ann, imgs
+    if data_dir is None:
+        raise InputError("no dataset given", "pass --data DIR (COCO layout) or --ann FILE --images DIR")
+    return resolve_coco_dir(data_dir, split)
+
+
+@dataclass
+class CocoImage:
+    """One image with its ground truth: ``boxes`` (M, 4) xyxy float32 pixels, ``labels`` (M,) int64
+    contiguous class indices, ``category_ids`` (M,) the dataset's own ids."""
+
+    image_id: int
+    path: Path
+    width: int
+    height: int
+    boxes: np.ndarray
+    labels: np.ndarray
+    category_ids: np.ndarray
+    iscrowd: np.ndarray
+
+    def load(self) -> np.ndarray:
+        """The image as an H x W x 3 BGR uint8 array."""
+        return read_image(self.path)
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise InputError(f"cannot read image {path}", "check that the file exists and is a JPEG/PNG image")
+    return img
+
+
+class CocoDataset:
+    """A COCO instances file and its image folder.
+
+    >>> ds = CocoDataset(*resolve_coco_dir("data/synth", "val"))
+    >>> ds.class_names, ds.cat_ids          # ordered by category id
+    >>> item = ds[0]; frame = item.load()   # CocoImage: boxes xyxy, labels 0..C-1
+    >>> ds.index_to_cat_id[item.labels]     # back to the dataset's ids (for results JSON)
+    """
+
+    def __init__(
+        self, ann_file: str | os.PathLike[str], image_dir: str | os.PathLike[str], *, include_crowd: bool = False
+    ) -> None:
+        self.ann_file = Path(ann_file)
+        self.image_dir = Path(image_dir)
+        self.include_crowd = include_crowd
+        try:
+            data = json.loads(self.ann_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"annotation file {self.ann_file} not found") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise InputError(f"{self.ann_file} is not valid JSON: {err}", "pass a COCO instances_*.json") from None
+        if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
+            raise InputError(
+                f"{self.ann_file} is not a COCO instances file",
+                "expected a JSON object with 'images', 'annotations' and 'categories'",
+            )
+        cats = sorted(data["categories"], key=lambda c: int(c["id"]))
+        if not cats:
+            raise InputError(f"{self.ann_file} has no categories")
+        self.categories: list[dict[str, Any]] = cats
+        self.cat_ids: list[int] = [int(c["id"]) for c in cats]
+        if len(set(self.cat_ids)) != len(self.cat_ids):
+            raise InputError(f"{self.ann_file} has duplicate category ids")
+        self.class_names: list[str] = [str(c["name"]) for c in cats]
+        self.cat_id_to_index: dict[int, int] = {cid: i for i, cid in enumerate(self.cat_ids)}
+        self.index_to_cat_id = np.asarray(self.cat_ids, np.int64)
+        self.images: dict[int, dict[str, Any]] = {int(im["id"]): im for im in data["images"]}
+        self.image_ids: list[int] = sorted(self.images)
+        self._anns: dict[int, list[dict[str, Any]]] = {i: [] for i in self.image_ids}
+        for a in data["annotations"]:
+            iid = int(a["image_id"])
+            if iid not in self._anns:
+                raise InputError(f"{self.ann_file}: annotation {a.get('id')} refers to unknown image {iid}")
+            if int(a["category_id"]) not in self.cat_id_to_index:
+                raise InputError(
+                    f"{self.ann_file}: annotation {a.get('id')} has category {a['category_id']} not in 'categories'"
+                )
+            self._anns[iid].append(a)
+        self.raw = data
+
+    # --- mapping ---------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.cat_ids)
+
+    def to_index(self, category_ids: Any) -> np.ndarray:
+        """Dataset category ids -> contiguous indices 0..C-1."""
+        ids = np.asarray(category_ids, np.int64).reshape(-1)
+        try:
+            return np.asarray([self.cat_id_to_index[int(c)] for c in ids], np.int64)
+        except KeyError as err:
+            raise InputError(f"category id {err.args[0]} is not in {self.ann_file}") from None
+
+    def to_cat_id(self, indices: Any) -> np.ndarray:
+        """Contiguous indices 0..C-1 -> the dataset's category ids."""
+        idx = np.asarray(indices, np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_classes):
+            raise InputError(f"class index out of range 0..{self.num_classes - 1}: {idx.min()}..{idx.max()}")
+        return self.index_to_cat_id[idx]
+
+    # --- images ----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __iter__(self) -> Iterator[CocoImage]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def image_path(self, image_id: int) -> Path:
+        return self.image_dir / str(self.images[image_id]["file_name"])
+
+    def annotations(self, image_id: int) -> list[dict[str, Any]]:
+        """Raw COCO annotation dicts of one image (crowd ones included)."""
+        return self._anns[image_id]
+
+    def __getitem__(self, idx: int) -> CocoImage:
+        image_id = self.image_ids[idx]
+        im = self.images[image_id]
+        anns = [a for a in self._anns[image_id] if self.include_crowd or not a.get("iscrowd", 0)]
+        boxes = np.zeros((len(anns), 4), np.float32)
+        cids = np.zeros((len(anns),), np.int64)
+        crowd = np.zeros((len(anns),), bool)
+        for k, a in enumerate(anns):
+            x, y, w, h = (float(v) for v in a["bbox"])
+            boxes[k] = (x, y, x + w, y + h)
+            cids[k] = int(a["category_id"])
+            crowd[k] = bool(a.get("iscrowd", 0))
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # drop degenerate boxes
+        boxes, cids, crowd = boxes[keep], cids[keep], crowd[keep]
+        return CocoImage(
+            image_id=image_id,
+            path=self.image_path(image_id),
+            width=int(im.get("width", 0)),
+            height=int(im.get("height", 0)),
+            boxes=boxes,
+            labels=self.to_index(cids),
+            category_ids=cids,
+            iscrowd=crowd,
+        )
+
+    def check_files(self, limit: int | None = None) -> None:
+        """Raise :class:`InputError` naming the first image file that is missing."""
+        for n, iid in enumerate(self.image_ids):
+            if limit is not None and n >= limit:
+                break
+            p = self.image_path(iid)
+            if not p.is_file():
+                raise InputError(
+                    f"image {p} listed in {self.ann_file} does not exist",
+                    "point --images (or --data) at the folder holding the dataset's images",
+                )
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"image folder {root} does not exist")
+    return sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+__all__ = ["CocoDataset", "CocoImage", "list_images", "read_image", "resolve_coco_dir", "resolve_dataset"]

@@ -1,0 +1,268 @@
+"""``export-triton``: configs checked with Triton's own ModelConfig protobuf, the vendored
+post-processing checked against the package's, and the Python-backend model run in the real
+``tritonserver`` that PyTriton ships."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detnet_trt.errors import InputError, ModelFileError, OutputExistsError
+from detnet_trt.fileio import sha256_file
+from detnet_trt.meta import ModelMeta
+from detnet_trt.postprocess import postprocess
+from detnet_trt.preprocess import letterbox_geometry
+from detnet_trt.triton import protocol
+from detnet_trt.triton.repository import VENDOR_PACKAGE, export_triton, read_model
+
+from _triton_models import model_path
+
+text_format = pytest.importorskip("google.protobuf.text_format")
+model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] not installed")
+
+
+def _parse(path: Path):
+    return text_format.Parse(path.read_text(encoding="utf-8"), model_config_pb2.ModelConfig())
+
+
+def _dtype(cfg_type: int) -> str:
+    return model_config_pb2.DataType.Name(cfg_type)
+
+
+@pytest.fixture(scope="module")
+def onnx_model(request, tmp_path_factory) -> Path:
+    return model_path(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def repo(onnx_model, tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("triton") / "repo"
+    export_triton(onnx_model, dest, max_batch=8, kind="cpu", instances=2, queue_delay_us=500, conf=0.3, max_det=50)
+    return dest
+
+
+def test_onnx_repository_configs(repo, onnx_model):
+    info = read_model(onnx_model)
+    meta = info.meta
+    net = _parse(repo / "detnet_model" / "config.pbtxt")
+    assert net.name == "detnet_model" and net.platform == "onnxruntime_onnx"
+    assert net.max_batch_size == 8
+    assert [(i.name, _dtype(i.data_type), list(i.dims)) for i in net.input] == [
+        ("images", "TYPE_UINT8", list(meta.input_shape()[1:]))
+    ]
+    assert [o.name for o in net.output] == list(meta.output_names)
+    types = {o.name: _dtype(o.data_type) for o in net.output}
+    assert types == {"boxes": "TYPE_FP32", "scores": "TYPE_FP32", "class_ids": "TYPE_INT32"}
+    assert list(net.output[0].dims)[-1] == 4
+    assert list(net.dynamic_batching.preferred_batch_size) == [4, 8]
+    assert net.dynamic_batching.max_queue_delay_microseconds == 500
+    assert len(net.instance_group) == 1
+    assert net.instance_group[0].count == 2
+    assert net.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    # the model file sits in version folder 1, byte for byte
+    assert sha256_file(repo / "detnet_model" / "1" / "model.onnx") == sha256_file(onnx_model)
+
+    post = _parse(repo / "detnet_postprocess" / "config.pbtxt")
+    assert post.backend == "python" and post.max_batch_size == 8
+    assert {i.name for i in post.input} == set(meta.output_names) | {"orig_size"}
+    assert [o.name for o in post.output] == list(protocol.OUTPUTS)
+    assert list(post.output[0].dims) == [50, 4]
+    assert post.parameters["conf"].string_value == "0.3"
+    assert post.parameters["max_det"].string_value == "50"
+    assert post.parameters["input_size"].string_value == f"{meta.input_size[0]},{meta.input_size[1]}"
+    labels = (repo / "detnet_postprocess" / post.output[2].label_filename).read_text().splitlines()
+    assert labels == meta.class_names
+    assert (repo / "detnet_postprocess" / "1" / "model.py").is_file()
+
+
+def test_ensemble_wiring(repo, onnx_model):
+    meta = read_model(onnx_model).meta
+    ens = _parse(repo / "detnet" / "config.pbtxt")
+    assert ens.platform == "ensemble" and ens.max_batch_size == 8
+    assert [i.name for i in ens.input] == ["images", "orig_size"]
+    assert [o.name for o in ens.output] == list(protocol.OUTPUTS)
+    assert json.loads(ens.parameters["class_names"].string_value) == meta.class_names
+    assert (repo / "detnet" / "1").is_dir()  # an ensemble still needs its version folder
+    # every tensor a step reads exists (ensemble input or an earlier step's output); every output is made
+    available = {i.name for i in ens.input}
+    for step in ens.ensemble_scheduling.step:
+        cfg = _parse(repo / step.model_name / "config.pbtxt")
+        assert set(step.input_map) == {i.name for i in cfg.input}, step.model_name
+        assert set(step.output_map) <= {o.name for o in cfg.output}, step.model_name
+        assert set(step.input_map.values()) <= available, step.model_name
+        available |= set(step.output_map.values())
+        assert cfg.max_batch_size == ens.max_batch_size
+    assert {o.name for o in ens.output} <= available
+    assert "tritonserver --model-repository" in (repo / "README.md").read_text()
+
+
+def test_engine_repository(tmp_path):
+    from detnet_trt.engine.sidecar import EngineInfo, write_sidecar
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not really a plan")  # the exporter only copies it; Triton reads it
+    meta = ModelMeta("detnet59", ["a", "b"], (512, 512), layout="nhwc", precision="int8")
+    write_sidecar(engine, EngineInfo(meta, "10.3.0", "Orin", (8, 7), "x" * 64, build={"batch": [1, 4, 4]}))
+    with pytest.raises(InputError, match="exceeds the largest batch 4"):
+        export_triton(engine, tmp_path / "r", max_batch=8)
+    with pytest.raises(InputError, match="GPU instance"):
+        export_triton(engine, tmp_path / "r", max_batch=4, kind="cpu")
+    plan = export_triton(engine, tmp_path / "r", max_batch=4)
+    net = _parse(tmp_path / "r" / "detnet_model" / "config.pbtxt")
+    assert net.platform == "tensorrt_plan" and net.default_model_filename == "model.plan"
+    assert list(net.input[0].dims) == [512, 512, 3]
+    assert net.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+    assert list(net.dynamic_batching.preferred_batch_size) == [4]
+    assert (tmp_path / "r" / "detnet_model" / "1" / "model.plan").read_bytes() == b"not really a plan"
+    readme = (tmp_path / "r" / "README.md").read_text()
+    assert "TensorRT version it was built with (10.3.0)" in readme
+    assert plan.configs["detnet"]["parameters"]
+
+
+def test_refuses_to_overwrite_and_bad_inputs(repo, onnx_model, tmp_path):
+    with pytest.raises(OutputExistsError, match="--force"):
+        export_triton(onnx_model, repo)
+    with pytest.raises(InputError, match="--max-batch"):
+        export_triton(onnx_model, tmp_path / "x", max_batch=0)
+    with pytest.raises(InputError, match="preferred batch sizes"):
+        export_triton(onnx_model, tmp_path / "x", max_batch=4, preferred_batch_sizes=[8])
+    with pytest.raises(InputError, match="model name"):
+        export_triton(onnx_model, tmp_path / "x", name="bad name")
+    bad = tmp_path / "m.pt"
+    bad.write_bytes(b"")
+    with pytest.raises(ModelFileError, match="export the checkpoint first"):
+        export_triton(bad, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_force_replaces_repository(onnx_model, tmp_path):
+    dest = tmp_path / "repo"
+    export_triton(onnx_model, dest, max_batch=2, kind="cpu")
+    (dest / "stale.txt").write_text("old")
+    export_triton(onnx_model, dest, max_batch=4, kind="cpu", force=True)
+    assert not (dest / "stale.txt").exists()
+    assert _parse(dest / "detnet" / "config.pbtxt").max_batch_size == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["repo"]  # no temporary folders left
+
+
+def test_cli_export_triton(onnx_model, tmp_path, capsys):
+    from detnet_trt.cli import main
+
+    assert main(["export-triton", str(onnx_model), "--repo", str(tmp_path / "r"), "--name", "det",
+                 "--max-batch", "4", "--kind", "cpu"]) == 0
+    assert "tritonserver --model-repository=" in capsys.readouterr().out
+    assert _parse(tmp_path / "r" / "det" / "config.pbtxt").ensemble_scheduling.step[0].model_name == "det_model"
+    assert main(["export-triton", str(onnx_model), "--repo", str(tmp_path / "r")]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def _random_candidates(n: int, k: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 100, (n, k, 2)).astype(np.float32)
+    wh = rng.uniform(2, 40, (n, k, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + wh], axis=-1)
+    scores = rng.uniform(0, 1, (n, k)).astype(np.float32)
+    cls = rng.integers(0, 3, (n, k)).astype(np.int32)
+    return {"boxes": boxes, "scores": scores, "class_ids": cls}
+
+
+def test_vendored_postprocess_is_the_package_code_without_opencv(repo, monkeypatch):
+    """The copy in the repository imports with NumPy alone and gives the package's results."""
+    vdir = repo / "detnet_postprocess" / "1"
+    monkeypatch.setitem(sys.modules, "cv2", None)  # a stock Triton container has no OpenCV
+    monkeypatch.syspath_prepend(str(vdir))
+    for name in [m for m in sys.modules if m.startswith(VENDOR_PACKAGE)]:
+        monkeypatch.delitem(sys.modules, name)
+    try:
+        vpost = importlib.import_module(f"{VENDOR_PACKAGE}.postprocess")
+        vpre = importlib.import_module(f"{VENDOR_PACKAGE}.preprocess")
+        vproto = importlib.import_module(f"{VENDOR_PACKAGE}.protocol")
+        outputs = _random_candidates(3, 300)
+        sizes = [(480, 640), (100, 100), (64, 900)]
+        got = vpost.postprocess(outputs, [vpre.letterbox_geometry(s, (128, 128)) for s in sizes], 0.3, 0.5, 50)
+        want = postprocess(outputs, [letterbox_geometry(s, (128, 128)) for s in sizes], 0.3, 0.5, 50)
+        assert [len(d) for d in got] == [len(d) for d in want] and len(want[0]) > 0
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g.boxes, w.boxes, atol=1e-4)
+            np.testing.assert_array_equal(g.scores, w.scores)
+            np.testing.assert_array_equal(g.class_ids, w.class_ids)
+        assert vproto.OUTPUTS == protocol.OUTPUTS
+    finally:
+        for name in [m for m in sys.modules if m.startswith(VENDOR_PACKAGE)]:
+            sys.modules.pop(name, None)
+
+
+def test_protocol_names_match_meta():
+    from detnet_trt.meta import GRAPH_NMS_OUTPUTS
+
+    assert protocol.OUTPUTS == GRAPH_NMS_OUTPUTS
+
+
+@pytest.mark.slow
+def test_postprocess_model_runs_in_bundled_tritonserver(repo, tmp_path):
+    """Loads the generated Python-backend model in the tritonserver PyTriton ships (it has no ONNX
+    Runtime/TensorRT backend, so the ensemble itself needs a full Triton) and checks its answers."""
+    pytest.importorskip("pytriton", reason="nvidia-pytriton not installed")
+    import tritonclient.http as httpclient
+
+    from detnet_trt.triton.server import bundled_tritonserver, free_port
+
+    exe, backends, env = bundled_tritonserver(tmp_path)
+    port = free_port()
+    log = tmp_path / "tritonserver.log"
+    cmd = [
+        str(exe), f"--model-repository={repo}", f"--backend-directory={backends}", "--model-control-mode=explicit",
+        "--load-model=detnet_postprocess", "--http-address=127.0.0.1", f"--http-port={port}",
+        "--allow-grpc=false", "--allow-metrics=false", "--exit-timeout-secs=5",
+    ]
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT)
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 60
+        ready = False
+        while time.monotonic() < deadline and proc.poll() is None and not ready:
+            try:
+                ready = client.is_model_ready("detnet_postprocess")
+            except Exception:  # noqa: BLE001 - not listening yet
+                pass
+            time.sleep(0.2)
+        if not ready:
+            tail = log.read_text(errors="replace")[-1500:]
+            if proc.poll() is not None and "error while loading shared libraries" in tail:
+                pytest.skip(f"bundled tritonserver cannot start on this machine: {tail.strip()[-300:]}")
+            pytest.fail(f"detnet_postprocess did not become ready; tritonserver log tail:\n{tail}")
+        k = int(_parse(repo / "detnet_postprocess" / "config.pbtxt").input[1].dims[0])  # candidates per image
+        cand = _random_candidates(2, k, seed=1)
+        orig = np.array([[480, 640], [0, 0]], np.int32)  # second image: keep model-input pixels
+        inputs = []
+        for name, arr in [*cand.items(), ("orig_size", orig)]:
+            t = httpclient.InferInput(name, list(arr.shape), "FP32" if arr.dtype == np.float32 else "INT32")
+            t.set_data_from_numpy(arr)
+            inputs.append(t)
+        res = client.infer("detnet_postprocess", inputs)
+        got = protocol.unpack_detections({n: res.as_numpy(n) for n in protocol.OUTPUTS})
+        input_size = read_model(repo / "detnet_model" / "1" / "model.onnx").meta.input_size
+        want = postprocess(cand, [letterbox_geometry((480, 640), input_size), None], 0.3, 0.5, 50)
+        assert [len(g[0]) for g in got] == [len(w) for w in want] and len(want[0]) > 0
+        for (b, s, c), w in zip(got, want):
+            np.testing.assert_allclose(b, w.boxes, atol=1e-4)
+            np.testing.assert_array_equal(s, w.scores)
+            np.testing.assert_array_equal(c, w.class_ids)
+        assert res.as_numpy("det_class_ids")[0, len(want[0]) :].tolist() == [-1] * (50 - len(want[0]))
+    finally:
+        client.close()
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
