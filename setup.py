@@ -43,14 +43,14 @@ setup(
     ],
     extras_require={
         "opencv": [OPENCV],
-        "tensorrt": ["tensorrt>=8.6", "pycuda>=2022.2"],
+        "tensorrt": ["tensorrt>=8.6", "pycuda>=2022.2", "onnx-graphsurgeon>=0.3.27"],
         "plugins": ["onnx-graphsurgeon>=0.3.27"],
-        "triton": ["nvidia-pytriton>=0.5", "tritonclient[http,grpc]>=2.40"],
+        "triton": ["nvidia-pytriton>=0.7", "tritonclient[http,grpc]>=2.40"],
         "dev": [
             "pytest>=7.4",
             "mypy>=1.8",
             "onnx-graphsurgeon>=0.3.27",
-            "nvidia-pytriton>=0.5",
+            "nvidia-pytriton>=0.7",
             "tritonclient[http,grpc]>=2.40",
         ],
     },

@@ -162,7 +162,7 @@ def _markdown(records: dict, evals: dict, comparison: dict, log: list[dict]) -> 
                     f"{s['median']:.2f} | {s['mean']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} | {s['cv']:.2f} | "
                     f"{r[fig]['throughput_ips']:.1f} |"
                 )
-    warns = [w for rec in records.values() for w in rec["warnings"]]
+    warns = [f"{name.upper()}: {w}" for name, rec in records.items() for w in rec["warnings"]]
     if warns:
         lines += ["", "Warnings from the runs:", *[f"- {w}" for w in warns]]
     keys = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")

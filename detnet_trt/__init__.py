@@ -8,7 +8,9 @@ from ._version import __version__
 from .backends import Backend, load_backend
 from .bench import benchmark
 from .calibset import make_calib_set, read_calib_set
+from .camera import run_camera
 from .compare import compare
+from .engine import TensorRTBackend, build_engine
 from .errors import DetnetError
 from .evaluation import evaluate
 from .meta import ModelMeta
@@ -24,10 +26,12 @@ __all__ = [
     "Detector",
     "DetnetError",
     "Letterboxer",
+    "TensorRTBackend",
     "LetterboxInfo",
     "ModelMeta",
     "batched_nms",
     "benchmark",
+    "build_engine",
     "compare",
     "evaluate",
     "letterbox",
@@ -37,4 +41,5 @@ __all__ = [
     "postprocess",
     "quantize_onnx",
     "read_calib_set",
+    "run_camera",
 ]

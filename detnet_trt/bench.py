@@ -416,6 +416,9 @@ def plot_benchmark(record: dict[str, Any], out: str | os.PathLike[str], title: s
         body.set_alpha(0.6)
     ax1.set_xticks(range(1, len(labels) + 1), labels)
     ax1.set_ylabel("latency per batch (ms)")
+    lo, hi = min(min(d) for d in data), max(max(d) for d in data)
+    if lo > 0 and hi / lo > 10:  # batch sizes far apart: a log axis keeps the small ones readable
+        ax1.set_yscale("log")
     ax1.set_title("latency distribution")
     ax1.grid(axis="y", alpha=0.3)
     bs = [r["batch"] for r in res]

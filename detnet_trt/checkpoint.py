@@ -40,6 +40,7 @@ def save_checkpoint(
     config = model.config.to_dict()
     config["topk"] = int(model.topk)
     config["layout"] = model.layout
+    config["input_size"] = list(model.input_size)
     ckpt = {
         "format": FORMAT,
         "model": model.name,

@@ -8,7 +8,9 @@ reports:
   and max / mean relative error ``|a - b| / max(|a|, |b|)`` (0 where both are 0; symmetric and
   bounded, so a value near zero cannot dominate the mean), and for integer outputs (class ids)
   the fraction of elements that differ. Outputs are the top-K candidates, sorted by score, so a
-  swap of two nearly equal candidates shows as an error here although the detections agree:
+  swap of two nearly equal candidates shows as a large error there although nothing changed;
+  hence also ``boxes (aligned rows)`` / ``scores (aligned rows)``: the same errors after pairing
+  each of A's candidates with B's candidate of the same class and nearest box;
 - **detections** after the deployment post-processing (``conf``, NMS ``iou``): the fraction of A's
   detections that B reproduces (same class, IoU >= ``match_iou``, greedy by score) and vice versa,
   with the mean IoU and mean score difference of the matched pairs;
@@ -31,6 +33,7 @@ import numpy as np
 
 from .backends.base import Backend
 from .errors import IncompatibleError, InputError
+from .meta import HOST_NMS_OUTPUTS
 from .postprocess import Detections, box_iou, postprocess
 
 _AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
@@ -131,22 +134,47 @@ class _DiffAccumulator:
             if name not in out_a or name not in out_b or out_a[name].shape != out_b[name].shape:
                 self.skipped.add(name)
                 continue
-            x = out_a[name].astype(np.float64)
-            y = out_b[name].astype(np.float64)
-            diff = np.abs(x - y)
-            denom = np.maximum(np.abs(x), np.abs(y))
-            rel = np.divide(diff, denom, out=np.zeros_like(diff), where=denom > 0)
-            s = self.stats.setdefault(
-                name,
-                {"shape": list(out_a[name].shape[1:]), "dtype": str(out_a[name].dtype), "n": 0, "sum_abs": 0.0,
-                 "max_abs": 0.0, "sum_rel": 0.0, "max_rel": 0.0, "differ": 0},
-            )
-            s["n"] += diff.size
-            s["sum_abs"] += float(diff.sum())
-            s["sum_rel"] += float(rel.sum())
-            s["max_abs"] = max(s["max_abs"], float(diff.max(initial=0.0)))
-            s["max_rel"] = max(s["max_rel"], float(rel.max(initial=0.0)))
-            s["differ"] += int(np.count_nonzero(out_a[name] != out_b[name]))
+            self._accumulate(name, out_a[name], out_b[name])
+        if all(k in out_a and k in out_b and out_a[k].shape == out_b[k].shape for k in HOST_NMS_OUTPUTS):
+            self._add_aligned(out_a, out_b)
+
+    def _add_aligned(self, out_a: dict[str, np.ndarray], out_b: dict[str, np.ndarray]) -> None:
+        """Errors after pairing each of A's top-K rows with B's row of the same class and nearest box,
+        so that a reordering of nearly tied candidates does not count as an error."""
+        boxes_a, scores_a, cls_a = (out_a[k] for k in HOST_NMS_OUTPUTS)
+        boxes_b, scores_b, cls_b = (out_b[k] for k in HOST_NMS_OUTPUTS)
+        for i in range(boxes_a.shape[0]):
+            dist = np.abs(boxes_a[i][:, None, :].astype(np.float64) - boxes_b[i][None, :, :]).sum(-1)
+            dist = np.where(cls_a[i][:, None] == cls_b[i][None, :], dist, np.inf)
+            j = np.argmin(dist, axis=1)
+            ok = np.isfinite(dist[np.arange(len(j)), j])
+            pairs = {
+                "boxes (aligned rows)": (boxes_a[i][ok], boxes_b[i][j[ok]]),
+                "scores (aligned rows)": (scores_a[i][ok], scores_b[i][j[ok]]),
+            }
+            unpaired = int((~ok).sum())
+            for name, (x, y) in pairs.items():
+                self._accumulate(name, x[None], y[None], unpaired_rows=unpaired)
+
+    def _accumulate(self, name: str, xa: np.ndarray, xb: np.ndarray, unpaired_rows: int = 0) -> None:
+        x = xa.astype(np.float64)
+        y = xb.astype(np.float64)
+        diff = np.abs(x - y)
+        denom = np.maximum(np.abs(x), np.abs(y))
+        rel = np.divide(diff, denom, out=np.zeros_like(diff), where=denom > 0)
+        shape = ["K", *xa.shape[2:]] if name.endswith("(aligned rows)") else list(xa.shape[1:])
+        s = self.stats.setdefault(
+            name,
+            {"shape": shape, "dtype": str(xa.dtype), "n": 0, "sum_abs": 0.0, "max_abs": 0.0, "sum_rel": 0.0,
+             "max_rel": 0.0, "differ": 0, "unpaired_rows": 0},
+        )
+        s["n"] += diff.size
+        s["sum_abs"] += float(diff.sum())
+        s["sum_rel"] += float(rel.sum())
+        s["max_abs"] = max(s["max_abs"], float(diff.max(initial=0.0)))
+        s["max_rel"] = max(s["max_rel"], float(rel.max(initial=0.0)))
+        s["differ"] += int(np.count_nonzero(xa != xb))
+        s["unpaired_rows"] += unpaired_rows
 
     def result(self) -> dict[str, dict[str, Any]]:
         out = {}
@@ -162,6 +190,8 @@ class _DiffAccumulator:
                 "mean_rel": s["sum_rel"] / n,
                 "mismatch": s["differ"] / n if integer else None,
             }
+            if name.endswith("(aligned rows)"):
+                out[name]["unpaired_rows"] = s["unpaired_rows"]
         return out
 
 

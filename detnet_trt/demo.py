@@ -196,7 +196,7 @@ def make_demo_video(
     strip = cv2.hconcat([cv2.resize(im, (h, h)) for im in imgs])
     check_writable(out, True)
     tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"MJPG"), fps, (w, h))
     if not writer.isOpened():
         raise DemoError(f"OpenCV cannot write the video {tmp}", "install an OpenCV build with video support")
     try:
@@ -217,16 +217,80 @@ def make_demo_video(
 
 
 def _step_camera(ctx: _Ctx) -> None:
+    from .camera.loop import run_camera
     from .data.coco import list_images
 
     folder = ctx.out / "camera"
     video = make_demo_video(list_images(ctx.paths["val_images"]), folder / "input.avi", ctx.cfg.video_frames)
     ctx.paths["video_in"] = video
-    raise DemoError("the camera loop (detnet_trt.camera) is not wired into the demo yet")
+    summary = run_camera(
+        ctx.paths["int8"],
+        str(video),
+        show=False,
+        record=folder / "annotated.mp4",
+        jsonl=folder / "detections.jsonl",
+        stats_json=folder / "stats.json",
+        force=True,
+        log_interval=None,
+        handle_signals=False,
+    )
+    ctx.paths["video_out"] = folder / "annotated.mp4"
+    ctx.results["camera"] = {k: summary.get(k) for k in ("frames", "fps", "stop_reason") if k in summary}
+    from .camera.timing import format_summary
+
+    _say("    " + format_summary(summary).replace("\n", "\n    "))
 
 
 def _step_bench(ctx: _Ctx) -> None:
-    raise DemoError("the benchmark (detnet_trt.bench) is not wired into the demo yet")
+    from .backends import load_backend
+    from .bench import benchmark, format_table
+    from .fileio import atomic_write_text
+
+    records: dict[str, dict[str, Any]] = {}
+    for name in ("fp32", "int8"):
+        with load_backend(ctx.paths[name]) as backend:
+            records[name.upper()] = benchmark(
+                backend, batches=(1,), duration=ctx.cfg.bench_seconds, warmup=0.5, machine=name == "fp32"
+            )
+    atomic_write_text(ctx.out / "bench.json", json.dumps(records, indent=2) + "\n")
+    tables = [f"### {name} (ONNX Runtime, CPU)\n\n{format_table(rec)}" for name, rec in records.items()]
+    atomic_write_text(ctx.out / "bench.md", "\n\n".join(tables) + "\n")
+    ctx.paths["latency_plot"] = plot_latency(records, ctx.out / "latency.png")
+    ctx.results["bench_median_ms"] = {
+        name: {fig: r[fig]["latency_ms"]["median"] for r in rec["results"] for fig in ("infer", "end_to_end") if fig in r}
+        for name, rec in records.items()
+    }
+    for name, figs in ctx.results["bench_median_ms"].items():
+        _say(f"    {name}: " + ", ".join(f"{k} median {v:.1f} ms" for k, v in figs.items()))
+
+
+def plot_latency(records: dict[str, dict[str, Any]], out: Path) -> Path:
+    """PNG: batch-1 latency distributions (infer-only and end-to-end) per model, side by side."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .fileio import atomic_open
+
+    data, labels = [], []
+    for name, rec in records.items():
+        r = rec["results"][0]
+        for fig in ("infer", "end_to_end"):
+            if fig in r:
+                data.append(r[fig]["samples_ms"])
+                labels.append(f"{name}\n{'infer' if fig == 'infer' else 'end-to-end'}")
+    figure = Figure(figsize=(7, 4), dpi=110)
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    ax.boxplot(data, showfliers=False)
+    ax.set_xticks(range(1, len(labels) + 1), labels)
+    ax.set_ylabel("latency per image (ms)")
+    backend = next(iter(records.values()))["backend"].get("backend", "")
+    ax.set_title(f"detnet_tiny, batch 1, {backend} on CPU")
+    ax.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    with atomic_open(out, "wb") as f:
+        figure.savefig(f, format="png")
+    return out
 
 
 def _step_tensorrt(ctx: _Ctx) -> None:

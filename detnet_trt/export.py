@@ -58,6 +58,8 @@ EXPORT_NMS_MODES = ("host", "onnx")
 # Ops whose output shape depends on input *values* (not only on input shapes).
 DATA_DEPENDENT_OPS = frozenset({"NonZero", "NonMaxSuppression", "Unique", "Compress", "Loop", "Scan", "If"})
 _DUMMY_BATCH = 2  # export with N=2 so that nothing specialises on N=1
+_EXPORT_CACHE: dict[tuple[Any, ...], bytes] = {}
+_CACHE_MAX_BYTES = 64 << 20
 
 
 class ExportCheckError(DetnetError):
@@ -240,8 +242,13 @@ def export_onnx(
     k = int(ref[1].shape[1])  # top-K after clamping to locations x classes
     if nms == "onnx" and max_det > k:
         raise InputError(f"--max-det {max_det} is larger than the top-K {k}", f"use --max-det <= {k}")
-    proto = _torch_to_onnx(model, torch.from_numpy(dummy), opset, exporter)
-    _tidy(proto)
+    key = (sha, layout, k, opset, exporter)
+    if key in _EXPORT_CACHE:
+        proto = onnx.load_from_string(_EXPORT_CACHE[key])
+    else:
+        proto = _torch_to_onnx(model, torch.from_numpy(dummy), opset, exporter)
+        _tidy(proto, k)
+        _remember(key, proto)
     if nms == "onnx":
         _append_nms(proto, max_det=max_det, conf=conf, iou=iou)
 
@@ -346,12 +353,24 @@ def _torch_to_onnx(model: Any, dummy: Any, opset: int, exporter: str) -> onnx.Mo
     return proto
 
 
-def _tidy(proto: onnx.ModelProto) -> None:
+def _remember(key: tuple[Any, ...], proto: onnx.ModelProto) -> None:
+    """Keep the last few small exports in memory (keyed by checkpoint hash and options): another
+    export of the same checkpoint (another ``nms`` mode, the demo's several steps) skips the
+    10-30 s of torch.export. Large models (> 64 MB) are not kept."""
+    data = proto.SerializeToString()
+    if len(data) > _CACHE_MAX_BYTES:
+        return
+    _EXPORT_CACHE[key] = data
+    while sum(map(len, _EXPORT_CACHE.values())) > _CACHE_MAX_BYTES or len(_EXPORT_CACHE) > 4:
+        del _EXPORT_CACHE[next(iter(_EXPORT_CACHE))]  # oldest first
+
+
+def _tidy(proto: onnx.ModelProto, k: int) -> None:
     """Make the file readable by older ONNX consumers (TensorRT 8.6 ships ONNX 1.13's IR 8).
 
     Drops the per-node/per-value ``metadata_props`` (IR 10 only; the exporter's debug names),
-    sets the IR version to the lowest the opsets allow, and fills static output shapes where
-    the legacy exporter left them symbolic.
+    sets the IR version to the lowest the opsets allow, and declares the outputs' static sizes
+    (the legacy exporter leaves K symbolic: ``N x K x 4``, ``N x K``, ``N x K``).
     """
     graph = proto.graph
     for coll in (graph.node, graph.value_info, graph.input, graph.output, graph.initializer):
@@ -359,15 +378,10 @@ def _tidy(proto: onnx.ModelProto) -> None:
             if hasattr(item, "metadata_props"):
                 del item.metadata_props[:]
     proto.ir_version = helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
-    inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
-    shapes = {o.name: o for o in inferred.graph.output}
     for out in graph.output:
         dims = out.type.tensor_type.shape.dim
-        for i, d in enumerate(dims):
-            if i > 0 and not d.HasField("dim_value"):
-                src = shapes[out.name].type.tensor_type.shape.dim
-                if len(src) == len(dims) and src[i].HasField("dim_value"):
-                    d.dim_value = src[i].dim_value
+        for d, size in zip(dims[1:], (k, 4)):
+            d.dim_value = size
 
 
 def _append_nms(proto: onnx.ModelProto, *, max_det: int, conf: float, iou: float) -> None:
@@ -396,7 +410,6 @@ def _append_nms(proto: onnx.ModelProto, *, max_det: int, conf: float, iou: float
             ("conf", [conf], np.float32),
             ("cols_bk", [0, 2], np.int64),
             ("expand4", [1, 1, 4], np.int64),
-            ("zero_i32", 0, np.int32),
         ]
     ]
 
@@ -444,7 +457,8 @@ def _append_nms(proto: onnx.ModelProto, *, max_det: int, conf: float, iou: float
     nodes.append(helper.make_node("Mul", [gcls, valid_i], [GRAPH_NMS_OUTPUTS[2]], name="nms/det_class_ids"))
 
     g.node.extend(nodes)
-    g.initializer.extend(inits)
+    used = {i for n in nodes for i in n.input}
+    g.initializer.extend(t for t in inits if t.name in used)
     del g.output[:]
     f, i32 = TensorProto.FLOAT, TensorProto.INT32
     g.output.extend(

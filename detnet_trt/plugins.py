@@ -22,6 +22,7 @@ import ctypes
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -159,11 +160,12 @@ def add_efficient_nms(
     return out
 
 
-def _node(graph: object, op: str, inputs: list, dtype: type, attrs: dict | None = None, name: str | None = None) -> object:
+def _node(graph: Any, op: str, inputs: list[Any], dtype: type, attrs: dict[str, Any] | None = None,
+          name: str | None = None) -> Any:
     """Add one node with one new output variable (named after the node) and return that variable."""
     import onnx_graphsurgeon as gs
 
-    node_name = name or f"nms_{op.lower()}_{len(graph.nodes)}"  # type: ignore[attr-defined]
+    node_name = name or f"nms_{op.lower()}_{len(graph.nodes)}"
     out = gs.Variable(node_name + "_out", dtype=dtype)
-    graph.layer(op=op, name=node_name, inputs=inputs, outputs=[out], attrs=attrs or {})  # type: ignore[attr-defined]
+    graph.layer(op=op, name=node_name, inputs=inputs, outputs=[out], attrs=attrs or {})
     return out

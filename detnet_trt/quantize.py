@@ -257,10 +257,31 @@ def _adds_fed_by_conv(model: Any) -> set[str]:
     }
 
 
-def match_nodes(model: Any, patterns: Sequence[str]) -> dict[str, list[str]]:
-    """Node names matched by each pattern (glob over the whole name; ``re:`` prefix = regex search).
-    A pattern that matches nothing is an error (a typo would otherwise be silently ignored)."""
-    names = [n.name for n in model.graph.node]
+def weight_name(node: Any, initializers: set[str]) -> str | None:
+    """The initializer name of a Conv/Gemm/MatMul node's weight (``backbone.layer1.0.conv1.weight``
+    in a dynamo export), which names the layer better than an exporter's node name."""
+    if node.op_type in _WEIGHT_OPS and len(node.input) > 1 and node.input[1] in initializers:
+        return str(node.input[1])
+    return None
+
+
+def weight_labels(model: Any) -> dict[str, str]:
+    """Node name -> weight initializer name, for the nodes that have one (see :func:`weight_name`)."""
+    inits = {i.name for i in model.graph.initializer}
+    return {n.name: w for n in model.graph.node if (w := weight_name(n, inits))}
+
+
+def match_nodes(model: Any, patterns: Sequence[str], weights: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Node names matched by each pattern: a glob over the whole node name or the node's weight
+    name (``re:`` prefix: a regular expression searched in either). A pattern that matches
+    nothing is an error (a typo would otherwise be silently ignored). ``weights``: node name ->
+    weight name from the exported model (pre-processing renames the weights it folds)."""
+    weights = weight_labels(model) if weights is None else weights
+    labels = []
+    for n in model.graph.node:
+        w = weights.get(n.name)
+        labels.append((n.name, [n.name] + ([w] if w else [])))
+    names = [n for n, _ in labels]
     out: dict[str, list[str]] = {}
     for pat in patterns:
         if pat.startswith("re:"):
@@ -268,26 +289,27 @@ def match_nodes(model: Any, patterns: Sequence[str]) -> dict[str, list[str]]:
                 rx = re.compile(pat[3:])
             except re.error as err:
                 raise InputError(f"--keep-float {pat!r}: bad regular expression ({err})") from None
-            hits = [n for n in names if rx.search(n)]
+            hits = [n for n, keys in labels if any(rx.search(k) for k in keys)]
         else:
-            hits = [n for n in names if fnmatch.fnmatchcase(n, pat)]
+            hits = [n for n, keys in labels if any(fnmatch.fnmatchcase(k, pat) for k in keys)]
         if not hits:
             example = ", ".join([repr(n) for n in names if not n.startswith(("Constant", "/Constant"))][:3])
             raise InputError(
                 f"--keep-float {pat!r} matches no node of the model",
-                f"patterns are globs over node names (e.g. {example}); prefix 're:' for a regular expression",
+                f"patterns are globs over node names (e.g. {example}) or weight names; prefix 're:' for a regex",
             )
         out[pat] = hits
     return out
 
 
 def plan_quantization(
-    model: Any, keep_float: Sequence[str] = (), keep_head_float: bool = True
+    model: Any, keep_float: Sequence[str] = (), keep_head_float: bool = True, weights: dict[str, str] | None = None
 ) -> tuple[list[str], dict[str, Any]]:
     """``(nodes_to_exclude, description)`` for :func:`onnxruntime.quantization.quantize_static`."""
+    weights = weight_labels(model) if weights is None else weights
     features, finals = feature_nodes(model)
     conv_adds = _adds_fed_by_conv(model)
-    matched = match_nodes(model, keep_float)
+    matched = match_nodes(model, keep_float, weights)
     user = {n for hits in matched.values() for n in hits}
     exclude: list[str] = []
     quantized: list[str] = []
@@ -303,6 +325,7 @@ def plan_quantization(
     desc = {
         "op_types": list(OP_TYPES),
         "head_final_layers": finals if keep_head_float else [],
+        "head_final_weights": sorted({weights[f] for f in finals if f in weights}) if keep_head_float else [],
         "keep_head_float": keep_head_float,
         "keep_float_patterns": list(keep_float),
         "keep_float_matched": {p: len(h) for p, h in matched.items()},
@@ -339,20 +362,23 @@ def _unquantize_float_inputs(model: Any, float_nodes: set[str]) -> None:
 
 
 def quantizable_nodes(model: Any, keep_float: Sequence[str] = (), keep_head_float: bool = True) -> list[str]:
-    """Names of the nodes :func:`quantize_onnx` quantizes with these settings, in graph order."""
+    """Names of the nodes :func:`quantize_onnx` would quantize in ``model`` (an exported FP32
+    ONNX, before pre-processing) with these settings, in graph order."""
     exclude = set(plan_quantization(model, keep_float, keep_head_float)[0])
     return [n.name for n in model.graph.node if n.op_type in OP_TYPES and n.name not in exclude]
 
 
 # --- the pipeline -------------------------------------------------------------------------------------
-def prepare_fp32(model_path: Path, out_path: Path) -> Any:
+def prepare_fp32(model_path: Path, out_path: Path) -> tuple[Any, dict[str, str]]:
     """ONNX Runtime's quantization pre-processing (shape inference + basic graph optimisation,
-    which folds batch norms into convolutions), after naming unnamed nodes. Returns the model."""
+    which folds batch norms into convolutions), after naming unnamed nodes. Returns the model and
+    the exported model's weight names of its nodes (folding renames weights; node names stay)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     onnx = _onnx()
     model = _load(model_path)
     _name_nodes(model)
+    weights = weight_labels(model)
     named = out_path.with_name(out_path.stem + ".named.onnx")
     onnx.save(model, str(named))
     with contextlib.redirect_stdout(io.StringIO()):
@@ -360,7 +386,7 @@ def prepare_fp32(model_path: Path, out_path: Path) -> Any:
     prepared = onnx.load(str(out_path))
     _name_nodes(prepared)
     onnx.save(prepared, str(out_path))
-    return prepared
+    return prepared, weights
 
 
 def _fp32_meta(model: Any, path: Path) -> ModelMeta:
@@ -551,8 +577,8 @@ def quantize_onnx(
     with tempfile.TemporaryDirectory(prefix="detnet_trt_quant_") as tmp:
         work = Path(tmp)
         prepared_path = work / "prepared.onnx"
-        prepared = prepare_fp32(src, prepared_path)
-        exclude, plan = plan_quantization(prepared, keep_float, keep_head_float)
+        prepared, weights = prepare_fp32(src, prepared_path)
+        exclude, plan = plan_quantization(prepared, keep_float, keep_head_float, weights)
 
         cache_path = Path(calib_cache) if calib_cache is not None else None
         cache_prov = _cache_provenance(provenance)

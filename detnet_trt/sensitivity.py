@@ -31,10 +31,14 @@ class LayerError:
     output_error: float  # at the node's output, accumulated through the network
     input_error: float  # largest at its activation inputs (before its own Q/DQ)
     own_error: float  # output_error - input_error: what this layer adds
+    weight: str | None = None  # the layer's weight initializer name, when it has one
 
     def keep_float_pattern(self) -> str:
-        """A ``--keep-float`` glob matching exactly this node."""
-        return "".join(f"[{c}]" if c in "*?[]" else c for c in self.node)
+        """A ``--keep-float`` glob for this layer: its weight's name when the exporter gave it a
+        module path (it then also covers the layer's other uses, e.g. a head shared across FPN
+        levels), else exactly its node name."""
+        name = self.weight if self.weight and not self.weight.startswith("onnx::") else self.node
+        return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
 
 
 def _with_outputs(model: Any, names: Sequence[str]) -> Any:
@@ -62,7 +66,7 @@ def layer_errors(
 
     qmodel = onnx.load(str(int8_path))
     with tempfile.TemporaryDirectory(prefix="detnet_trt_sens_") as tmp:
-        fmodel = prepare_fp32(Path(fp32_path), Path(tmp) / "prepared.onnx")
+        fmodel, weights = prepare_fp32(Path(fp32_path), Path(tmp) / "prepared.onnx")
     init = {i.name for i in fmodel.graph.initializer}
     qnodes = {n.name for n in qmodel.graph.node}
     # quantized nodes: quantizable types whose inputs in the Q/DQ model come from a DequantizeLinear
@@ -81,7 +85,7 @@ def layer_errors(
         if fn is None or name not in qnodes:
             continue
         ins = [t for t in fn.input if t and t not in init]
-        layers.append((name, fn.op_type, fn.output[0], ins))
+        layers.append((name, fn.op_type, fn.output[0], ins, weights.get(name)))
         tensors.update(ins)
         tensors.add(fn.output[0])
     tensors.discard(INPUT_NAME)
@@ -105,10 +109,10 @@ def layer_errors(
         return num.get(t, 0.0) / den[t] if den.get(t, 0.0) > 0 else 0.0
 
     out = []
-    for name, op, o, ins in layers:
+    for name, op, o, ins, w in layers:
         e_in = max((err(t) for t in ins), default=0.0)
         e_out = err(o)
-        out.append(LayerError(name, op, e_out, e_in, max(0.0, e_out - e_in)))
+        out.append(LayerError(name, op, e_out, e_in, max(0.0, e_out - e_in), w))
     out.sort(key=lambda le: le.own_error, reverse=True)
     return out
 
@@ -126,7 +130,9 @@ def sample_inputs(files: Sequence[Path], meta: ModelMeta, count: int = 4) -> lis
 
 def format_layer_table(layers: Sequence[LayerError], top: int = 10) -> str:
     width = max([4, *(len(le.node) for le in layers[:top])])
-    rows = [f"  {'node':<{width}} {'op':<6} {'own err':>9} {'out err':>9}"]
+    rows = [f"  {'node':<{width}} {'op':<6} {'own err':>9} {'out err':>9}  weight"]
     for le in layers[:top]:
-        rows.append(f"  {le.node:<{width}} {le.op_type:<6} {le.own_error:9.2e} {le.output_error:9.2e}")
+        rows.append(
+            f"  {le.node:<{width}} {le.op_type:<6} {le.own_error:9.2e} {le.output_error:9.2e}  {le.weight or '-'}"
+        )
     return "\n".join(rows)

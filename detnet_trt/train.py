@@ -75,6 +75,7 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True
     val_every: int = 1  # evaluate every N epochs (and always after the last); 0: only after the last
+    val_images: int | None = None  # evaluate on the first N val images only (None: all)
     val_split: str = "val"
     train_split: str = "train"
     max_steps_per_epoch: int | None = None  # for smoke tests
@@ -152,7 +153,8 @@ def _all_mean(values: torch.Tensor, d: _Dist) -> torch.Tensor:
 # --- optimisation ------------------------------------------------------------------------------
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on normalisation weights and biases (1-D parameters)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
@@ -233,13 +235,15 @@ def _input_size(model: torch.nn.Module) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def _evaluate(model: torch.nn.Module, device: torch.device, ann_file: Path, image_dir: Path) -> dict[str, float]:
+def _evaluate(
+    model: torch.nn.Module, device: torch.device, ann_file: Path, image_dir: Path, max_images: int | None = None
+) -> dict[str, float]:
     from .backends.torch_backend import TorchBackend
     from .evaluation import evaluate
 
     clone = copy.deepcopy(model).eval()
     with TorchBackend(clone, device=str(device)) as backend:
-        result = evaluate(backend, ann_file, image_dir, progress=False)
+        result = evaluate(backend, ann_file, image_dir, progress=False, max_images=max_images)
     return {k: float(v) for k, v in result.metrics.items()}
 
 
@@ -277,7 +281,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         model.to(device)
         train_ds.input_size = _input_size(model)  # the variant's default when --imgsz is not given
         train_ds.layout = getattr(model, "layout", "nchw")
-        sampler = DistributedSampler(train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed)
+        sampler: DistributedSampler = DistributedSampler(train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed)
         per_rank = cfg.batch // d.world
         loader = DataLoader(
             train_ds,
@@ -382,7 +386,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             if d.main:
                 if do_val:
                     t1 = time.perf_counter()
-                    metrics = _evaluate(model, device, val_ann, val_dir)
+                    metrics = _evaluate(model, device, val_ann, val_dir, cfg.val_images)
                     record["val"] = metrics
                     record["val_seconds"] = round(time.perf_counter() - t1, 2)
                     if metrics.get("AP", -1.0) > best_ap:

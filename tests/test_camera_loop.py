@@ -179,3 +179,16 @@ def test_real_tiny_model_through_the_loop(request, tmp_path) -> None:
         for d in r["detections"]:
             x1, y1, x2, y2 = d["box"]
             assert 0 <= x1 <= x2 <= 160 and 0 <= y1 <= y2 <= 120
+
+
+def test_loop_ends_promptly_while_the_prefetcher_waits_for_a_frame() -> None:
+    # two frames, then the camera is gone (reopening backs off for 10 s): after --max-frames 2 the
+    # pre-processing thread is still waiting for a third frame and must be released at once
+    src = LiveSource(FlakyOpener([2, "fail"], fps=50), "dies", backoff=10.0)
+    try:
+        t0 = time.perf_counter()
+        s = run_loop(Detector(BlobBackend()), src, max_frames=2, duration=8.0, log_interval=None)
+        took = time.perf_counter() - t0
+    finally:
+        src.close()
+    assert s["frames"] == 2 and s["stop_reason"] == "max-frames" and took < 2.0

@@ -112,3 +112,40 @@ def test_make_sinks_checks_all_outputs_first(tmp_path) -> None:
     with pytest.raises(OutputExistsError):
         make_sinks(show=False, jsonl=tmp_path / "a.jsonl", record=tmp_path / "a.mp4")
     assert not (tmp_path / "a.jsonl").exists()
+
+
+class _FakeGui:
+    """Stands in for OpenCV's HighGUI calls (no display here)."""
+
+    def __init__(self, keys, visible=1.0):
+        self.keys, self.visible, self.shown = list(keys), visible, []
+
+    def install(self, monkeypatch) -> None:
+        from detnet_trt.camera import sinks
+
+        monkeypatch.setenv("DISPLAY", ":99")
+        monkeypatch.setattr(sinks.cv2, "namedWindow", lambda *a: None)
+        monkeypatch.setattr(sinks.cv2, "imshow", lambda title, img: self.shown.append(img.copy()))
+        monkeypatch.setattr(sinks.cv2, "waitKey", lambda ms: self.keys.pop(0) if self.keys else -1)
+        monkeypatch.setattr(sinks.cv2, "getWindowProperty", lambda *a: self.visible)
+        monkeypatch.setattr(sinks.cv2, "destroyWindow", lambda *a: None)
+
+
+@pytest.mark.parametrize("keys, visible, stops", [([-1, ord("q")], 1.0, [False, True]), ([-1, 27], 1.0, [False, True]),
+                                                  ([-1, -1], 0.0, [True, True])])
+def test_window_shows_annotated_frames_and_stops_on_q_esc_or_close(monkeypatch, keys, visible, stops) -> None:
+    gui = _FakeGui(keys, visible)
+    gui.install(monkeypatch)
+    win = WindowSink("t")
+    got = []
+    for i in range(2):
+        r = _result(i)
+        r.status = ["FPS 30.0"]
+        win.write(r)
+        got.append(win.stop_requested)
+    win.close()
+    assert got == stops
+    img = gui.shown[0]
+    assert img.shape == (120, 160, 3)
+    assert (img != blob_frame(0)).any(axis=2)[38:58, 6:26].any()  # the box was drawn
+    assert (img[8:22, 8:60].min(axis=2) > 200).any() and (img[8:22, 8:60] < 10).any()  # status text on black

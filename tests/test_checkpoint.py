@@ -10,11 +10,11 @@ import torch
 from detnet_trt.checkpoint import FORMAT, checkpoint_sha256, load_checkpoint, save_checkpoint
 from detnet_trt.errors import ModelFileError, OutputExistsError
 from detnet_trt.fileio import sha256_file
-from detnet_trt.models import build_model
+from detnet_trt.models import DetNetDetector, build_model
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
+def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[DetNetDetector, Path]:
     torch.manual_seed(0)
     m = build_model("detnet_tiny", 3, class_names=["cat", "dog", "bird"], input_size=(64, 64), topk=40).eval()
     with torch.no_grad():
@@ -25,7 +25,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Pa
     return m, path
 
 
-def test_round_trip(saved: tuple[torch.nn.Module, Path]) -> None:
+def test_round_trip(saved: tuple[DetNetDetector, Path]) -> None:
     m, path = saved
     loaded, ckpt = load_checkpoint(path)
     assert not loaded.training
@@ -42,7 +42,7 @@ def test_round_trip(saved: tuple[torch.nn.Module, Path]) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["model.pt"]
 
 
-def test_no_overwrite_without_force(saved: tuple[torch.nn.Module, Path]) -> None:
+def test_no_overwrite_without_force(saved: tuple[DetNetDetector, Path]) -> None:
     m, path = saved
     with pytest.raises(OutputExistsError):
         save_checkpoint(m, path, force=False)
@@ -53,7 +53,7 @@ def test_missing_file(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "nope.pt")
 
 
-def test_truncated(saved: tuple[torch.nn.Module, Path], tmp_path: Path) -> None:
+def test_truncated(saved: tuple[DetNetDetector, Path], tmp_path: Path) -> None:
     bad = tmp_path / "truncated.pt"
     bad.write_bytes(saved[1].read_bytes()[:5000])
     with pytest.raises(ModelFileError, match=r"truncated\.pt cannot be read"):
@@ -67,7 +67,7 @@ def test_not_torch(tmp_path: Path) -> None:
         load_checkpoint(bad)
 
 
-def test_plain_state_dict(saved: tuple[torch.nn.Module, Path], tmp_path: Path) -> None:
+def test_plain_state_dict(saved: tuple[DetNetDetector, Path], tmp_path: Path) -> None:
     bad = tmp_path / "state.pt"
     torch.save(saved[0].state_dict(), bad)
     with pytest.raises(ModelFileError, match=r"state\.pt is not a detnet_trt checkpoint"):
@@ -85,7 +85,7 @@ def test_unsafe_pickle_refused(tmp_path: Path) -> None:
         load_checkpoint(bad)
 
 
-def test_wrong_fields(saved: tuple[torch.nn.Module, Path], tmp_path: Path) -> None:
+def test_wrong_fields(saved: tuple[DetNetDetector, Path], tmp_path: Path) -> None:
     ckpt = torch.load(saved[1], weights_only=True)
     cases = {
         "unknown_model": dict(ckpt, model="yolo"),

@@ -7,13 +7,13 @@ import torch
 
 from detnet_trt.errors import InputError
 from detnet_trt.meta import IMAGENET_MEAN, IMAGENET_STD
-from detnet_trt.models import build_model
+from detnet_trt.models import DetNetDetector, build_model
 
 SIZE = (64, 96)
 
 
 @pytest.fixture(scope="module")
-def model() -> torch.nn.Module:
+def model() -> DetNetDetector:
     torch.manual_seed(0)
     m = build_model("detnet_tiny", num_classes=3, class_names=["a", "b", "c"], input_size=SIZE, topk=50)
     with torch.no_grad():  # break the ties of a fresh init so that orders are meaningful
@@ -27,7 +27,7 @@ def _images(n: int = 2, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 256, (n, 3, *SIZE), dtype=torch.uint8, generator=g)
 
 
-def test_levels(model: torch.nn.Module) -> None:
+def test_levels(model: DetNetDetector) -> None:
     shapes = model.fpn.output_shape()
     assert {k: (s.channels, s.stride) for k, s in shapes.items()} == {
         "p3": (48, 8), "p4": (48, 16), "p5": (48, 16), "p6": (48, 16)
@@ -39,7 +39,7 @@ def test_levels(model: torch.nn.Module) -> None:
     assert [s.channels for s in big.backbone.output_shape().values()] == [512, 1024, 1024, 1024]
 
 
-def test_eval_contract(model: torch.nn.Module) -> None:
+def test_eval_contract(model: DetNetDetector) -> None:
     with torch.no_grad():
         boxes, scores, class_ids = model(_images())
     assert boxes.shape == (2, 50, 4) and boxes.dtype == torch.float32
@@ -51,7 +51,7 @@ def test_eval_contract(model: torch.nn.Module) -> None:
     assert torch.all(boxes[..., 2] >= boxes[..., 0]) and torch.all(boxes[..., 3] >= boxes[..., 1])
 
 
-def test_topk_attribute_and_clamp(model: torch.nn.Module) -> None:
+def test_topk_attribute_and_clamp(model: DetNetDetector) -> None:
     locations = 8 * 12 + 3 * 4 * 6
     try:
         model.topk = 10**6
@@ -62,7 +62,7 @@ def test_topk_attribute_and_clamp(model: torch.nn.Module) -> None:
         model.topk = 50
 
 
-def test_nhwc_and_bgr(model: torch.nn.Module) -> None:
+def test_nhwc_and_bgr(model: DetNetDetector) -> None:
     x = _images()
     with torch.no_grad():
         ref = model(x)
@@ -79,13 +79,13 @@ def test_nhwc_and_bgr(model: torch.nn.Module) -> None:
     assert torch.allclose(norm[:, 0], r)
 
 
-def test_meta(model: torch.nn.Module) -> None:
+def test_meta(model: DetNetDetector) -> None:
     meta = model.meta()
     assert meta.model == "detnet_tiny" and meta.class_names == ["a", "b", "c"]
     assert meta.input_size == SIZE and meta.topk == 50 and meta.layout == "nchw"
 
 
-def test_bad_input(model: torch.nn.Module) -> None:
+def test_bad_input(model: DetNetDetector) -> None:
     with pytest.raises(InputError, match="3 channels"):
         model(torch.zeros(1, 4, *SIZE, dtype=torch.uint8))
 

@@ -254,7 +254,10 @@ def test_layer_errors_rank_quantized_layers(work: dict[str, Path]) -> None:
     assert {"/stem/stem.0/Conv", "/down/down.0/Conv", "/Add"} <= names and "/cls/Conv" not in names
     assert all(le.output_error > 0 and le.own_error >= 0 for le in layers)
     assert [le.own_error for le in layers] == sorted((le.own_error for le in layers), reverse=True)
-    assert layers[0].keep_float_pattern() == layers[0].node
+    add = next(le for le in layers if le.node == "/Add")
+    assert add.weight is None and add.keep_float_pattern() == "/Add"
+    stem = next(le for le in layers if le.node == "/stem/stem.0/Conv")
+    assert stem.weight and stem.keep_float_pattern() == "/stem/stem.0/Conv"  # 'onnx::' weights: use the node
 
 
 def test_accuracy_report_budget_and_advice() -> None:
@@ -272,9 +275,76 @@ def test_cli_quantize(work: dict[str, Path], tmp_path: Path, capsys: pytest.Capt
     args = ["quantize", str(work["fp32"]), "--calib", str(work["calib"]), "-o", str(out), "--no-progress"]
     assert main([*args, "--method", "minmax", "--keep-float", "re:^/block/block\\.0/"]) == 0
     printed = capsys.readouterr().out
-    assert "wrote" in printed and "minmax" in printed and "/cls/Conv" in printed
+    assert "wrote" in printed and "minmax" in printed and "cls.weight, box.weight" not in printed and "box.weight" in printed
     assert read_quant_provenance(out)["keep_float"] == ["re:^/block/block\\.0/"]
     assert main([*args, "--method", "percentile"]) == 2  # exists, made otherwise, no --force
     assert "--force" in capsys.readouterr().err
     assert main([*args, "--method", "percentile", "--force"]) == 0
     assert read_quant_provenance(out)["method"] == "percentile"
+
+
+# --- on the real exported model (conftest's tiny_onnx: detnet_tiny, 128 x 128, 3 classes) -----------
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Synthetic scenes reduced to the tiny model's 3 classes (evaluation matches classes by name)."""
+    import json
+
+    from detnet_trt.data.synth import make_synth_dataset
+
+    root = Path(make_synth_dataset(tmp_path_factory.mktemp("synth") / "data", images=12, seed=3, size=(128, 128),
+                                   val_fraction=0.5, progress=False))
+    for split in ("train", "val"):
+        ann = root / "annotations" / f"instances_{split}.json"
+        d = json.loads(ann.read_text())
+        keep = {c["id"] for c in d["categories"] if c["name"] in ("circle", "square", "triangle")}
+        d["categories"] = [c for c in d["categories"] if c["id"] in keep]
+        d["annotations"] = [a for a in d["annotations"] if a["category_id"] in keep]
+        ann.write_text(json.dumps(d))
+    calib = make_calib_set(root / "images" / "train", root / "set.txt",
+                           annotations=root / "annotations" / "instances_train.json", num=6, min_images=1)
+    return {"root": root, "calib": calib}
+
+
+def test_real_export_quantizes_and_runs_in_the_ort_backend(
+    tiny_onnx: Path, tiny_data: dict[str, Path], tmp_path: Path
+) -> None:
+    from detnet_trt.backends import load_backend
+    from detnet_trt.preprocess import letterbox
+
+    out = quantize_onnx(tiny_onnx, tiny_data["calib"], tmp_path / "tiny.int8.onnx", progress=False)
+    prov = read_quant_provenance(out)
+    assert prov["plan"]["head_final_layers"] and prov["plan"]["quantized_nodes"] > 10
+    frame = cv2.imread(str(read_calib_set(tiny_data["calib"]).files[0]))
+    with load_backend(tiny_onnx) as f32, load_backend(out) as i8:
+        assert i8.meta.precision == "int8" and i8.meta.input_size == f32.meta.input_size
+        batch, _ = letterbox(frame, f32.meta.input_size, f32.meta.layout)
+        a, b = f32.infer(batch), i8.infer(batch)
+    assert set(a) == set(b) and b["scores"].shape == a["scores"].shape
+    assert np.abs(np.sort(b["scores"], axis=1) - np.sort(a["scores"], axis=1)).max() < 0.1
+
+
+def test_accuracy_gate_and_sensitivity_fix_search(
+    tiny_onnx: Path, tiny_data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from detnet_trt.cli import main
+    from detnet_trt.quantize import accuracy_check
+
+    out = quantize_onnx(tiny_onnx, tiny_data["calib"], tmp_path / "g.int8.onnx", progress=False,
+                        calib_cache=tmp_path / "ranges.json")
+    # a budget below any possible drop forces the over-budget path: ranking + measured fix attempts
+    report = accuracy_check(tiny_onnx, out, tiny_data["root"], calib=tiny_data["calib"], budget=-101.0,
+                            progress=False, calib_cache=tmp_path / "ranges.json", sensitivity_images=2,
+                            fix_steps=(1, 2))
+    assert set(report.fp32) >= {"AP", "AP50", "AP75"} and report.over_budget
+    assert report.sensitive and report.sensitive[0].own_error >= report.sensitive[-1].own_error
+    assert [len(t["keep_float"]) for t in report.fix_tries] == [1, 2]
+    assert report.fix_patterns and "--keep-float" in report.advice() and "WARNING" in report.advice()
+    assert report.fix_patterns[0].startswith(("backbone.", "neck.", "fpn.", "head."))  # module-path weight names
+    # the CLI: prints both rows and the delta; --max-ap-drop below the measured drop exits 3
+    args = ["quantize", str(tiny_onnx), "--calib", str(tiny_data["calib"]), "-o", str(out), "--no-progress",
+            "--val-data", str(tiny_data["root"])]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "FP32" in printed and "INT8" in printed and "delta" in printed and "budget" in printed
+    assert main([*args, "--max-ap-drop", str(report.drop - 1.0), "--force"]) == 3
+    assert "--max-ap-drop" in capsys.readouterr().err

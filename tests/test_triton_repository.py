@@ -71,7 +71,7 @@ def test_onnx_repository_configs(repo, onnx_model):
 
     post = _parse(repo / "detnet_postprocess" / "config.pbtxt")
     assert post.backend == "python" and post.max_batch_size == 8
-    assert {i.name for i in post.input} == set(meta.output_names) | {"orig_size"}
+    assert {i.name for i in post.input} == {f"raw_{n}" for n in meta.output_names} | {"orig_size"}
     assert [o.name for o in post.output] == list(protocol.OUTPUTS)
     assert list(post.output[0].dims) == [50, 4]
     assert post.parameters["conf"].string_value == "0.3"
@@ -124,6 +124,25 @@ def test_engine_repository(tmp_path):
     readme = (tmp_path / "r" / "README.md").read_text()
     assert "TensorRT version it was built with (10.3.0)" in readme
     assert plan.configs["detnet"]["parameters"]
+
+
+def test_in_graph_nms_engine_repository(tmp_path):
+    """Engines with in-graph NMS (det_* outputs, per-image num_dets) wire up without name clashes."""
+    from detnet_trt.engine.sidecar import EngineInfo, write_sidecar
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    meta = ModelMeta("detnet59", ["a"], (320, 320), nms="efficient", max_det=50)
+    write_sidecar(engine, EngineInfo(meta, "10.16.0", "H100", (9, 0), "y" * 64, build={"batch": [1, 8, 16]}))
+    export_triton(engine, tmp_path / "r", max_batch=16)
+    net = _parse(tmp_path / "r" / "detnet_model" / "config.pbtxt")
+    assert [o.name for o in net.output] == ["det_boxes", "det_scores", "det_class_ids", "num_dets"]
+    num = net.output[3]
+    assert list(num.dims) == [1] and list(num.reshape.shape) == []  # (N,) per batch: one value per image
+    post = _parse(tmp_path / "r" / "detnet_postprocess" / "config.pbtxt")
+    names = [i.name for i in post.input] + [o.name for o in post.output]
+    assert len(names) == len(set(names))
+    assert list(_parse(tmp_path / "r" / "detnet" / "config.pbtxt").output[0].dims) == [100, 4]
 
 
 def test_refuses_to_overwrite_and_bad_inputs(repo, onnx_model, tmp_path):
@@ -205,58 +224,123 @@ def test_protocol_names_match_meta():
     assert protocol.OUTPUTS == GRAPH_NMS_OUTPUTS
 
 
+_ORT_STAND_IN = """\
+import json
+import os
+
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:  # the test's stand-in for Triton's onnxruntime backend
+    def initialize(self, args):
+        cfg = json.loads(args["model_config"])
+        path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        self.sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        self.outputs = [o["name"] for o in cfg["output"]]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            images = pb_utils.get_input_tensor_by_name(request, "images").as_numpy()
+            outs = self.sess.run(self.outputs, {"images": images})
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(n, o) for n, o in zip(self.outputs, outs)]))
+        return responses
+"""
+
+
+def _swap_network_for_python_stand_in(repo: Path, dest: Path) -> None:
+    """Copy ``repo`` to ``dest`` and serve its ONNX network through a Python-backend ONNX Runtime
+    stand-in (PyTriton's tritonserver has no onnxruntime backend). Only the network's platform
+    changes: its inputs, outputs and batching, the post-processing model and the ensemble are
+    the generated ones."""
+    import shutil
+
+    shutil.copytree(repo, dest)
+    cfg_path = dest / "detnet_model" / "config.pbtxt"
+    cfg = _parse(cfg_path)
+    cfg.platform = ""
+    cfg.backend = "python"
+    cfg.default_model_filename = ""
+    cfg_path.write_text(text_format.MessageToString(cfg))
+    (dest / "detnet_model" / "1" / "model.py").write_text(_ORT_STAND_IN)
+
+
 @pytest.mark.slow
-def test_postprocess_model_runs_in_bundled_tritonserver(repo, tmp_path):
-    """Loads the generated Python-backend model in the tritonserver PyTriton ships (it has no ONNX
-    Runtime/TensorRT backend, so the ensemble itself needs a full Triton) and checks its answers."""
+def test_repository_runs_in_bundled_tritonserver(repo, onnx_model, tmp_path):
+    """Loads the generated repository in the real tritonserver that PyTriton ships: the Python-
+    backend post-processing model, and the ensemble end to end (the network through a Python-
+    backend ONNX Runtime stand-in, see above); answers are compared with the package's own."""
     pytest.importorskip("pytriton", reason="nvidia-pytriton not installed")
     import tritonclient.http as httpclient
 
+    from detnet_trt.backends import load_backend
+    from detnet_trt.pipeline import Detector
+    from detnet_trt.triton.client import DetnetClient
     from detnet_trt.triton.server import bundled_tritonserver, free_port
 
+    served = tmp_path / "repo"
+    _swap_network_for_python_stand_in(repo, served)
     exe, backends, env = bundled_tritonserver(tmp_path)
     port = free_port()
     log = tmp_path / "tritonserver.log"
     cmd = [
-        str(exe), f"--model-repository={repo}", f"--backend-directory={backends}", "--model-control-mode=explicit",
-        "--load-model=detnet_postprocess", "--http-address=127.0.0.1", f"--http-port={port}",
-        "--allow-grpc=false", "--allow-metrics=false", "--exit-timeout-secs=5",
+        str(exe), f"--model-repository={served}", f"--backend-directory={backends}", "--model-control-mode=explicit",
+        "--load-model=detnet_model", "--load-model=detnet_postprocess", "--load-model=detnet",
+        "--http-address=127.0.0.1", f"--http-port={port}", "--allow-grpc=false", "--allow-metrics=false",
+        "--exit-timeout-secs=5",
     ]
     with open(log, "wb") as logf:
         proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT)
     client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         ready = False
         while time.monotonic() < deadline and proc.poll() is None and not ready:
             try:
-                ready = client.is_model_ready("detnet_postprocess")
+                ready = client.is_model_ready("detnet")
             except Exception:  # noqa: BLE001 - not listening yet
                 pass
             time.sleep(0.2)
         if not ready:
-            tail = log.read_text(errors="replace")[-1500:]
+            tail = log.read_text(errors="replace")[-3000:]
             if proc.poll() is not None and "error while loading shared libraries" in tail:
                 pytest.skip(f"bundled tritonserver cannot start on this machine: {tail.strip()[-300:]}")
-            pytest.fail(f"detnet_postprocess did not become ready; tritonserver log tail:\n{tail}")
-        k = int(_parse(repo / "detnet_postprocess" / "config.pbtxt").input[1].dims[0])  # candidates per image
+            pytest.fail(f"the repository did not become ready; tritonserver log tail:\n{tail}")
+
+        # 1. the post-processing model on its own, on random candidates
+        k = int(_parse(served / "detnet_postprocess" / "config.pbtxt").input[1].dims[0])  # candidates per image
         cand = _random_candidates(2, k, seed=1)
         orig = np.array([[480, 640], [0, 0]], np.int32)  # second image: keep model-input pixels
         inputs = []
-        for name, arr in [*cand.items(), ("orig_size", orig)]:
+        for name, arr in [*((f"raw_{n}", a) for n, a in cand.items()), ("orig_size", orig)]:
             t = httpclient.InferInput(name, list(arr.shape), "FP32" if arr.dtype == np.float32 else "INT32")
             t.set_data_from_numpy(arr)
             inputs.append(t)
         res = client.infer("detnet_postprocess", inputs)
         got = protocol.unpack_detections({n: res.as_numpy(n) for n in protocol.OUTPUTS})
-        input_size = read_model(repo / "detnet_model" / "1" / "model.onnx").meta.input_size
+        input_size = read_model(onnx_model).meta.input_size
         want = postprocess(cand, [letterbox_geometry((480, 640), input_size), None], 0.3, 0.5, 50)
         assert [len(g[0]) for g in got] == [len(w) for w in want] and len(want[0]) > 0
-        for (b, s, c), w in zip(got, want):
+        for (b, sc, c), w in zip(got, want):
             np.testing.assert_allclose(b, w.boxes, atol=1e-4)
-            np.testing.assert_array_equal(s, w.scores)
+            np.testing.assert_array_equal(sc, w.scores)
             np.testing.assert_array_equal(c, w.class_ids)
         assert res.as_numpy("det_class_ids")[0, len(want[0]) :].tolist() == [-1] * (50 - len(want[0]))
+
+        # 2. the ensemble, called as a user would, against the same model run locally
+        rng = np.random.default_rng(3)
+        frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(90, 160), (300, 200), (64, 64)]]
+        with DetnetClient(f"127.0.0.1:{port}", "detnet") as dc:
+            assert dc.class_names == read_model(onnx_model).meta.class_names
+            remote = dc.detect(frames)
+        with load_backend(onnx_model) as be:
+            local = Detector(be, conf=0.3, iou=0.5, max_det=50, max_batch=len(frames))(frames)
+        assert [len(d) for d in remote] == [len(d) for d in local] and any(len(d) for d in local)
+        for r, lo in zip(remote, local):
+            np.testing.assert_array_equal(r.class_ids, lo.class_ids)
+            np.testing.assert_allclose(r.scores, lo.scores, atol=1e-5)
+            np.testing.assert_allclose(r.boxes, lo.boxes, atol=1e-2)
     finally:
         client.close()
         proc.send_signal(2)

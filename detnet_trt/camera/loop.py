@@ -35,9 +35,9 @@ from ..errors import DetnetError
 from ..fileio import atomic_write_text, check_writable
 from ..pipeline import Detector
 from ..preprocess import Letterboxer, LetterboxInfo
-from .sinks import FrameResult, Sink, make_sinks
-from .sources import Frame, FrameSource, open_source
-from .timing import LoopTimer, format_summary
+from .sinks import FrameResult, Sink, display_available, make_sinks
+from .sources import Frame, FrameSource, StopLike, open_source
+from .timing import LoopTimer
 
 log = logging.getLogger("detnet_trt.camera")
 
@@ -105,7 +105,17 @@ class _Failed:
     error: BaseException
 
 
-def _prepare(source: FrameSource, lb: Letterboxer, slot: int, halt: threading.Event) -> _Prepared | None:
+class _Either:
+    """Set when either event is set (``StopLike`` for ``FrameSource.read``)."""
+
+    def __init__(self, a: threading.Event, b: threading.Event) -> None:
+        self.a, self.b = a, b
+
+    def is_set(self) -> bool:
+        return self.a.is_set() or self.b.is_set()
+
+
+def _prepare(source: FrameSource, lb: Letterboxer, slot: int, halt: StopLike) -> _Prepared | None:
     t0 = time.perf_counter()
     frame = source.read(halt)
     t1 = time.perf_counter()
@@ -135,7 +145,7 @@ class _Prefetcher:
                     slot = self.free.get(timeout=_POLL)
                 except queue.Empty:
                     continue
-                item = _prepare(self.source, self.letterboxers[slot], slot, self.flag.event)
+                item = _prepare(self.source, self.letterboxers[slot], slot, _Either(self.halt, self.flag.event))
                 if item is None:
                     break
                 self.ready.put(item)
@@ -251,7 +261,7 @@ def run_loop(
 
 def _describe_backend(backend: Backend) -> dict[str, Any]:
     try:
-        d = dict(backend.describe())
+        d: dict[str, Any] = dict(backend.describe())
     except Exception:  # noqa: BLE001 - a description is informative only
         d = {"backend": backend.name}
     d["model"] = backend.meta.model
@@ -304,6 +314,9 @@ def run_camera(
         raise DetnetError("--jsonl, --record and --stats-json must be different files")
     for p in outputs:
         check_writable(p, force)
+    if show and not display_available():  # before the (possibly slow) model load
+        raise DetnetError("--show needs a display, but neither DISPLAY nor WAYLAND_DISPLAY is set",
+                          "run with --headless (and --jsonl / --record), or forward X (ssh -X)")
 
     if isinstance(model, Backend):
         backend, model_name = model, f"<{type(model).__name__}>"
@@ -352,4 +365,4 @@ def run_camera(
     return summary
 
 
-__all__ = ["StopFlag", "format_summary", "run_camera", "run_loop", "stop_on_signals"]
+__all__ = ["StopFlag", "run_camera", "run_loop", "stop_on_signals"]

@@ -205,6 +205,12 @@ def rtsp_pipeline(url: str, latency_ms: int = 0) -> str:
 # --------------------------------------------------------------------------------------------
 # Opening captures
 # --------------------------------------------------------------------------------------------
+class StopLike(Protocol):
+    """Anything with ``is_set()`` (a ``threading.Event``): ``read(stop)`` returns ``None`` once it is set."""
+
+    def is_set(self) -> bool: ...
+
+
 class Capture(Protocol):
     """What the sources need from a ``cv2.VideoCapture`` (tests pass fakes with the same methods)."""
 
@@ -326,7 +332,7 @@ class FrameSource:
         self.reconnect_attempts = 0
         self.fps: float | None = None  # nominal rate, when the source knows it
 
-    def read(self, stop: threading.Event | None = None) -> Frame | None:
+    def read(self, stop: StopLike | None = None) -> Frame | None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -359,7 +365,7 @@ class VideoFileSource(FrameSource):
         self.fps = fps if 0 < fps < 1000 else None
         self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
 
-    def read(self, stop: threading.Event | None = None) -> Frame | None:
+    def read(self, stop: StopLike | None = None) -> Frame | None:
         if self._cap is None:
             return None
         ok, img = self._cap.read()
@@ -392,7 +398,7 @@ class ImageFolderSource(FrameSource):
         self._next = 0
         self.skipped = 0
 
-    def read(self, stop: threading.Event | None = None) -> Frame | None:
+    def read(self, stop: StopLike | None = None) -> Frame | None:
         while self._next < len(self.files):
             f = self.files[self._next]
             self._next += 1
@@ -494,7 +500,7 @@ class LiveSource(FrameSource):
         return None
 
     # --- consumer side -------------------------------------------------------------------
-    def read(self, stop: threading.Event | None = None) -> Frame | None:
+    def read(self, stop: StopLike | None = None) -> Frame | None:
         """The newest frame not yet returned; waits for one. ``None`` when the source ended
         (failed without reconnect, or closed) or ``stop`` was set."""
         with self._cond:

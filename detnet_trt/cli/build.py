@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="build a TensorRT engine (FP16 / INT8) with its metadata sidecar",
         description="Export (from a checkpoint), quantize (--int8 with --calib), parse, configure and build a "
         "TensorRT engine, written atomically with <engine>.json (model metadata, TensorRT version, GPU, hashes, "
-        "options). Without TensorRT the ONNX steps still run and their files are kept; the command then says "
+        "options). The GPU is CUDA device 0: choose another with CUDA_VISIBLE_DEVICES. Without TensorRT the ONNX steps still run and their files are kept; the command then says "
         "TensorRT is missing and exits 2. See plugins/README.md for --nms efficient and --plugin.",
     )
     p.add_argument("model", help="checkpoint (.pt) or ONNX file (FP32, or Q/DQ INT8 from `detnet-trt quantize`)")
@@ -42,7 +42,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="load a TensorRT plugin library before parsing (repeatable)")
     p.add_argument("--layout", choices=("nchw", "nhwc"), default="nchw", help="input layout when exporting a checkpoint")
     p.add_argument("--topk", type=int, default=None, help="candidates per image when exporting a checkpoint")
-    p.add_argument("--gpu", type=int, default=0, help="CUDA device index (default 0)")
     p.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
     p.add_argument("--no-progress", action="store_true", help="no progress output")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
@@ -74,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
         plugins=tuple(args.plugin),
         layout=args.layout,
         topk=args.topk,
-        device=args.gpu,
         verbose=args.verbose,
         force=args.force,
         progress=not args.no_progress,

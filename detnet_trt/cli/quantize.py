@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         plan = prov.get("plan", {})
         print(f"wrote {out}: INT8 Q/DQ ({prov.get('method')}, {prov.get('calib_images')} calibration images, "
               f"{prov.get('calib_skipped', 0)} skipped), {plan.get('quantized_nodes', '?')} nodes quantized, "
-              f"kept float: {', '.join(plan.get('head_final_layers', [])) or 'head quantized'}"
+              f"kept float: {', '.join(plan.get('head_final_weights') or plan.get('head_final_layers', [])) or 'head quantized'}"
               + (f" + {args.keep_float}" if args.keep_float else ""))
         if not args.val_data:
             return 0

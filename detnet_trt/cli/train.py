@@ -44,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     p.add_argument("--no-augment", action="store_true", help="disable resize/flip/colour augmentation")
     p.add_argument("--val-every", type=int, default=1, help="val AP every N epochs; 0: only at the end")
+    p.add_argument("--val-images", type=int, default=None, help="val AP on the first N val images only (default: all)")
     p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     p.add_argument("--force", action="store_true", help="overwrite existing checkpoints")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         amp=not args.no_amp,
         augment=not args.no_augment,
         val_every=args.val_every,
+        val_images=args.val_images,
         seed=args.seed,
         force=args.force,
         progress=not args.no_progress,

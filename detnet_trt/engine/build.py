@@ -62,7 +62,6 @@ class BuildOptions:
     plugins: tuple[Path, ...] = ()
     layout: str = "nchw"  # export options, when starting from a checkpoint
     topk: int | None = None
-    device: int = 0
     verbose: bool = False
     force: bool = False
     progress: bool = True
@@ -85,6 +84,9 @@ class BuildOptions:
                 raise InputError(f"--dla {self.dla_core}: a DLA core index is 0 or more")
             if self.precision == "fp32":
                 raise InputError("--dla needs --fp16 or --int8: the DLA has no FP32 mode")
+        for lib in self.plugins:  # fail before the long steps, not after them
+            if not Path(lib).expanduser().is_file():
+                raise InputError(f"plugin library {lib} not found", "check the --plugin path (a .so file)")
 
 
 def parse_batch(text: str) -> tuple[int, int, int]:
@@ -167,7 +169,7 @@ def prepare_onnx(
         from ..export import export_onnx
 
         log.step(f"export {src.name} -> ONNX")
-        current = export_onnx(src, base.with_suffix(".onnx"), layout=opts.layout, topk=opts.topk,
+        current = export_onnx(src, base.with_name(base.name + ".onnx"), layout=opts.layout, topk=opts.topk,
                               nms="host", force=opts.force)
     calib_sha = ""
     if opts.precision == "int8" and not qdq and opts.calib is not None:
@@ -210,6 +212,7 @@ def _derived(base: Path, tag: str) -> Path:
 def _installed_api() -> compat.TrtApi | None:
     if not compat.have_tensorrt():
         return None
+    compat.require_tensorrt("the engine build")
     import tensorrt as trt
 
     return compat.api_of(trt)
@@ -237,9 +240,14 @@ def _build_with_tensorrt(
     meta = _onnx_meta(onnx_path).with_updates(precision=opts.precision)
     logger = trt.Logger(trt.Logger.VERBOSE if opts.verbose else trt.Logger.WARNING)
     load_plugin_libraries(opts.plugins)
-    compat.init_plugins(logger)
+    plugins_ok = compat.init_plugins(logger)
     builder = create_builder(logger)
-    gpu_name, cc = device_info(opts.device)
+    if not plugins_ok and opts.nms == "efficient":
+        raise EngineBuildError(
+            "TensorRT's bundled plugins (EfficientNMS_TRT) could not be registered",
+            "install libnvinfer-plugin (JetPack ships it; x86: the tensorrt wheel), or build with --nms host",
+        )
+    gpu_name, cc = device_info(0)  # TensorRT builds on the current device: pick it with CUDA_VISIBLE_DEVICES
     _check_precision(api, builder, opts, gpu_name, cc)
 
     log.step(f"parse {onnx_path.name} (TensorRT {api.version}, {gpu_name}, sm {cc[0]}{cc[1]})")

@@ -30,6 +30,7 @@ and 10.x are not used, so one INT8 path serves every version.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import re
 from dataclasses import dataclass
@@ -69,8 +70,9 @@ class TensorRTMissingError(MissingDependencyError):
     """TensorRT's Python package is not importable here."""
 
 
-class GpuUnavailableError(DetnetError):
-    """TensorRT is installed but cannot use a GPU (no device, no driver, wrong CUDA)."""
+class GpuUnavailableError(MissingDependencyError):
+    """TensorRT is installed but cannot use a GPU (no device, no driver, wrong CUDA): as missing as
+    TensorRT itself for whoever catches :class:`MissingDependencyError` (the demo)."""
 
 
 class UnsupportedPrecisionError(DetnetError):
@@ -86,6 +88,11 @@ def require_tensorrt(what: str = "this step") -> None:
     """Raise :class:`TensorRTMissingError` (one line: what, and how to get it) if TensorRT is absent."""
     if not have_tensorrt():
         raise TensorRTMissingError(f"TensorRT is not installed, {what} needs it", INSTALL_HINT)
+    try:
+        importlib.import_module("tensorrt")
+    except (ImportError, OSError) as err:  # e.g. the bindings without their libnvinfer
+        raise TensorRTMissingError(f"TensorRT is installed but does not load ({err}), {what} needs it",
+                                   INSTALL_HINT) from None
 
 
 def parse_version(text: str) -> tuple[int, int, int]:

@@ -80,6 +80,8 @@ class TensorRTBackend(Backend):
 
     def _reset(self) -> None:
         self._ctx: CudaContext | None = None
+        self._logger: trt.ILogger | None = None
+        self._plugin_handles: list[Any] = []
         self._runtime: trt.Runtime | None = None
         self._engine: trt.ICudaEngine | None = None
         self._context: trt.IExecutionContext | None = None
@@ -110,10 +112,14 @@ class TensorRTBackend(Backend):
                 if self.info.engine_sha256 and sha256_bytes(data) != self.info.engine_sha256:
                     raise ModelFileError(f"{self.path}: the engine does not match its sidecar (sha256 differs)",
                                          "rebuild it, or copy the engine and its .json together")
-                load_plugin_libraries(self.plugins)
-                logger = trt.Logger(trt.Logger.VERBOSE if self.verbose else trt.Logger.WARNING)
+                self._plugin_handles = load_plugin_libraries(self.plugins)
+                # TensorRT keeps a pointer to the logger: it must live as long as the runtime.
+                logger = self._logger = trt.Logger(trt.Logger.VERBOSE if self.verbose else trt.Logger.WARNING)
                 compat.init_plugins(logger)
                 self._runtime = create_runtime(logger)
+                dla_core = self.info.build.get("dla_core")
+                if dla_core is not None:  # an engine built for a DLA core runs on that core
+                    self._runtime.DLA_core = int(dla_core)
                 engine = self._engine = self._runtime.deserialize_cuda_engine(data)
                 if engine is None:
                     raise ModelFileError(f"{self.path}: TensorRT {api.version} could not deserialize the engine",
@@ -175,6 +181,7 @@ class TensorRTBackend(Backend):
                     self._context = None
                     self._engine = None
                     self._runtime = None
+                    self._logger = None
                     self._events = []
                     if self._stream is not None:
                         self._stream.free()

@@ -29,6 +29,10 @@ from .losses import giou_loss, sigmoid_focal_loss
 class DetNetDetector(nn.Module):
     """DetNet backbone + DetNet-FPN + FCOS-style dense head (see :mod:`.head` for why)."""
 
+    pixel_mean: torch.Tensor
+    pixel_std: torch.Tensor
+    bgr_to_rgb: torch.Tensor
+
     def __init__(self, config: DetNetConfig, class_names: list[str] | None = None) -> None:
         super().__init__()
         if class_names is None:

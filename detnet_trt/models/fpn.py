@@ -46,7 +46,8 @@ class DetNetFPN(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_uniform_(m.weight, a=1)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def output_shape(self) -> dict[str, ShapeSpec]:
         return {n: self._shapes[n] for n in self.out_features}

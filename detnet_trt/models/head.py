@@ -21,6 +21,7 @@ reshape/InstanceNorm chain that deploys and quantizes less well. Scores are FCOS
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -83,7 +84,9 @@ class DenseHead(nn.Module):
                 nn.init.normal_(m.weight, std=0.01)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
+        bias = self.cls_logits.bias
+        if bias is not None:
+            nn.init.constant_(bias, -math.log((1 - prior_prob) / prior_prob))
 
     def forward(self, feats: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Returns per level ``(cls_logits, box_ltrb_pixels, ctr_logits)``."""
@@ -91,9 +94,11 @@ class DenseHead(nn.Module):
         for i, name in enumerate(self.levels):
             x = feats[name]
             c, b = x, x
-            for conv, bn in zip(self.cls_convs, self.cls_norms[i]):
+            cls_norms = cast(nn.ModuleList, self.cls_norms[i])
+            box_norms = cast(nn.ModuleList, self.box_norms[i])
+            for conv, bn in zip(self.cls_convs, cls_norms):
                 c = self.relu(bn(conv(c)))
-            for conv, bn in zip(self.box_convs, self.box_norms[i]):
+            for conv, bn in zip(self.box_convs, box_norms):
                 b = self.relu(bn(conv(b)))
             ltrb = torch.relu(self.scales[i](self.box_pred(b))) * self.norms[i]
             out.append((self.cls_logits(c), ltrb, self.ctr_pred(b)))

@@ -30,9 +30,9 @@ class ServerError(DetnetError):
 def _client_module(protocol_name: str) -> Any:
     try:
         if protocol_name == "grpc":
-            import tritonclient.grpc as mod
+            import tritonclient.grpc as mod  # type: ignore[import-untyped]
         else:
-            import tritonclient.http as mod
+            import tritonclient.http as mod  # type: ignore[import-untyped]
     except ImportError:
         raise MissingDependencyError(
             "`detnet-trt client` needs tritonclient", "pip install 'detnet-trt[triton]' (tritonclient[http,grpc])"
@@ -110,7 +110,7 @@ class DetnetClient:
         return {n: result.as_numpy(n) for n in protocol.OUTPUTS}
 
     def _tensor(self, name: str, array: np.ndarray) -> Any:
-        from tritonclient.utils import np_to_triton_dtype
+        from tritonclient.utils import np_to_triton_dtype  # type: ignore[import-untyped]
 
         t = self._mod.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
         t.set_data_from_numpy(np.ascontiguousarray(array))
@@ -130,7 +130,8 @@ class DetnetClient:
 
 
 def _message(err: Exception) -> str:
-    msg = err.message() if callable(getattr(err, "message", None)) else str(err)
+    message = getattr(err, "message", None)  # tritonclient's InferenceServerException.message()
+    msg = message() if callable(message) else str(err)
     return " ".join(str(msg).split())[:2000]
 
 
@@ -141,7 +142,9 @@ def _parse_config(cfg: dict[str, Any]) -> tuple[list[str] | None, list[int], str
         raise ServerError(f"model '{cfg.get('name')}' has no '{protocol.IMAGES}' input: not a detnet-trt model")
     dims = [int(d) for d in images.get("dims", [])]
     if len(dims) != 3 or 3 not in (dims[0], dims[2]):
-        raise ServerError(f"model '{cfg.get('name')}' input '{protocol.IMAGES}' has dims {dims}, expected 3xHxW or HxWx3")
+        raise ServerError(
+            f"model '{cfg.get('name')}' input '{protocol.IMAGES}' has dims {dims}, expected 3xHxW or HxWx3"
+        )
     params = {k: v.get("string_value", "") for k, v in (cfg.get("parameters") or {}).items()}
     layout = params.get("layout") or ("nchw" if dims[0] == 3 else "nhwc")
     names = json.loads(params["class_names"]) if params.get("class_names") else None

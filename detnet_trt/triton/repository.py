@@ -50,6 +50,7 @@ from . import protocol as _proto_mod  # the module itself (names of tensors)
 
 ENGINE_SUFFIXES = (".engine", ".plan")
 VENDOR_PACKAGE = "detnet_trt_post"
+RAW_PREFIX = "raw_"  # input names of the post-processing model: raw_<network output>
 
 _NP_TO_TRITON = {
     "uint8": "TYPE_UINT8",
@@ -161,7 +162,9 @@ def _read_onnx(path: Path) -> ModelInfo:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # noqa: BLE001 - any parse failure is a bad file
-        raise ModelFileError(f"{path}: not a readable ONNX file ({err})", "export it with `detnet-trt export`") from None
+        raise ModelFileError(
+            f"{path}: not a readable ONNX file ({err})", "export it with `detnet-trt export`"
+        ) from None
     if read_onnx_meta is not None:
         meta = read_onnx_meta(path)
     else:
@@ -275,7 +278,6 @@ import json
 import os
 import sys
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -292,6 +294,7 @@ class TritonPythonModel:
         self.iou = float(params["iou"])
         self.max_det = int(params["max_det"])
         self.input_size = tuple(int(v) for v in params["input_size"].split(","))
+        # inputs are "raw_" + the network's output names (boxes, scores, class_ids or det_*)
         self.input_names = [i["name"] for i in config["input"] if i["name"] != ORIG_SIZE]
         self.output_dtypes = {{
             o["name"]: pb_utils.triton_string_to_numpy(o["data_type"]) for o in config["output"]
@@ -307,7 +310,10 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             try:
-                outputs = {{n: pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.input_names}}
+                outputs = {{
+                    n[len("{raw}"):]: pb_utils.get_input_tensor_by_name(request, n).as_numpy()
+                    for n in self.input_names
+                }}
                 sizes = pb_utils.get_input_tensor_by_name(request, ORIG_SIZE).as_numpy()
                 dets = postprocess(outputs, self._infos(sizes), self.conf, self.iou, self.max_det)
                 packed = pack_detections(dets, self.max_det)
@@ -389,7 +395,9 @@ def _configs(
         "name": post_name,
         "backend": "python",
         "max_batch_size": max_batch,
-        "input": [s.to_config() for s in info.outputs] + [orig.to_config()],
+        # "raw_" + the network's output names: with in-graph NMS they would clash with det_* outputs
+        "input": [TensorSpec(RAW_PREFIX + s.name, s.dtype, s.dims).to_config() for s in info.outputs]
+        + [orig.to_config()],
         "output": post_out,
         "dynamic_batching": batching,
         "instance_group": [{"count": instances, "kind": _Enum("KIND_CPU")}],
@@ -415,7 +423,7 @@ def _configs(
                 {
                     "model_name": post_name,
                     "model_version": -1,
-                    "input_map": [{"key": k, "value": v} for k, v in raw.items()]
+                    "input_map": [{"key": RAW_PREFIX + k, "value": v} for k, v in raw.items()]
                     + [{"key": orig.name, "value": orig.name}],
                     "output_map": [{"key": s.name, "value": s.name} for s in det_out],
                 },
@@ -446,7 +454,7 @@ Source model: `{source}` ({platform}; model `{model}`, input {layout} {h}x{w} ui
 | --- | --- |
 | `{name}` | ensemble: the one clients call |
 | `{model_name}` | the network ({platform}), dynamic batching up to {max_batch}, {instances}x KIND_{kind} |
-| `{post_name}` | Python backend: class-aware NMS (iou {iou}), score >= {conf}, at most {max_det} per image, letterbox undo |
+| `{post_name}` | Python backend: score >= {conf}, class-aware NMS (IoU {iou}), <= {max_det} per image, un-letterbox |
 
 ## Run it
 
@@ -474,8 +482,9 @@ detections.
 
 ## Post-processing code
 
-`{post_name}/1/{vendor}/` is a copy of detnet-trt's own post-processing modules (NumPy only), so
-the stock Triton Python backend needs no extra packages. SHA-256 of the copy: `{vendor_sha}`.
+`{post_name}/1/{vendor}/` is a copy of detnet-trt's own post-processing modules. They need only
+NumPy (which NVIDIA's tritonserver containers ship for the Python backend), so no detnet-trt install
+is needed inside Triton. SHA-256 of the copy: `{vendor_sha}`.
 Thresholds: the `conf`, `iou`, `max_det` parameters of `{post_name}/config.pbtxt`.
 """
 
@@ -501,7 +510,8 @@ def _write_tree(dest: Path, plan: RepositoryPlan, vendor: dict[str, str], kind: 
         shutil.copyfile(info.path, target)
     post_dir = dest / plan.post_name
     atomic_write_text(post_dir / "labels.txt", "".join(f"{n}\n" for n in meta.class_names))
-    atomic_write_text(post_dir / "1" / "model.py", _MODEL_PY.format(version=__version__, vendor=VENDOR_PACKAGE))
+    model_py = _MODEL_PY.format(version=__version__, vendor=VENDOR_PACKAGE, raw=RAW_PREFIX)
+    atomic_write_text(post_dir / "1" / "model.py", model_py)
     vdir = post_dir / "1" / VENDOR_PACKAGE
     vdir.mkdir()
     for fname, src in vendor.items():

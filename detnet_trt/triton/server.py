@@ -3,8 +3,8 @@
 PyTriton starts the ``tritonserver`` binary it ships, with HTTP and gRPC (KServe v2 protocol)
 endpoints and the Prometheus metrics endpoint, and forwards each (dynamically batched) request
 batch to a Python function in this process. That function runs the package's backend and its
-post-processing (:class:`~detnet_trt.pipeline.Detector`), so results are exactly those of a local
-run. The request/response contract is :mod:`detnet_trt.triton.protocol`, the same as the
+post-processing (:func:`~detnet_trt.postprocess.postprocess`, what the Detector runs), so results
+are exactly those of a local run. The request/response contract is :mod:`detnet_trt.triton.protocol`, the same as the
 ``export-triton`` ensemble: one client for both.
 
 Triton checks every request's dtype and shape against the model config before it is batched, so a
@@ -21,6 +21,7 @@ changed at import time.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ipaddress
 import logging
@@ -36,7 +37,7 @@ import numpy as np
 
 from ..backends.base import Backend
 from ..errors import InputError, MissingDependencyError
-from ..pipeline import Detector
+from ..postprocess import postprocess
 from ..preprocess import LetterboxInfo, letterbox_geometry
 from . import protocol
 
@@ -46,7 +47,7 @@ _ENV_LOCK = threading.Lock()
 
 def _require_pytriton() -> None:
     try:
-        import pytriton  # noqa: F401
+        import pytriton  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         raise MissingDependencyError(
             "`detnet-trt serve` needs NVIDIA PyTriton", "pip install 'detnet-trt[triton]' (nvidia-pytriton)"
@@ -122,7 +123,11 @@ def bundled_tritonserver(workdir: str | os.PathLike[str]) -> tuple[Path, Path, d
     import shutil
     import sys
 
-    from pytriton.utils.distribution import get_libs_path, get_root_module_path, get_stub_path
+    from pytriton.utils.distribution import (  # type: ignore[import-untyped]
+        get_libs_path,
+        get_root_module_path,
+        get_stub_path,
+    )
 
     src = get_root_module_path() / "tritonserver"
     dst = Path(workdir) / "tritonserver"
@@ -195,11 +200,11 @@ class DetnetTritonServer:
         self.dynamic_batching = dynamic_batching
         self.preferred_batch_sizes = list(preferred_batch_sizes or [])
         self.queue_delay_us = queue_delay_us
-        self.max_det = max_det
-        self.detector = Detector(self.backend, conf=conf, iou=iou, max_det=max_det, max_batch=1)
+        self.conf, self.iou, self.max_det = conf, iou, max_det
         self.log_verbose = log_verbose
         self._triton: Any = None
-        self.batches_seen: list[int] = []  # batch size of every call (for tests and benchmarks)
+        # batch size of each call, the most recent 100k (for tests and benchmarks; bounded for long runs)
+        self.batches_seen: collections.deque[int] = collections.deque(maxlen=100_000)
 
     # --- endpoints -----------------------------------------------------------------------
     def _url(self, kind: str) -> str:
@@ -222,16 +227,17 @@ class DetnetTritonServer:
     def _infer_batch(self, images: np.ndarray, orig_size: np.ndarray) -> dict[str, np.ndarray]:
         self.batches_seen.append(int(images.shape[0]))
         outputs = self.backend.infer(images)
-        dets = self.detector.postprocess(outputs, _infos(orig_size, self.backend.meta.input_size))
+        infos = _infos(orig_size, self.backend.meta.input_size)
+        dets = postprocess(outputs, infos, self.conf, self.iou, self.max_det)
         return protocol.pack_detections(dets, self.max_det)
 
     # --- life cycle ----------------------------------------------------------------------
     def start(self) -> DetnetTritonServer:
         """Open the backend, start tritonserver and wait until the model is ready."""
         _require_pytriton()
-        from pytriton.decorators import batch
-        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig
+        from pytriton.decorators import batch  # type: ignore[import-untyped]
+        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor  # type: ignore[import-untyped]
+        from pytriton.triton import Triton, TritonConfig  # type: ignore[import-untyped]
 
         if self._triton is not None:
             return self
@@ -246,7 +252,6 @@ class DetnetTritonServer:
             metrics_port=self.ports["metrics"],
             allow_metrics=True,
             allow_cpu_metrics=True,
-            allow_gpu_metrics=False,
             log_verbose=self.log_verbose,
             exit_timeout_secs=5,
         )
@@ -311,12 +316,26 @@ class DetnetTritonServer:
 
 def serve(model: str | os.PathLike[str] | Backend, **kwargs: Any) -> None:
     """Run :class:`DetnetTritonServer` in the foreground until Ctrl+C (``detnet-trt serve``)."""
+    import signal
+
+    def _on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM (docker stop, systemd, kubelet) stops as cleanly as Ctrl+C
+
     srv = DetnetTritonServer(model, **kwargs)
-    srv.start()
-    print(
-        f"serving model '{srv.name}' ({srv.backend.name}, batch <= {srv.max_batch}, dynamic batching "
-        f"{'on' if srv.dynamic_batching else 'off'}): HTTP {srv.http_url}, gRPC {srv.grpc_url}, "
-        f"metrics {srv.metrics_url}; Ctrl+C stops",
-        flush=True,
-    )
-    srv.wait()
+    in_main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _on_term) if in_main else None
+    try:
+        srv.start()
+        print(
+            f"serving model '{srv.name}' ({srv.backend.name}, batch <= {srv.max_batch}, dynamic batching "
+            f"{'on' if srv.dynamic_batching else 'off'}): HTTP {srv.http_url}, gRPC {srv.grpc_url}, "
+            f"metrics {srv.metrics_url}; Ctrl+C stops",
+            flush=True,
+        )
+        srv.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()
+        if in_main:
+            signal.signal(signal.SIGTERM, old)

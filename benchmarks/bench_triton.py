@@ -1,0 +1,218 @@
+"""Load benchmark of ``detnet-trt serve``: throughput and p50/p99 latency, dynamic batching on/off.
+
+Starts the real PyTriton ``tritonserver`` on loopback (free ports) with the model on CPU (ONNX
+Runtime), then C client threads (tritonclient, HTTP) each send single-image requests back to back
+(a pre-letterboxed image + its original size, so the figures are the server's, not the client's
+letterboxing) until they have sent ``--requests`` each or ``--duration`` seconds have passed. The
+same load runs twice: with Triton's dynamic batcher (``--max-batch``, ``--queue-delay-us``) and
+without (each request its own inference). For reference, the model is also timed in-process
+without any server at batch 1 and at ``--max-batch``. Results and the machine go to
+``--out``/triton_serve.{json,md}.
+
+    .venv/bin/python benchmarks/bench_triton.py                         # demo model, ~1 min
+    .venv/bin/python benchmarks/bench_triton.py --model m.onnx --clients 8 --requests 100 --duration 20
+
+Loopback only; bounded by count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from detnet_trt.backends import load_backend
+from detnet_trt.fileio import atomic_write_text
+from detnet_trt.pipeline import Detector
+from detnet_trt.preprocess import letterbox
+from detnet_trt.triton.client import DetnetClient
+from detnet_trt.triton.server import DetnetTritonServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CKPT = ROOT / "detnet_trt" / "assets" / "detnet_tiny_synth.pt"
+
+
+def _machine() -> dict:
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        lscpu = ""
+    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
+    versions = {}
+    for pkg in ("nvidia-pytriton", "tritonclient", "onnxruntime", "numpy", "detnet-trt"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    return {
+        "cpu_model": fields.get("Model name", platform.processor()).strip(),
+        "cpus": fields.get("CPU(s)", "?").strip(),
+        "load_avg_1m": round(__import__("os").getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+    }
+
+
+def _percentiles(lat_s: list[float]) -> dict:
+    a = np.asarray(lat_s) * 1000.0
+    return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2),
+            "mean_ms": round(float(a.mean()), 2)}
+
+
+def _model_path(arg: str | None, work: Path) -> Path:
+    if arg:
+        return Path(arg)
+    if not DEMO_CKPT.is_file():
+        sys.exit(f"no --model given and the demo model {DEMO_CKPT} is missing")
+    from detnet_trt.export import export_onnx
+
+    return export_onnx(DEMO_CKPT, work / "demo_fp32.onnx", force=True)
+
+
+def _load(srv: DetnetTritonServer, image: np.ndarray, size: np.ndarray, clients: int, requests: int,
+          duration: float) -> dict:
+    lat: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[str] = []
+    stop_at = [0.0]
+    barrier = threading.Barrier(clients + 1)
+
+    def worker(i: int) -> None:
+        with DetnetClient(srv.http_url, srv.name) as c:
+            c.infer_raw(image, size)  # warm-up, connection set up
+            barrier.wait()
+            for _ in range(requests):
+                if time.perf_counter() > stop_at[0]:
+                    break
+                t0 = time.perf_counter()
+                try:
+                    c.infer_raw(image, size)
+                except Exception as err:  # noqa: BLE001 - counted, reported
+                    errors.append(str(err))
+                    continue
+                lat[i].append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    n_before = len(srv.batches_seen)
+    stop_at[0] = time.perf_counter() + 3600
+    barrier.wait()
+    t_start = time.perf_counter()
+    stop_at[0] = t_start + duration
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t_start
+    all_lat = [x for li in lat for x in li]
+    batches = list(srv.batches_seen)[n_before:]
+    hist = {str(b): batches.count(b) for b in sorted(set(batches))}
+    return {
+        "requests": len(all_lat), "errors": len(errors), "wall_s": round(wall, 2),
+        "throughput_ips": round(len(all_lat) / wall, 1), **_percentiles(all_lat),
+        "server_batches": len(batches), "mean_batch": round(float(np.mean(batches)), 2) if batches else 0.0,
+        "batch_histogram": hist,
+    }
+
+
+def _local(model: Path, image: np.ndarray, batch: int, seconds: float) -> dict:
+    with load_backend(model) as be:
+        det = Detector(be, max_batch=batch)
+        x = np.repeat(image, batch, axis=0)
+        for _ in range(2):
+            det.postprocess(be.infer(x), [None] * batch)
+        lat = []
+        t_end = time.perf_counter() + seconds
+        while time.perf_counter() < t_end and len(lat) < 500:
+            t0 = time.perf_counter()
+            det.postprocess(be.infer(x), [None] * batch)
+            lat.append(time.perf_counter() - t0)
+    return {"batch": batch, "iterations": len(lat), "throughput_ips": round(batch * len(lat) / sum(lat), 1),
+            **_percentiles(lat)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help=".onnx / .pt / .engine (default: the shipped demo model, exported to ONNX)")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent client threads (default 8)")
+    ap.add_argument("--requests", type=int, default=60, help="requests per client at most (default 60)")
+    ap.add_argument("--duration", type=float, default=15.0, help="seconds per run at most (default 15)")
+    ap.add_argument("--max-batch", type=int, default=8)
+    ap.add_argument("--queue-delay-us", type=int, default=2000)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as work:
+        model = _model_path(args.model, Path(work))
+        rng = np.random.default_rng(0)
+        frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        backend = load_backend(model)
+        image, info = letterbox(frame, backend.meta.input_size, backend.meta.layout)
+        size = np.array([[info.orig_h, info.orig_w]], np.int32)
+        runs = {}
+        for mode in ("dynamic_batching", "no_batching"):
+            srv = DetnetTritonServer(
+                load_backend(model), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                max_batch=args.max_batch, dynamic_batching=mode == "dynamic_batching",
+                queue_delay_us=args.queue_delay_us,
+            )
+            with srv:
+                runs[mode] = _load(srv, image, size, args.clients, args.requests, args.duration)
+            print(mode, runs[mode], flush=True)
+        local = [_local(model, image, b, min(5.0, args.duration)) for b in (1, args.max_batch)]
+        print("in-process", local, flush=True)
+    rec = {
+        "benchmark": "detnet-trt serve (PyTriton) load test, loopback HTTP",
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "model": str(args.model or DEMO_CKPT.relative_to(ROOT)),
+        "model_meta": {"model": backend.meta.model, "input_size": list(backend.meta.input_size),
+                       "classes": backend.meta.num_classes, "precision": backend.meta.precision},
+        "backend": backend.name,
+        "settings": {"clients": args.clients, "requests_per_client": args.requests, "duration_s": args.duration,
+                     "max_batch": args.max_batch, "queue_delay_us": args.queue_delay_us,
+                     "request": "1 image (pre-letterboxed uint8) + orig_size"},
+        "runs": runs,
+        "in_process_reference": local,
+        "machine": _machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    out = Path(args.out)
+    atomic_write_text(out / "triton_serve.json", json.dumps(rec, indent=2) + "\n")
+    rows = [
+        "| mode | requests | errors | throughput (img/s) | p50 (ms) | p99 (ms) | mean server batch |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for mode, r in runs.items():
+        rows.append(f"| {mode} | {r['requests']} | {r['errors']} | {r['throughput_ips']} | {r['p50_ms']} | "
+                    f"{r['p99_ms']} | {r['mean_batch']} |")
+    for r in local:
+        rows.append(f"| in-process, batch {r['batch']} (no server) | {r['iterations']} | 0 | {r['throughput_ips']} | "
+                    f"{r['p50_ms']} | {r['p99_ms']} | {r['batch']} |")
+    m = rec["machine"]
+    md = (
+        f"# detnet-trt serve: load test ({rec['date']})\n\n"
+        f"Model {rec['model']} ({backend.meta.model}, {backend.meta.input_size[0]}x{backend.meta.input_size[1]}, "
+        f"{backend.name}, CPU); {args.clients} HTTP client threads on loopback, 1 image per request, "
+        f"at most {args.requests} requests each or {args.duration} s; max batch {args.max_batch}, "
+        f"queue delay {args.queue_delay_us} us. Latency is per request, as the client sees it.\n\n"
+        + "\n".join(rows)
+        + f"\n\nMachine: {m['cpu_model']}, {m['cpus']} CPUs (shared; 1-min load {m['load_avg_1m']}), "
+        f"Python {m['python']}, {', '.join(f'{k} {v}' for k, v in m['packages'].items())}.\n\n"
+        f"Command: `{rec['command']}`\n"
+    )
+    atomic_write_text(out / "triton_serve.md", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
