@@ -112,6 +112,7 @@ def run_inference(
     if not 0.0 <= conf <= 1.0 or not 0.0 < iou <= 1.0 or max_det < 1 or batch < 1:
         raise InputError(f"need 0 <= conf <= 1, 0 < iou <= 1, max_det >= 1, batch >= 1; got "
                          f"conf={conf}, iou={iou}, max_det={max_det}, batch={batch}")
+    backend = model if isinstance(model, Backend) else load_backend(model, **(backend_kwargs or {}))
     files = collect_images(inputs)
     if not files:
         raise InputError(f"no images found in {[str(i) for i in inputs]}",
@@ -120,7 +121,6 @@ def run_inference(
     names = _output_names(files)
     for name in [*names, JSON_NAME]:
         check_writable(out / name, force)
-    backend = model if isinstance(model, Backend) else load_backend(model, **(backend_kwargs or {}))
     result = InferResult(out_dir=out, json_path=out / JSON_NAME)
     records: list[dict[str, Any]] = []
 

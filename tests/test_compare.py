@@ -73,7 +73,8 @@ def test_match_detections_rules():
 
 def test_identical_models_zero_error_all_matched():
     res = compare(GridBackend(), GridBackend(), num_images=3, conf=0.2, progress=False)
-    assert set(res.outputs) == {"boxes", "scores", "class_ids"}
+    assert set(res.outputs) == {"boxes", "scores", "class_ids", "boxes (aligned rows)", "scores (aligned rows)"}
+    assert res.outputs["scores (aligned rows)"]["unpaired_rows"] == 0
     for d in res.outputs.values():
         assert d["max_abs"] == 0 and d["mean_abs"] == 0 and d["max_rel"] == 0
     assert res.outputs["class_ids"]["mismatch"] == 0
@@ -87,6 +88,7 @@ def test_identical_models_zero_error_all_matched():
 def test_perturbed_model_shows_errors():
     res = compare(GridBackend(), GridBackend(noise=0.05), num_images=3, conf=0.2, progress=False)
     assert res.outputs["scores"]["max_abs"] > 0.01
+    assert res.outputs["boxes (aligned rows)"]["mean_abs"] > 0
     assert 0 < res.outputs["scores"]["mean_rel"] <= 1
     assert res.matching["matched_a"] < 1.0 or res.matching["mean_iou"] < 1.0
 

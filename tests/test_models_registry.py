@@ -45,3 +45,16 @@ def test_unknown_model_and_names() -> None:
         build_model("resnet", 2)
     with pytest.raises(InputError, match="class names"):
         build_model("detnet_tiny", 2, class_names=["a"])
+
+
+def test_detnet_tiny_size() -> None:
+    """Pinned cost of the CPU variant (3 classes, 320x320): 0.44 GMACs, 313,852 parameters."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = build_model("detnet_tiny", 3).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        m(torch.zeros(1, 3, 320, 320, dtype=torch.uint8))
+    assert counter.get_total_flops() / 2 / 1e9 == pytest.approx(0.440, abs=0.001)
+    assert sum(p.numel() for p in m.parameters()) == 313_852
+    assert sum(p.numel() for p in m.backbone.parameters()) == 121_072

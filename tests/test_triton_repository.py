@@ -22,8 +22,6 @@ from detnet_trt.preprocess import letterbox_geometry
 from detnet_trt.triton import protocol
 from detnet_trt.triton.repository import VENDOR_PACKAGE, export_triton, read_model
 
-from _triton_models import model_path
-
 text_format = pytest.importorskip("google.protobuf.text_format")
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] not installed")
 
@@ -37,8 +35,8 @@ def _dtype(cfg_type: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def onnx_model(request, tmp_path_factory) -> Path:
-    return model_path(request, tmp_path_factory)
+def onnx_model(tiny_onnx) -> Path:
+    return Path(tiny_onnx)
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +116,7 @@ def test_engine_repository(tmp_path):
     net = _parse(tmp_path / "r" / "detnet_model" / "config.pbtxt")
     assert net.platform == "tensorrt_plan" and net.default_model_filename == "model.plan"
     assert list(net.input[0].dims) == [512, 512, 3]
+    assert [list(o.dims) for o in net.output] == [[1000, 4], [1000], [1000]]  # meta.topk candidates
     assert net.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     assert list(net.dynamic_batching.preferred_batch_size) == [4]
     assert (tmp_path / "r" / "detnet_model" / "1" / "model.plan").read_bytes() == b"not really a plan"
@@ -137,6 +136,7 @@ def test_in_graph_nms_engine_repository(tmp_path):
     export_triton(engine, tmp_path / "r", max_batch=16)
     net = _parse(tmp_path / "r" / "detnet_model" / "config.pbtxt")
     assert [o.name for o in net.output] == ["det_boxes", "det_scores", "det_class_ids", "num_dets"]
+    assert list(net.output[0].dims) == [50, 4]  # padded to the engine's max_det
     num = net.output[3]
     assert list(num.dims) == [1] and list(num.reshape.shape) == []  # (N,) per batch: one value per image
     post = _parse(tmp_path / "r" / "detnet_postprocess" / "config.pbtxt")

@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from detnet_trt.backends import load_backend
 from detnet_trt.errors import InputError
 from detnet_trt.postprocess import postprocess
 from detnet_trt.preprocess import Letterboxer
-
-from _triton_models import model_path, open_backend
 
 pytest.importorskip("pytriton", reason="nvidia-pytriton not installed (pip install 'detnet-trt[triton]')")
 pytest.importorskip("tritonclient.http", reason="tritonclient[http] not installed")
@@ -33,14 +32,14 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @pytest.fixture(scope="module")
-def onnx_model(request, tmp_path_factory) -> Path:
-    return model_path(request, tmp_path_factory)
+def onnx_model(tiny_onnx) -> Path:
+    return Path(tiny_onnx)
 
 
 @pytest.fixture(scope="module")
 def server(onnx_model):
     srv = DetnetTritonServer(
-        open_backend(onnx_model),
+        load_backend(onnx_model),
         http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
         max_batch=8, queue_delay_us=30_000, conf=CONF, iou=IOU, max_det=MAX_DET,
     )
@@ -56,7 +55,7 @@ def server(onnx_model):
 @pytest.fixture(scope="module")
 def reference(onnx_model):
     """The same model run locally, without any server."""
-    backend = open_backend(onnx_model)
+    backend = load_backend(onnx_model)
     backend.open()
 
     def run(frames):
@@ -210,7 +209,7 @@ def test_client_cli_prints_and_saves(server, reference, tmp_path, capsys):
 
 
 def test_non_loopback_bind_needs_explicit_flag(onnx_model):
-    backend = open_backend(onnx_model)
+    backend = load_backend(onnx_model)
     with pytest.raises(InputError, match="--allow-remote"):
         DetnetTritonServer(backend, host="0.0.0.0")
     DetnetTritonServer(backend, host="0.0.0.0", allow_remote=True)  # allowed, not started

@@ -202,14 +202,15 @@ def _read_engine(path: Path) -> ModelInfo:
 
     info = read_sidecar(path)
     meta = info.meta
-    # The contract's dtypes; per-image candidate counts are left variable (-1): the plan knows
-    # them, and Triton checks the config against the plan when it loads it.
+    # The contract's dtypes and shapes (meta.topk is the exported K after clamping; in-graph NMS
+    # pads to max_det): Triton checks them against the plan when it loads it.
+    k = meta.topk if meta.nms == "host" else meta.max_det
     if meta.nms == "host":
-        outputs = [TensorSpec("boxes", "float32", (-1, 4)), TensorSpec("scores", "float32", (-1,)),
-                   TensorSpec("class_ids", "int32", (-1,))]
+        outputs = [TensorSpec("boxes", "float32", (k, 4)), TensorSpec("scores", "float32", (k,)),
+                   TensorSpec("class_ids", "int32", (k,))]
     else:
-        outputs = [TensorSpec("det_boxes", "float32", (-1, 4)), TensorSpec("det_scores", "float32", (-1,)),
-                   TensorSpec("det_class_ids", "int32", (-1,)), TensorSpec("num_dets", "int32", ())]
+        outputs = [TensorSpec("det_boxes", "float32", (k, 4)), TensorSpec("det_scores", "float32", (k,)),
+                   TensorSpec("det_class_ids", "int32", (k,)), TensorSpec("num_dets", "int32", ())]
     return ModelInfo(
         path=path,
         platform="tensorrt_plan",
