@@ -6,8 +6,9 @@
 ``--model``: a checkpoint (exported here to FP32 ONNX with ``detnet_trt.export.export_onnx``) or
 an FP32 ONNX. ``--data``: a COCO-layout folder (train split for the calibration set, val split for
 AP); by default the demo's synthetic data (``detnet-trt synth``, 100 images, seed 2026, 40 % val)
-is generated under the work folder. The calibration set defaults to the demo rule (48 images,
-stratified, seed 0), i.e. ``calibration/demo_synth_seed2026.txt`` for the default data.
+is generated under the work folder and calibrated with the committed
+``calibration/demo_synth_seed2026.txt``; with ``--data`` the set is made by the demo rule (48
+train images, stratified, seed 0) unless ``--calib`` is given.
 
 Writes ``<out>/int8_cpu_<model>.json`` (AP both ways, latency records from
 ``detnet_trt.bench.benchmark``, quantization provenance, machine) and ``.md`` (the tables).
@@ -36,13 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=5.0, help="seconds per latency figure (default 5)")
     p.add_argument("--batches", default="1", help="comma-separated batch sizes (default 1)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: ORT's)")
-    p.add_argument("--work", default="benchmarks/.work_int8", help="folder for generated files")
+    p.add_argument("--work", default="demo_out/bench_int8", help="folder for generated files (git-ignored)")
     p.add_argument("--out", default="benchmarks/results", help="folder for the record")
     args = p.parse_args(argv)
 
     from detnet_trt.bench import benchmark, format_table, machine_info
     from detnet_trt.backends import load_backend
-    from detnet_trt.calibset import make_calib_set
+    from detnet_trt.calibset import CalibSet, make_calib_set, read_calib_set
     from detnet_trt.data.coco import resolve_coco_dir
     from detnet_trt.evaluation import evaluate
     from detnet_trt.fileio import atomic_write_text, sha256_file
@@ -66,8 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         if not (data / "annotations" / "instances_val.json").is_file():
             make_synth_dataset(data, images=100, seed=2026, val_fraction=0.4, force=True)
     val_ann, val_images = resolve_coco_dir(data, "val")
+    calib: Path | CalibSet
     if args.calib:
         calib = Path(args.calib)
+    elif not args.data:  # the demo data: its committed set, pointed at the regenerated images
+        calib = read_calib_set(Path(__file__).parents[1] / "calibration" / "demo_synth_seed2026.txt",
+                               images_dir=data / "images" / "train")
     else:
         train_ann, train_images = resolve_coco_dir(data, "train")
         calib = make_calib_set(train_images, work / "calib_set.txt", annotations=train_ann,
@@ -94,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "model": str(model),
         "data": str(data),
-        "calib_set": str(calib),
+        "calib_set": str(calib.path if isinstance(calib, CalibSet) else calib),
         "method": args.method,
         "quantize_seconds": round(quant_s, 1),
         "quantization": read_quant_provenance(int8),
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# FP32 vs INT8 (ONNX Runtime, CPU): {model.name}",
         "",
-        f"Data: `{data}` (val: {rows['FP32']['eval_images']} images); calibration: `{calib}` "
+        f"Data: `{data}` (val: {rows['FP32']['eval_images']} images); calibration: `{record['calib_set']}` "
         f"({args.method}); quantization took {quant_s:.1f} s.",
         f"Machine: {m.get('cpu')}, {m.get('cpu_cores_usable')} usable cores, load {m.get('load_average')}; "
         f"onnxruntime {m['versions'].get('onnxruntime')}, python {m['versions'].get('python')}.",

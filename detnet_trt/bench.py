@@ -389,6 +389,13 @@ def format_table(record: dict[str, Any]) -> str:
         if "gpu_ms" in r:
             split = ", ".join(f"{k} {v['mean']:.3f}" for k, v in r["gpu_ms"].items())
             lines.append(f"| {r['batch']} | GPU split (mean ms) | {split} |" + " |" * 8)
+    splits = [
+        f"batch {r['batch']}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["end_to_end"]["stages_ms"].items())
+        for r in record["results"]
+        if "end_to_end" in r
+    ]
+    if splits:
+        lines += ["", "end-to-end split (mean ms): " + "; ".join(splits)]
     return "\n".join(lines)
 
 

@@ -257,7 +257,7 @@ def _step_bench(ctx: _Ctx) -> None:
     atomic_write_text(ctx.out / "bench.md", "\n\n".join(tables) + "\n")
     ctx.paths["latency_plot"] = plot_latency(records, ctx.out / "latency.png")
     ctx.results["bench_median_ms"] = {
-        name: {fig: r[fig]["latency_ms"]["median"] for r in rec["results"] for fig in ("infer", "end_to_end") if fig in r}
+        name: {f: r[f]["latency_ms"]["median"] for r in rec["results"] for f in ("infer", "end_to_end") if f in r}
         for name, rec in records.items()
     }
     for name, figs in ctx.results["bench_median_ms"].items():
@@ -284,8 +284,10 @@ def plot_latency(records: dict[str, dict[str, Any]], out: Path) -> Path:
     ax.boxplot(data, showfliers=False)
     ax.set_xticks(range(1, len(labels) + 1), labels)
     ax.set_ylabel("latency per image (ms)")
-    backend = next(iter(records.values()))["backend"].get("backend", "")
-    ax.set_title(f"detnet_tiny, batch 1, {backend} on CPU")
+    first = next(iter(records.values()))
+    model = first.get("model", {})
+    size = "x".join(str(v) for v in model.get("input_size", ()))
+    ax.set_title(f"{model.get('name', 'model')} {size}, batch 1, {first['backend'].get('backend', '')} on CPU")
     ax.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     with atomic_open(out, "wb") as f:

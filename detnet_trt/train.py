@@ -281,7 +281,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         model.to(device)
         train_ds.input_size = _input_size(model)  # the variant's default when --imgsz is not given
         train_ds.layout = getattr(model, "layout", "nchw")
-        sampler: DistributedSampler = DistributedSampler(train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed)
+        sampler: DistributedSampler = DistributedSampler(
+            train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed
+        )
         per_rank = cfg.batch // d.world
         loader = DataLoader(
             train_ds,
@@ -371,7 +373,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                 for k, v in step_loss.items():
                     sums[k] = sums.get(k, 0.0) + v
                 if bar is not None:
-                    bar.set_postfix({k: f"{v / (i + 1):.3f}" for k, v in sums.items()} | {"lr": f"{scheduler.get_last_lr()[0]:.2e}"})
+                    postfix = {k: f"{v / (i + 1):.3f}" for k, v in sums.items()}
+                    bar.set_postfix(postfix | {"lr": f"{scheduler.get_last_lr()[0]:.2e}"})
                     bar.update(1)
             if bar is not None:
                 bar.close()
@@ -394,9 +397,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                         record["best"] = True
                 history.append(record)
                 if record.get("best") or not out.exists():
-                    save_checkpoint(
-                        model, out, extra={"train": {"epoch": epoch + 1, "val": record.get("val"), "config": cfg.to_dict()}}
-                    )
+                    provenance = {"epoch": epoch + 1, "val": record.get("val"), "config": cfg.to_dict()}
+                    save_checkpoint(model, out, extra={"train": provenance})
                 train_state = {
                     "epoch": epoch,
                     "optimizer": optimizer.state_dict(),

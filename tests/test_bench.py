@@ -133,7 +133,8 @@ def test_record_machine_table_and_plot(tmp_path):
     assert rec["model"]["input_size"] == [32, 32] and rec["model"]["precision"] == "fp32"
     json.dumps(rec)  # the whole record is JSON-serialisable
     table = format_table(rec)
-    assert table.count("\n") == 1 + 4  # header, rule, 2 batches x (infer, end-to-end)
+    assert table.count("| end-to-end |") == 2 and table.count("| infer |") == 2  # 2 batches x 2 figures
+    assert "end-to-end split (mean ms): batch 1: preprocess" in table
     png = plot_benchmark(rec, tmp_path / "bench.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 

@@ -136,3 +136,24 @@ def test_sigint_with_the_real_tiny_model(request, tmp_path) -> None:
            "--headless", "--jsonl", str(out), "--record", str(rec), "--stats-json", str(stats), "--conf", "0.0"]
     res = _run_and_interrupt(cmd, out, signal.SIGINT)
     _check_complete_outputs(res, out, rec, stats, total, "SIGINT")
+
+
+@pytest.mark.parametrize("flag, reconnects", [("--no-reconnect", 0), (None, 1)])
+def test_cli_reconnect_flag_on_a_live_camera(tmp_path, fake_backend, monkeypatch, caplog, flag, reconnects) -> None:
+    from camera_fakes import FakeCamera
+
+    from detnet_trt.camera import sources
+
+    counter = [0]
+    monkeypatch.setattr(sources, "open_capture", lambda spec, **kw: FakeCamera(100, fail_after=4, counter=counter))
+    stats = tmp_path / "s.json"
+    argv = ["camera", "--model", "m.onnx", "--source", "0", "--headless", "--stats-json", str(stats),
+            "--max-frames", "6", "--duration", "10"]
+    rc = main(argv + ([flag] if flag else []))
+    s = json.loads(stats.read_text())
+    assert rc == 0 and s["live"] and s["reconnects"] == reconnects
+    if reconnects:  # reopened and went on to --max-frames, and said so in the log
+        assert s["frames"] == 6 and s["stop_reason"] == "max-frames"
+        assert "reconnected" in caplog.text
+    else:  # the camera's failure ended the run
+        assert s["frames"] <= 4 and s["stop_reason"] == "end of stream"

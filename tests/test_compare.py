@@ -124,3 +124,20 @@ def test_cli_compare_real_onnx(tiny_onnx, tmp_path, capsys):
     res = json.loads(out.read_text())
     assert res["outputs"]["scores"]["max_abs"] == 0.0 and res["outputs"]["boxes"]["max_abs"] == 0.0
     assert res["matching"]["a_dets"] > 0 and res["matching"]["matched_a"] == 1.0
+
+
+class SwappedGridBackend(GridBackend):
+    """GridBackend with the first two candidates swapped: as if two nearly tied scores traded places."""
+
+    def _infer(self, images):
+        out = super()._infer(images)
+        for k in out:
+            out[k][:, [0, 1]] = out[k][:, [1, 0]]
+        out["scores"][:, [0, 1]] = out["scores"][:, [1, 0]]  # keep the scores sorted: only boxes/classes move
+        return out
+
+
+def test_aligned_rows_ignore_reordering():
+    res = compare(GridBackend(), SwappedGridBackend(), num_images=2, conf=0.0, progress=False)
+    assert res.outputs["boxes"]["max_abs"] > 0
+    assert res.outputs["boxes (aligned rows)"]["max_abs"] == 0
