@@ -13,6 +13,8 @@ from .compare import compare
 from .engine import TensorRTBackend, build_engine
 from .errors import DetnetError
 from .evaluation import evaluate
+from .export import export_onnx, read_onnx_meta
+from .infer import run_inference
 from .meta import ModelMeta
 from .pipeline import Detector
 from .postprocess import Detections, batched_nms, nms, postprocess
@@ -34,12 +36,15 @@ __all__ = [
     "build_engine",
     "compare",
     "evaluate",
+    "export_onnx",
     "letterbox",
     "make_calib_set",
     "load_backend",
     "nms",
     "postprocess",
     "quantize_onnx",
+    "run_inference",
     "read_calib_set",
+    "read_onnx_meta",
     "run_camera",
 ]

@@ -83,8 +83,9 @@ def check_graph(model: onnx.ModelProto, meta: ModelMeta | None = None) -> list[s
     """Problems of ``model`` against the export contract; an empty list means it passes.
 
     Checks: default-domain ops only, opset <= 17 and every op in TensorRT 8.6's list; TopK's K
-    and the ``axes``/``shape`` inputs TensorRT needs constant are constants; no data-dependent op
-    (NonMaxSuppression allowed only in an in-graph-NMS graph); with ``meta``, the input and output
+    and the ``axes`` inputs TensorRT needs constant are constants; no data-dependent op
+    (NonMaxSuppression allowed only in an in-graph-NMS graph); the uint8 input feeds only Cast
+    nodes (TensorRT 8.6 has no other op on uint8 tensors); with ``meta``, the input and output
     names, dtypes and shapes (only N symbolic).
     """
     problems: list[str] = []
@@ -118,6 +119,13 @@ def check_graph(model: onnx.ModelProto, meta: ModelMeta | None = None) -> list[s
             ctm = attrs.get("coordinate_transformation_mode", b"half_pixel").decode()
             if mode not in ("nearest", "linear") or ctm == "tf_crop_and_resize":
                 problems.append(f"{where}: Resize mode {mode!r} / {ctm!r} unsupported by TensorRT 8.6")
+    uint8_inputs = {i.name for i in graph.input if i.type.tensor_type.elem_type == TensorProto.UINT8}
+    for node in graph.node:
+        if node.op_type != "Cast" and uint8_inputs & set(node.input):
+            problems.append(
+                f"{node.op_type} node {node.name or node.output[0]!r} reads the uint8 input: TensorRT 8.6 "
+                "lets a uint8 input feed only a Cast"
+            )
     if meta is not None:
         problems += _check_io(graph, meta)
     return problems

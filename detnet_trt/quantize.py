@@ -13,8 +13,8 @@ for TensorRT's explicit quantization (NVIDIA's guidance for CNNs):
   patterns (globs over node names; ``re:`` prefix for a regular expression) keep more in float.
 
 Calibration feeds the calibration set through :class:`~detnet_trt.preprocess.Letterboxer`, the
-runtime's own letterbox, and ONNX Runtime, in chunks so that histogram methods (``entropy``,
-``percentile``) never hold the activations of the whole set in memory. The tensor ranges can be
+runtime's own letterbox, and ONNX Runtime, one batch at a time so that histogram methods
+(``entropy``, ``percentile``) never hold the activations of the whole set in memory. The tensor ranges can be
 kept in a calibration cache; the cache and the written model carry their provenance (FP32 ONNX
 sha256, calibration set sha256 and image-data sha256, method, pre-processing), and a cache or an
 existing output made from anything else is refused with a message, never reused silently.
@@ -50,7 +50,6 @@ CACHE_FORMAT = "detnet_trt.calib_cache/1"
 OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")
 _WEIGHT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 DEFAULT_PERCENTILE = 99.999
-_CHUNK_IMAGES = 8  # images per calibrator.collect_data call (bounds histogram-method memory)
 _QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 log = logging.getLogger(__name__)
@@ -361,6 +360,15 @@ def _unquantize_float_inputs(model: Any, float_nodes: set[str]) -> None:
     model.graph.initializer.extend(keep)
 
 
+def _drop_unused_opsets(model: Any) -> None:
+    """Keep only the opset imports the graph uses (ONNX Runtime's optimiser adds its own
+    domains; a TensorRT parser need not see them)."""
+    used = {n.domain for n in model.graph.node} | {""}
+    keep = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+
+
 def quantizable_nodes(model: Any, keep_float: Sequence[str] = (), keep_head_float: bool = True) -> list[str]:
     """Names of the nodes :func:`quantize_onnx` would quantize in ``model`` (an exported FP32
     ONNX, before pre-processing) with these settings, in graph order."""
@@ -415,7 +423,7 @@ def _calibrate(
     percentile: float,
     workdir: Path,
 ) -> dict[str, Any]:
-    """Run the calibrator chunk by chunk; returns ONNX Runtime's TensorsData as a JSON-able dict."""
+    """Run the calibrator batch by batch; returns ONNX Runtime's TensorsData as a JSON-able dict."""
     from onnxruntime.quantization import create_calibrator
     from onnxruntime.quantization.calibrate import CalibrationCacheEncoder
 
@@ -430,10 +438,9 @@ def _calibrate(
             calibrate_method=_ort_method(method),
             extra_options=options,
         )
-        for start in range(0, len(reader), _CHUNK_IMAGES):
-            reader.set_range(start, start + _CHUNK_IMAGES)
-            while (inputs := reader.get_next()) is not None:
-                calibrator.collect_data(_OneShot(inputs))
+        # one collect_data call per batch: histogram methods then hold one batch of activations
+        while (inputs := reader.get_next()) is not None:
+            calibrator.collect_data(_OneShot(inputs))
         if reader.used == 0:
             raise InputError("no calibration image could be read", "check the calibration set's images")
         tensors = calibrator.compute_data()
@@ -630,6 +637,7 @@ def quantize_onnx(
         onnx = _onnx()
         qmodel = onnx.load(str(q_path))
         _unquantize_float_inputs(qmodel, set(exclude))
+        _drop_unused_opsets(qmodel)
 
     provenance.update(
         keep_float=keep_float,
@@ -653,6 +661,11 @@ def quantize_onnx(
         entry = qmodel.metadata_props.add()
         entry.key, entry.value = k, v
     qmodel.producer_name = "detnet_trt.quantize (onnxruntime.quantization)"
+    from .export import check_graph
+
+    problems = check_graph(qmodel, new_meta)
+    if problems:
+        log.warning("%s may not build with TensorRT 8.6: %s", out, "; ".join(problems[:5]))
     atomic_write_bytes(out, qmodel.SerializeToString(), force=True)
     return out
 

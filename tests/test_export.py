@@ -54,6 +54,7 @@ def test_tiny_onnx_graph_contract(tiny_onnx) -> None:
         "class_ids": (["N", k], TensorProto.INT32),
     }
     assert check_graph(model, read_onnx_meta(tiny_onnx)) == []
+    assert {n.op_type for n in model.graph.node if "images" in n.input} == {"Cast"}  # TensorRT 8.6 rule
 
 
 def test_every_op_is_in_the_trt86_list(tiny_onnx) -> None:
@@ -233,6 +234,13 @@ def test_check_graph_reports_problems() -> None:
     text = " | ".join(check_graph(model))
     assert "opset 18" in text and "NonZero" in text and "depends on data" in text
     assert "K is not a constant" in text and "Unique" in text and "not supported by TensorRT 8.6" in text
+    # TensorRT 8.6: a uint8 input may feed only a Cast (the model casts before permuting / flipping)
+    img = helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", 3, 4, 4])
+    idx = numpy_helper.from_array(np.array([2, 1, 0], np.int64), "idx")
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Gather", ["images", "idx"], ["g"], axis=1), helper.make_node("Cast", ["g"], ["y"], to=1)]
+    bad = helper.make_model(helper.make_graph(nodes, "g", [img], [out], [idx]), opset_imports=[helper.make_opsetid("", 17)])
+    assert any("reads the uint8 input" in p for p in check_graph(bad))
 
 
 @pytest.mark.slow

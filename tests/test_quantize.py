@@ -144,6 +144,8 @@ def test_head_final_layers_and_decode_stay_float(work: dict[str, Path]) -> None:
                                for n in decode_adds for t in n.input)
     assert any(producer.get(t) is not None and producer[t].op_type == "DequantizeLinear" for t in by_name["/Add"].input)
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert [o.domain for o in model.opset_import] == [""] and {n.domain for n in model.graph.node} == {""}
+    onnx.checker.check_model(model)
 
 
 def test_provenance_and_metadata(work: dict[str, Path]) -> None:
@@ -312,8 +314,11 @@ def test_real_export_quantizes_and_runs_in_the_ort_backend(
     from detnet_trt.preprocess import letterbox
 
     out = quantize_onnx(tiny_onnx, tiny_data["calib"], tmp_path / "tiny.int8.onnx", progress=False)
+    from detnet_trt.export import check_graph, read_onnx_meta
+
     prov = read_quant_provenance(out)
     assert prov["plan"]["head_final_layers"] and prov["plan"]["quantized_nodes"] > 10
+    assert check_graph(onnx.load(str(out)), read_onnx_meta(out)) == []  # TensorRT 8.6 ops, opset, I/O contract
     frame = cv2.imread(str(read_calib_set(tiny_data["calib"]).files[0]))
     with load_backend(tiny_onnx) as f32, load_backend(out) as i8:
         assert i8.meta.precision == "int8" and i8.meta.input_size == f32.meta.input_size

@@ -82,13 +82,15 @@ class DetNetDetector(nn.Module):
         """uint8 BGR in ``self.layout`` -> float32 normalised RGB, N x 3 x H x W."""
         if images.dim() != 4:
             raise InputError(f"images must be 4-D ({self.layout}), got shape {tuple(images.shape)}")
-        x = images.permute(0, 3, 1, 2) if self.layout == "nhwc" else images
+        # Cast first: TensorRT 8.6 allows a uint8 network input to feed nothing but a Cast.
+        x = images.float()
+        x = x.permute(0, 3, 1, 2) if self.layout == "nhwc" else x
         if x.shape[1] != 3:
             raise InputError(
                 f"images must have 3 channels in layout {self.layout!r}, got shape {tuple(images.shape)}",
                 "set model.layout to match the input",
             )
-        x = x.index_select(1, self.bgr_to_rgb).float()
+        x = x.index_select(1, self.bgr_to_rgb)
         return (x - self.pixel_mean) / self.pixel_std
 
     def forward_raw(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
