@@ -10,7 +10,9 @@ Timed per frame, round-robin, on one 1280x720 BGR frame (a smooth synthetic pict
 - ``Letterboxer nhwc``: resize straight into the buffer (no allocation);
 - ``Letterboxer nchw``: resize into a scratch HWC buffer, then transpose into the CHW buffer;
 - ``float baseline``: cv2.resize + cv2.copyMakeBorder + [..., ::-1] + astype(float32)
-  + (x - mean) / std + transpose + ascontiguousarray (a fresh float32 CHW array per frame).
+  + (x - mean) / std + transpose + ascontiguousarray (a fresh float32 CHW array per frame);
+- ``INTER_AREA alone``: just the resize with cv2.INTER_AREA (the usual choice for shrinking),
+  which is why the letterbox resizes with INTER_LINEAR.
 
     taskset -c 0 .venv/bin/python benchmarks/bench_letterbox.py      # one core; ~1 min
 """
@@ -60,6 +62,13 @@ def float_baseline(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))[None]
 
 
+def area_resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Only the resize, with INTER_AREA: why the letterbox uses INTER_LINEAR (same output size)."""
+    h, w = frame.shape[:2]
+    s = min(size[0] / h, size[1] / w)
+    return cv2.resize(frame, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="320,512,640", help="square input sizes (512 = detnet59's default)")
@@ -78,6 +87,7 @@ def main() -> None:
             "Letterboxer nhwc (uint8, into buffer)": lambda: nhwc.fill([frame]),
             "Letterboxer nchw (uint8, into buffer)": lambda: nchw.fill([frame]),
             "float baseline (resize+pad+normalise+CHW)": lambda: float_baseline(frame, hw),
+            "cv2.resize INTER_AREA alone (not used)": lambda: area_resize(frame, hw),
         }
         times = time_interleaved(fns, args.calls, args.rounds)
         base = times["float baseline (resize+pad+normalise+CHW)"]["median_ms"]

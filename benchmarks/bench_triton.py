@@ -29,12 +29,13 @@ import threading
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from detnet_trt.backends import load_backend
+from detnet_trt.backends import Backend, load_backend
 from detnet_trt.fileio import atomic_write_text
-from detnet_trt.pipeline import Detector
+from detnet_trt.postprocess import postprocess
 from detnet_trt.preprocess import letterbox
 from detnet_trt.triton.client import DetnetClient
 from detnet_trt.triton.server import DetnetTritonServer, free_port
@@ -132,18 +133,15 @@ def _summary(slices: list[dict]) -> dict:
     }
 
 
-def _local(model: Path, image: np.ndarray, batch: int, seconds: float) -> dict:
+def _local(be: Backend, image: np.ndarray, batch: int, seconds: float) -> dict:
     """The same backend + post-processing in this process, no server: batches of ``batch`` images."""
-    with load_backend(model) as be:
-        det = Detector(be, max_batch=batch)
-        x = np.repeat(image, batch, axis=0)
-        det.postprocess(be.infer(x), [None] * batch)  # warm-up
-        lat = []
-        t_end = time.perf_counter() + seconds
-        while time.perf_counter() < t_end and len(lat) < 500:
-            t0 = time.perf_counter()
-            det.postprocess(be.infer(x), [None] * batch)
-            lat.append(time.perf_counter() - t0)
+    x = np.repeat(image, batch, axis=0)
+    lat: list[float] = []
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end and len(lat) < 500:
+        t0 = time.perf_counter()
+        postprocess(be.infer(x))  # same defaults as the servers: conf 0.25, iou 0.5, max_det 100
+        lat.append(time.perf_counter() - t0)
     return {"lat": lat}
 
 
@@ -164,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--queue-delay-us", type=int, default=2000)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--note", default="", help="a line about the model, written into the record")
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as work:
@@ -183,27 +182,34 @@ def main(argv: list[str] | None = None) -> int:
         }
         slices: dict[str, list[dict]] = {mode: [] for mode in servers}
         local_slices: dict[int, list[dict]] = {1: [], args.max_batch: []}
+        local_backend = load_backend(model)
         try:
+            local_backend.open()
+            for b in local_slices:  # warm-up: the first runs of a fresh session are slower
+                _local(local_backend, image, b, 1.0)
             for srv in servers.values():
                 srv.start()
+                _load(srv, image, size, args.clients, 3, 2.0)  # warm-up, not recorded
             # rounds alternate the modes (and the in-process reference) so that the load of a shared
             # machine, which drifts, weighs on all of them alike
-            for r in range(args.rounds):
+            for rnd in range(args.rounds):
                 for mode, srv in servers.items():
                     slices[mode].append(_load(srv, image, size, args.clients, args.requests, args.duration))
                 for b in local_slices:
-                    local_slices[b].append(_local(model, image, b, args.duration / 2))
-                print(f"round {r + 1}/{args.rounds}:",
+                    local_slices[b].append(_local(local_backend, image, b, args.duration / 2))
+                print(f"round {rnd + 1}/{args.rounds}:",
                       {m: round(len(sl[-1]["lat"]) / sl[-1]["wall"], 1) for m, sl in slices.items()}, flush=True)
         finally:
             for srv in servers.values():
                 srv.stop()
+            local_backend.close()
         runs = {mode: _summary(sl) for mode, sl in slices.items()}
         local = [_local_summary(b, sl) for b, sl in local_slices.items()]
-    rec = {
+    rec: dict[str, Any] = {
         "benchmark": "detnet-trt serve (PyTriton) load test, loopback HTTP",
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "model": str(args.model or DEMO_CKPT.relative_to(ROOT)),
+        "note": args.note,
         "model_meta": {"model": backend.meta.model, "input_size": list(backend.meta.input_size),
                        "classes": backend.meta.num_classes, "precision": backend.meta.precision},
         "backend": backend.name,
@@ -242,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         f"queue delay {args.queue_delay_us} us. Latency is per request, as the client sees it. The "
         f"in-process rows time the same backend + post-processing without a server. The modes alternate "
         f"round by round because the machine is shared and its load drifts.\n\n"
+        + (f"{args.note}\n\n" if args.note else "")
         + "\n".join(rows)
         + f"\n\nMachine: {m['cpu_model']}, {m['cpus']} CPUs (shared; 1-min load {m['load_avg_1m']}), "
         f"Python {m['python']}, {', '.join(f'{k} {v}' for k, v in m['packages'].items())}.\n\n"

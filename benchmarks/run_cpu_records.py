@@ -181,11 +181,19 @@ def _markdown(records: dict, evals: dict, comparison: dict, log: list[dict]) -> 
     mt = comparison["matching"]
     lines += [
         "",
-        f"FP32 vs INT8 (`detnet-trt compare`): detections at conf {mt['conf']} matched (same class, IoU >= "
+        f"FP32 vs INT8 (`detnet-trt compare`): {int(mt['a_dets'])} FP32 and {int(mt['b_dets'])} INT8 detections "
+        f"at conf {mt['conf']}, matched (same class, IoU >= "
         f"{mt['match_iou']}): {100 * mt['matched_a']:.1f}% of FP32's, {100 * mt['matched_b']:.1f}% of INT8's "
-        f"(mean IoU {mt['mean_iou']:.3f}, mean score difference {mt['mean_score_diff']:.4f}); raw top-k scores: "
-        f"max abs error {comparison['outputs'].get('scores', {}).get('max_abs', float('nan')):.4f}, "
-        f"mean abs {comparison['outputs'].get('scores', {}).get('mean_abs', float('nan')):.4f}.",
+        f"(mean IoU {mt['mean_iou']:.3f}, mean score difference {mt['mean_score_diff']:.4f}). Raw outputs, FP32 "
+        "as the reference (\"aligned rows\": INT8's top-k rows paired with FP32's by class and nearest box):",
+        "",
+        "| output | max abs | mean abs | max rel | mean rel |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {k} | {d['max_abs']:.4g} | {d['mean_abs']:.4g} | {d['max_rel']:.4g} | {d['mean_rel']:.4g} |"
+            for k, d in comparison["outputs"].items()
+            if k != "class_ids"
+        ],
         "",
         "Plots: `ort_fp32.png`, `ort_int8.png`. Full records: `ort_*.json` (with every sample), `eval_*.json`, "
         "`compare_fp32_int8.json`.",

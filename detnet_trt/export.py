@@ -10,7 +10,9 @@ The graph (tensor names from :mod:`detnet_trt.meta`):
 - ``nms="onnx"``: the same top-K followed by the standard ONNX ``NonMaxSuppression`` (class-aware
   through per-class coordinate offsets, like the host's ``batched_nms``), padded to a fixed count:
   ``det_boxes`` ``N x D x 4``, ``det_scores`` ``N x D``, ``det_class_ids`` ``N x D`` int32 (rows
-  past ``num_dets`` are zero) and ``num_dets`` int32 ``N``; D = ``max_det``.
+  past ``num_dets`` are zero) and ``num_dets`` int32 ``N``; D = ``max_det``. ONNX Runtime's
+  NonMaxSuppression keeps scores ``> conf`` where the host keeps ``>= conf``: they differ only
+  for a score exactly at the threshold.
 
 Why these choices:
 
@@ -23,7 +25,7 @@ Why these choices:
   scoring keeps at most 100 detections per image, and a dense FCOS-style head puts several
   high-scoring candidates on each object, so 1000 pre-NMS candidates (as RetinaNet/FCOS use per
   level) leave NMS enough to choose from while the host receives 24 KB per image instead of the
-  dense maps and NMS on 1000 candidates takes about 1.5 ms on one CPU core
+  dense maps and NMS on 1000 candidates takes 1.6-4.4 ms on one CPU core
   (benchmarks/bench_nms.py). TensorRT's TopK allows K <= 3840.
 - Every op is checked against the operator table of TensorRT 8.6's ONNX parser
   (``detnet_trt/data/trt86_onnx_ops.txt``), and no op has an output shape that depends on data,
@@ -229,6 +231,8 @@ def export_onnx(
         verify: run the file in ONNX Runtime on a random batch and compare with PyTorch.
     """
     _check_args(layout, topk, nms, max_det, conf, iou, opset, exporter)
+    if Path(output).is_dir():
+        raise InputError(f"output {output} is a folder", "name the .onnx file to write")
     out = check_writable(output, force)
     from .checkpoint import load_checkpoint
 
@@ -275,9 +279,9 @@ def export_onnx(
             **({"nms_conf": conf, "nms_iou": iou} if nms == "onnx" else {}),
         },
     )
-    for key, value in meta.to_props().items():
+    for name, value in meta.to_props().items():
         entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+        entry.key, entry.value = name, value
     proto.producer_name, proto.producer_version = "detnet_trt", __version__
     proto.doc_string = f"DetNet detector {meta.model} exported by detnet_trt {__version__}"
 
@@ -324,7 +328,7 @@ def _random_batch(shape: tuple[Any, ...], seed: int) -> np.ndarray:
 def _torch_to_onnx(model: Any, dummy: Any, opset: int, exporter: str) -> onnx.ModelProto:
     import torch
 
-    names = {"input_names": [INPUT_NAME], "output_names": list(HOST_NMS_OUTPUTS)}
+    in_names, out_names = [INPUT_NAME], list(HOST_NMS_OUTPUTS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer / exporter chatter; the result is checked below
         if exporter == "dynamo":
@@ -337,7 +341,8 @@ def _torch_to_onnx(model: Any, dummy: Any, opset: int, exporter: str) -> onnx.Mo
                 dynamic_shapes=({0: batch},),
                 optimize=True,
                 verbose=False,
-                **names,
+                input_names=in_names,
+                output_names=out_names,
             )
             if program is None:  # pragma: no cover - torch API guarantee
                 raise ExportCheckError("torch.onnx.export returned nothing")
@@ -347,12 +352,13 @@ def _torch_to_onnx(model: Any, dummy: Any, opset: int, exporter: str) -> onnx.Mo
             torch.onnx.export(
                 model,
                 (dummy,),
-                buf,
+                buf,  # type: ignore[arg-type]  # the legacy exporter writes to file-like objects too
                 dynamo=False,
                 opset_version=opset,
                 do_constant_folding=True,
                 dynamic_axes={n: {0: "N"} for n in (INPUT_NAME, *HOST_NMS_OUTPUTS)},
-                **names,
+                input_names=in_names,
+                output_names=out_names,
             )
             proto = onnx.load_from_string(buf.getvalue())
     opsets = {o.domain: o.version for o in proto.opset_import}

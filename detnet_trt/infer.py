@@ -118,6 +118,8 @@ def run_inference(
         raise InputError(f"no images found in {[str(i) for i in inputs]}",
                          f"name image files or folders holding {', '.join(sorted(IMAGE_SUFFIXES))} files")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file", "name a folder for the annotated images")
     names = _output_names(files)
     for name in [*names, JSON_NAME]:
         check_writable(out / name, force)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -16,8 +17,10 @@ try:  # OpenCV's C++ NMS is the fast path; the NumPy one is the fallback (e.g. O
     import cv2
 
     _HAVE_CV2_NMS = hasattr(cv2, "dnn") and hasattr(cv2.dnn, "NMSBoxesBatched")
+    _cv2_nms: Any = cv2.dnn.NMSBoxesBatched if _HAVE_CV2_NMS else None  # takes NumPy arrays too
 except ImportError:  # pragma: no cover - OpenCV is a dependency on x86
     _HAVE_CV2_NMS = False
+    _cv2_nms = None
 
 from .meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS
 from .preprocess import LetterboxInfo
@@ -138,12 +141,12 @@ def _batched_nms_cv2(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarra
     xywh[:, 2:] -= xywh[:, :2]
     valid = (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
     if valid.all():
-        kept = cv2.dnn.NMSBoxesBatched(xywh, rank_scores, class_ids.astype(np.int32), 0.0, float(iou_threshold))
+        kept = _cv2_nms(xywh, rank_scores, class_ids.astype(np.int32), 0.0, float(iou_threshold))
         return np.asarray(kept, np.int64).reshape(-1)
     idx = np.flatnonzero(valid)
     kept = np.zeros((0,), np.int64)
     if idx.size:
-        sub = cv2.dnn.NMSBoxesBatched(
+        sub = _cv2_nms(
             xywh[idx], rank_scores[idx], class_ids[idx].astype(np.int32), 0.0, float(iou_threshold)
         )
         kept = idx[np.asarray(sub, np.int64).reshape(-1)]

@@ -73,10 +73,12 @@ def letterbox_into(
 
     ``out`` is ``(h, w, 3)`` for ``nhwc`` or ``(3, h, w)`` for ``nchw``, uint8, and is fully
     overwritten (image plus padding). Channel order is kept (BGR in, BGR out: the graph swaps).
-    Resizing is bilinear (``cv2.INTER_LINEAR``) both ways: ``INTER_AREA`` looks marginally better
-    when shrinking but is about 7x slower at non-integer scales (benchmarks/bench_letterbox.py).
+    Resizing is bilinear (``cv2.INTER_LINEAR``) both ways: ``INTER_AREA``, the usual choice for
+    shrinking, takes several times longer than the whole letterbox at non-integer scales
+    (benchmarks/bench_letterbox.py); training and deployment use this same function.
     Allocates nothing for ``nhwc``; for ``nchw`` the resize goes through ``scratch`` (an
-    ``(h, w, 3)`` uint8 buffer, as :class:`Letterboxer` keeps one) or, without it, a temporary.
+    ``(h, w, 3)`` uint8 buffer, as :class:`Letterboxer` keeps one) or, without it, a temporary,
+    and is then split into the three channel planes of ``out``.
     """
     _check_frame(frame)
     if layout == "nhwc":
@@ -85,7 +87,7 @@ def letterbox_into(
         ih, iw = out.shape[1], out.shape[2]
     else:
         raise InputError(f"unknown layout {layout!r}", "use 'nchw' or 'nhwc'")
-    info = letterbox_geometry(frame.shape[:2], (ih, iw))
+    info = letterbox_geometry((frame.shape[0], frame.shape[1]), (ih, iw))
     nh = min(ih, max(1, round(info.orig_h * info.scale)))
     nw = min(iw, max(1, round(info.orig_w * info.scale)))
     y0, x0 = info.pad_y, info.pad_x
@@ -116,7 +118,12 @@ def letterbox_into(
         out[:, y0 + nh :] = pad_value
         out[:, y0 : y0 + nh, :x0] = pad_value
         out[:, y0 : y0 + nh, x0 + nw :] = pad_value
-        out[:, y0 : y0 + nh, x0 : x0 + nw] = resized.transpose(2, 0, 1)
+        # cv2.split de-interleaves straight into the three planes (about 20x faster than NumPy's
+        # strided transpose copy); fall back to the copy if OpenCV ever hands back new arrays.
+        planes = [out[c, y0 : y0 + nh, x0 : x0 + nw] for c in range(3)]
+        got = cv2.split(resized, planes)
+        if not all(np.shares_memory(g, out) for g in got):
+            out[:, y0 : y0 + nh, x0 : x0 + nw] = resized.transpose(2, 0, 1)
     return info
 
 

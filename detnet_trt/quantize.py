@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .calibset import CalibSet, read_calib_set
-from .errors import DetnetError, IncompatibleError, InputError, ModelFileError
+from .errors import DetnetError, IncompatibleError, InputError, MissingDependencyError, ModelFileError
 from .fileio import atomic_write_bytes, atomic_write_text, check_writable, sha256_file
 from .meta import INPUT_NAME, META_PREFIX, ModelMeta
 
@@ -410,6 +410,14 @@ def _fp32_meta(model: Any, path: Path) -> ModelMeta:
     return meta
 
 
+def ort_has_cache_api() -> bool:
+    """Whether this onnxruntime's ``quantize_static`` takes ``calibration_cache_path`` (older ones
+    calibrate inside ``quantize_static``; ranges can then be neither cached nor reused)."""
+    from onnxruntime.quantization import quantize_static
+
+    return "calibration_cache_path" in inspect.signature(quantize_static).parameters
+
+
 def _ort_method(method: str) -> Any:
     from onnxruntime.quantization import CalibrationMethod
 
@@ -589,7 +597,17 @@ def quantize_onnx(
 
         cache_path = Path(calib_cache) if calib_cache is not None else None
         cache_prov = _cache_provenance(provenance)
-        if cache_path is not None and cache_path.exists():
+        has_cache_api = ort_has_cache_api()
+        if cache_path is not None and not has_cache_api:
+            raise MissingDependencyError(
+                f"--calib-cache needs an onnxruntime whose quantize_static takes calibration_cache_path "
+                f"(this is {onnxruntime.__version__})",
+                "upgrade onnxruntime, or quantize without --calib-cache",
+            )
+        ranges: dict[str, Any] | None = None
+        if not has_cache_api:
+            pass
+        elif cache_path is not None and cache_path.exists():
             ranges = _read_cache(cache_path, cache_prov)
             log.info("calibration: reusing tensor ranges from %s", cache_path)
         else:
@@ -602,9 +620,10 @@ def quantize_onnx(
                 payload = {"format": CACHE_FORMAT, "provenance": cache_prov, "ranges": ranges}
                 atomic_write_text(cache_path, json.dumps(payload), force=True)
         ort_cache = work / "ranges.json"
-        ort_cache.write_text(json.dumps(ranges), encoding="utf-8")
+        if ranges is not None:
+            ort_cache.write_text(json.dumps(ranges), encoding="utf-8")
 
-        extra_options = {
+        extra_options: dict[str, Any] = {
             "ActivationSymmetric": True,
             "WeightSymmetric": True,
             "QuantizeBias": False,  # TensorRT takes float biases
@@ -613,10 +632,14 @@ def quantize_onnx(
             "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1, "Gemm": 0},
         }
         q_path = work / "quantized.onnx"
-        if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+        if has_cache_api:
             source: dict[str, Any] = {"calibration_data_reader": None, "calibration_cache_path": str(ort_cache)}
-        else:  # older onnxruntime: it calibrates again itself, over the same letterboxed images
-            source = {"calibration_data_reader": LetterboxDataReader(cs.files, meta, batch=batch)}
+        else:  # older onnxruntime calibrates itself, over the same letterboxed images
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(cs.files), desc=f"calibrating ({method})", unit="img", disable=not progress)
+            source = {"calibration_data_reader": LetterboxDataReader(cs.files, meta, batch=batch, progress=bar)}
+            extra_options.update(CalibTensorRangeSymmetric=True)
             if method == "percentile":
                 extra_options["CalibPercentile"] = percentile
         with contextlib.redirect_stdout(io.StringIO()):
@@ -773,7 +796,7 @@ def accuracy_check(
             report.sensitive = layer_errors(fp32_p, int8_p, batches)
             base = list(prov.get("keep_float", []))
             with tempfile.TemporaryDirectory(prefix="detnet_trt_fix_") as tmp:
-                cache = calib_cache or Path(tmp) / "ranges.json"
+                cache = (calib_cache or Path(tmp) / "ranges.json") if ort_has_cache_api() else None
                 for k in fix_steps:
                     pats = [le.keep_float_pattern() for le in report.sensitive[:k]]
                     if not pats or (report.fix_patterns and len(pats) == len(report.fix_patterns)):

@@ -194,6 +194,11 @@ def test_bad_arguments(tiny_checkpoint, tmp_path, kwargs: dict, match: str) -> N
         export_onnx(tiny_checkpoint, tmp_path / "x.onnx", **kwargs)
 
 
+def test_output_that_is_a_folder(tiny_checkpoint, tmp_path) -> None:
+    with pytest.raises(InputError, match="is a folder"):
+        export_onnx(tiny_checkpoint, tmp_path, force=True)
+
+
 def test_bad_checkpoints(tmp_path) -> None:
     with pytest.raises(ModelFileError, match="no such file"):
         export_onnx(tmp_path / "missing.pt", tmp_path / "x.onnx")

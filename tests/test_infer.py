@@ -94,3 +94,7 @@ def test_bad_requests(tiny_onnx, tmp_path) -> None:
         run_inference(tiny_onnx, [empty], tmp_path / "o", iou=0.0, progress=False)
     with pytest.raises(InputError, match="cannot read"):
         read_image(tmp_path / "nothing.png")
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(InputError, match="is a file"):
+        run_inference(tiny_onnx, [img], img, progress=False)

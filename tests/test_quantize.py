@@ -353,3 +353,17 @@ def test_accuracy_gate_and_sensitivity_fix_search(
     assert "FP32" in printed and "INT8" in printed and "delta" in printed and "budget" in printed
     assert main([*args, "--max-ap-drop", str(report.drop - 1.0), "--force"]) == 3
     assert "--max-ap-drop" in capsys.readouterr().err
+
+
+def test_older_onnxruntime_without_calibration_cache(work: dict[str, Path], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime whose quantize_static lacks calibration_cache_path: it calibrates itself."""
+    import detnet_trt.quantize as q
+    from detnet_trt.errors import MissingDependencyError
+
+    monkeypatch.setattr(q, "ort_has_cache_api", lambda: False)
+    out = quantize_onnx(work["fp32"], work["calib"], tmp_path / "old.onnx", progress=False)
+    model = onnx.load(str(out))
+    assert sum(n.op_type == "DequantizeLinear" for n in model.graph.node) > 4
+    with pytest.raises(MissingDependencyError, match="calibration_cache_path"):
+        quantize_onnx(work["fp32"], work["calib"], tmp_path / "old2.onnx", progress=False, calib_cache=tmp_path / "c.json")

@@ -171,6 +171,23 @@ def test_force_replaces_repository(onnx_model, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["repo"]  # no temporary folders left
 
 
+def test_onnx_external_data_travels_with_the_model(onnx_model, tmp_path):
+    import onnx
+
+    from detnet_trt.backends import load_backend
+
+    src = tmp_path / "src"
+    src.mkdir()
+    onnx.save_model(onnx.load(str(onnx_model)), str(src / "m.onnx"), save_as_external_data=True,
+                    location="m.weights")
+    export_triton(src / "m.onnx", tmp_path / "r", kind="cpu")
+    version = tmp_path / "r" / "detnet_model" / "1"
+    assert sorted(p.name for p in version.iterdir()) == ["m.weights", "model.onnx"]
+    x = np.zeros((1, *read_model(onnx_model).meta.input_shape()[1:]), np.uint8)
+    with load_backend(version / "model.onnx") as a, load_backend(onnx_model) as b:
+        np.testing.assert_array_equal(a.infer(x)["scores"], b.infer(x)["scores"])
+
+
 def test_cli_export_triton(onnx_model, tmp_path, capsys):
     from detnet_trt.cli import main
 

@@ -43,12 +43,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..calibset import read_calib_set
-    from ..quantize import AccuracyDropError, accuracy_check, quantize_onnx, read_quant_provenance
+    from ..quantize import AccuracyDropError, accuracy_check, ort_has_cache_api, quantize_onnx, read_quant_provenance
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     progress = not args.no_progress
     with tempfile.TemporaryDirectory(prefix="detnet_trt_quant_") as tmp:
-        cache = args.calib_cache or (str(Path(tmp) / "ranges.json") if args.val_data else None)
+        reuse = args.val_data and ort_has_cache_api()  # fix attempts re-quantize without recalibrating
+        cache = args.calib_cache or (str(Path(tmp) / "ranges.json") if reuse else None)
         calib = read_calib_set(args.calib, args.calib_images)
         out = quantize_onnx(
             args.model, calib, args.output, method=args.method, keep_float=args.keep_float,

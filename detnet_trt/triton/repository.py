@@ -144,6 +144,7 @@ class ModelInfo:
     outputs: list[TensorSpec]
     max_batch: int | None  # the largest batch the file accepts, None: unbounded
     notes: dict[str, str]
+    external_files: tuple[str, ...] = ()  # ONNX external-data files, relative to the model's folder
 
 
 def _onnx_dims(value_info: Any) -> tuple[tuple[int, ...], str]:
@@ -155,22 +156,15 @@ def _onnx_dims(value_info: Any) -> tuple[tuple[int, ...], str]:
 def _read_onnx(path: Path) -> ModelInfo:
     import onnx
 
-    try:
-        from ..export import read_onnx_meta
-    except ImportError:  # the export module not installed yet: read the same metadata_props directly
-        read_onnx_meta = None  # type: ignore[assignment]
+    from ..export import read_onnx_meta
+
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # noqa: BLE001 - any parse failure is a bad file
         raise ModelFileError(
             f"{path}: not a readable ONNX file ({err})", "export it with `detnet-trt export`"
         ) from None
-    if read_onnx_meta is not None:
-        meta = read_onnx_meta(path)
-    else:
-        meta = ModelMeta.from_props({p.key: p.value for p in model.metadata_props})
-        if meta is None:
-            raise ModelFileError(f"{path}: no detnet_trt metadata", "export it with `detnet-trt export`")
+    meta = read_onnx_meta(path)
     specs: dict[str, TensorSpec] = {}
     for vi in list(model.graph.input) + list(model.graph.output):
         dims, dtype = _onnx_dims(vi)
@@ -185,6 +179,13 @@ def _read_onnx(path: Path) -> ModelInfo:
         if s.dtype not in _NP_TO_TRITON:
             raise ModelFileError(f"{path}: tensor '{s.name}' has unsupported type {s.dtype}")
     batch_dim = _onnx_dims(next(vi for vi in model.graph.input if vi.name == INPUT_NAME))[0][0]
+    external = sorted(
+        {e.value for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+         for e in t.external_data if e.key == "location"}
+    )
+    for f in external:
+        if Path(f).is_absolute() or ".." in Path(f).parts or not (path.parent / f).is_file():
+            raise ModelFileError(f"{path}: external data file {f!r} is missing or outside the model's folder")
     return ModelInfo(
         path=path,
         platform="onnxruntime_onnx",
@@ -194,6 +195,7 @@ def _read_onnx(path: Path) -> ModelInfo:
         outputs=[specs[n] for n in meta.output_names],
         max_batch=None if batch_dim == -1 else batch_dim,
         notes={},
+        external_files=tuple(external),
     )
 
 
@@ -503,20 +505,23 @@ def _write_tree(dest: Path, plan: RepositoryPlan, vendor: dict[str, str], kind: 
     for model, cfg in plan.configs.items():
         (dest / model / "1").mkdir(parents=True, exist_ok=True)
         atomic_write_text(dest / model / "config.pbtxt", to_pbtxt(cfg))
-    # The model file: a hard link when possible (engines are large), else a copy.
-    target = dest / plan.model_name / "1" / info.filename
-    try:
-        os.link(info.path, target)
-    except OSError:
-        shutil.copyfile(info.path, target)
+    # The model file (and an ONNX file's external-data files): hard links when possible (engines
+    # are large; writers here replace files by rename, so a link never changes under Triton).
+    version_dir = dest / plan.model_name / "1"
+    for src, name in [(info.path, info.filename), *((info.path.parent / f, f) for f in info.external_files)]:
+        (version_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, version_dir / name)
+        except OSError:
+            shutil.copyfile(src, version_dir / name)
     post_dir = dest / plan.post_name
     atomic_write_text(post_dir / "labels.txt", "".join(f"{n}\n" for n in meta.class_names))
     model_py = _MODEL_PY.format(version=__version__, vendor=VENDOR_PACKAGE, raw=RAW_PREFIX)
     atomic_write_text(post_dir / "1" / "model.py", model_py)
     vdir = post_dir / "1" / VENDOR_PACKAGE
     vdir.mkdir()
-    for fname, src in vendor.items():
-        atomic_write_text(vdir / fname, src)
+    for fname, source in vendor.items():
+        atomic_write_text(vdir / fname, source)
     vendor_sha = sha256_bytes("".join(f"{k}\n{v}" for k, v in sorted(vendor.items())).encode())
     notes = "".join(f", {k} {v}" for k, v in info.notes.items())
     engine_note = (

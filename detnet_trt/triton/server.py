@@ -29,6 +29,7 @@ import os
 import socket
 import sysconfig
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..backends.base import Backend
-from ..errors import InputError, MissingDependencyError
+from ..errors import DetnetError, InputError, MissingDependencyError
 from ..postprocess import postprocess
 from ..preprocess import LetterboxInfo, letterbox_geometry
 from . import protocol
@@ -291,12 +292,18 @@ class DetnetTritonServer:
         self._triton = triton
         return self
 
-    def wait(self) -> None:
-        """Block until tritonserver exits or Ctrl+C; then stop."""
+    def wait(self, poll_s: float = 1.0) -> None:
+        """Block until Ctrl+C (returns) or until tritonserver dies (raises); then stop."""
         if self._triton is None:
             self.start()
         try:
-            self._triton.serve()  # already running: monitors until it dies or SIGINT
+            while self._triton is not None and self._triton.is_alive():
+                time.sleep(poll_s)
+            raise DetnetError(
+                "tritonserver or its model stopped unexpectedly", "see the server log above; restart `detnet-trt serve`"
+            )
+        except KeyboardInterrupt:
+            pass
         finally:
             self.stop()
 
@@ -333,7 +340,7 @@ def serve(model: str | os.PathLike[str] | Backend, **kwargs: Any) -> None:
             flush=True,
         )
         srv.wait()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # during start-up
         pass
     finally:
         srv.stop()
