@@ -21,6 +21,7 @@ from detnet_trt.checkpoint import read_checkpoint
 from detnet_trt.fileio import atomic_write_text, sha256_file
 
 RESULTS = Path(__file__).parent / "results"
+KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
 def main() -> None:
@@ -29,6 +30,7 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="the shipped checkpoint (best by val AP)")
     ap.add_argument("--command", action="append", default=[], help="a command that made it (repeat, in order)")
     ap.add_argument("--wall-seconds", type=float, default=None, help="wall time of the training command")
+    ap.add_argument("--data", default=None, help="also evaluate the model on this dataset's full val split")
     ap.add_argument("--out", default=str(RESULTS / "demo_model_train"), help="output stem")
     args = ap.parse_args()
 
@@ -48,11 +50,20 @@ def main() -> None:
         "config": state["config"],
         "best_epoch": best["epoch"],
         "val": best["val"],
-        "val_note": "COCO metrics (pycocotools) on the synth val split, percent (0-100), conf 0.001, iou 0.6, max_det 100",
+        "val_note": "COCO metrics (pycocotools) on the synth val split, percent (0-100), "
+        "conf 0.001, iou 0.6, max_det 100",
         "train_wall_seconds": args.wall_seconds,
         "history": history,
         "machine": machine_info(),
     }
+    if args.data:
+        from detnet_trt.data.coco import resolve_coco_dir
+        from detnet_trt.evaluation import evaluate
+
+        ann, images = resolve_coco_dir(args.data, "val")
+        res = evaluate(args.model, ann, images, progress=False)
+        record["val_full"] = {k: float(v) for k, v in res.metrics.items()}
+        record["val_full_images"] = len(json.loads(Path(ann).read_text())["images"])
     stem = Path(args.out)
     atomic_write_text(stem.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
 
@@ -66,19 +77,31 @@ def main() -> None:
         "",
         *[f"    {c}" for c in args.command],
         "",
-        f"Best epoch {best['epoch']}: val " + ", ".join(f"{k} {best['val'][k]:.1f}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")),
-        f"({record['val_note']}).",
+        f"Best epoch {best['epoch']}: val " + ", ".join(f"{k} {best['val'][k]:.1f}" for k in KEYS),
+        f"({record['val_note']}; during training: {record['config'].get('val_images') or 'all'} val images).",
         "",
+        *(
+            [
+                f"Full val split ({record['val_full_images']} images, `detnet-trt eval` settings): "
+                + ", ".join(f"{k} {record['val_full'][k]:.1f}" for k in KEYS),
+                "",
+            ]
+            if "val_full" in record
+            else []
+        ),
         "| epoch | train loss | cls | box | ctr | lr at end | val AP | val AP50 | train s | val s |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    def fmt(v: Any) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
     for h in history:
         v = h.get("val") or {}
         lines.append(
             f"| {h['epoch']} | {h.get('train_loss', float('nan')):.3f} | {h.get('train_loss_cls', float('nan')):.3f} | "
-            f"{h.get('train_loss_box', float('nan')):.3f} | {h.get('train_loss_ctr', float('nan')):.3f} | {h['lr']:.2e} | "
-            f"{v.get('AP', float('nan')):.1f} | {v.get('AP50', float('nan')):.1f} | {h['train_seconds']:.0f} | "
-            f"{h.get('val_seconds', 0):.0f} |"
+            f"{h.get('train_loss_box', float('nan')):.3f} | {h.get('train_loss_ctr', float('nan')):.3f} | "
+            f"{h['lr']:.2e} | "
+            f"{fmt(v.get('AP'))} | {fmt(v.get('AP50'))} | {h['train_seconds']:.0f} | {fmt(h.get('val_seconds'))} |"
         )
     m = record["machine"]
     lines += [

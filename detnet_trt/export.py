@@ -37,9 +37,12 @@ Why these choices:
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import os
 import warnings
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -325,11 +328,26 @@ def _random_batch(shape: tuple[Any, ...], seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
 
 
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Silence the exporters' INFO/WARNING log lines (opset up-conversion, torchvision absent,
+    ...) for the duration of one export; levels are restored afterwards."""
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, saved):
+            lg.setLevel(level)
+
+
 def _torch_to_onnx(model: Any, dummy: Any, opset: int, exporter: str) -> onnx.ModelProto:
     import torch
 
     in_names, out_names = [INPUT_NAME], list(HOST_NMS_OUTPUTS)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_loggers("torch.onnx", "torch.export", "onnxscript"):
         warnings.simplefilter("ignore")  # tracer / exporter chatter; the result is checked below
         if exporter == "dynamo":
             batch = torch.export.Dim("N", min=1, max=1024)

@@ -90,3 +90,15 @@ def test_console_entry_point_exit_code(tmp_path) -> None:
     )
     assert proc.returncode == 2
     assert "none.onnx" in _one_line_error(proc.stderr, "infer")
+
+
+def test_export_checkpoint_whose_classes_do_not_match(tiny_checkpoint, tmp_path, capsys) -> None:
+    import torch
+
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    ckpt["class_names"] = ckpt["class_names"][:2]  # 2 names for a 3-class head
+    bad = tmp_path / "bad_classes.pt"
+    torch.save(ckpt, bad)
+    assert main(["export", str(bad), "-o", str(tmp_path / "m.onnx")]) == 2
+    line = _one_line_error(capsys.readouterr().err, "export")
+    assert "bad_classes.pt" in line and "class names" in line

@@ -42,6 +42,7 @@ def test_resolve_both_layouts(tmp_path, images_sub):
     assert resolve_coco_dir(tmp_path, "val") == (ann, img_dir)
     assert resolve_dataset(tmp_path) == (ann, img_dir)
     assert resolve_dataset(None, ann_file=ann, image_dir=img_dir) == (ann, img_dir)
+    assert CocoDataset.from_dir(tmp_path).image_dir == img_dir
 
 
 def test_resolve_errors(tmp_path):

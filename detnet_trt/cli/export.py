@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         else f"det_boxes [N,{meta.max_det},4], det_scores, det_class_ids, num_dets [N] (in-graph NMS)"
     )
     size = path.stat().st_size / 2**20
-    print(f"wrote {path} ({size:.1f} MiB, opset {args.opset}): images uint8 {list(meta.input_shape())} -> {outs}")
+    print(f"wrote {path} ({size:.1f} MiB, opset {args.opset}): images uint8 {' x '.join(map(str, meta.input_shape()))} -> {outs}")
     print(f"model {meta.model}, {meta.num_classes} classes, checkpoint sha256 {meta.checkpoint_sha256[:12]}..."
           + ("" if args.no_verify else "; ONNX Runtime matches PyTorch"))
     return 0

@@ -156,6 +156,11 @@ class CocoDataset:
             self._anns[iid].append(a)
         self.raw = data
 
+    @classmethod
+    def from_dir(cls, data_dir: str | os.PathLike[str], split: str = "val", **kwargs: Any) -> CocoDataset:
+        """The ``split`` of a COCO-layout folder (see :func:`resolve_coco_dir`)."""
+        return cls(*resolve_coco_dir(data_dir, split), **kwargs)
+
     # --- mapping ---------------------------------------------------------------------------
     @property
     def num_classes(self) -> int:
