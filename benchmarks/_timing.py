@@ -1,4 +1,4 @@
-"""Shared by bench_nms.py and bench_letterbox.py: repeated timing and the machine description."""
+"""Shared by the benchmark scripts: repeated timing, the machine description, writing results."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -90,3 +91,12 @@ def _command() -> str:
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     pin = f"taskset -c {','.join(map(str, cpus))} " if cpus and len(cpus) < (os.cpu_count() or 1) else ""
     return pin + " ".join([".venv/bin/python", *sys.argv])
+
+
+def write_results(out_dir: str | Path, name: str, doc: dict, markdown: str) -> None:
+    """``<out_dir>/<name>.json`` (the full record) and ``<name>.md`` (its tables)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / f"{name}.md").write_text(markdown)
+    print(f"wrote {out / f'{name}.json'} and {out / f'{name}.md'}")

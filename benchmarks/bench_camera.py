@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from _timing import machine
 
 from detnet_trt.backends.base import Backend
 from detnet_trt.camera import LiveSource, run_loop
@@ -126,22 +125,6 @@ def backend_only_fps(backend: Backend, frames: int) -> float:
     return frames / (time.perf_counter() - t0)
 
 
-def _machine() -> dict:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        lscpu = ""
-    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-    return {
-        "cpu_model": fields.get("Model name", platform.processor()).strip(),
-        "cpus": fields.get("CPU(s)", "?").strip(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "platform": platform.platform(),
-    }
-
-
 def _run_config(backend: SleepBackend, pool: list[np.ndarray], mode: str, overlap: bool, sink_name: str,
                 tmp: Path, args: argparse.Namespace) -> dict:
     # the limit is measured right before each run: a shared machine's load drifts
@@ -224,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "backend_only_fps_first": round(limit, 3),
         "load_average_end": _loadavg(),
         "goal": ">= 0.95 efficiency with overlap on",
-        "machine": _machine(),
+        "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "results": rows,
     }

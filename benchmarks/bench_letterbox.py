@@ -20,13 +20,12 @@ Timed per frame, round-robin, on one 1280x720 BGR frame (a smooth synthetic pict
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from _timing import machine, time_interleaved
+from _timing import machine, time_interleaved, write_results
 
 from detnet_trt.meta import IMAGENET_MEAN, IMAGENET_STD
 from detnet_trt.preprocess import PAD_VALUE, Letterboxer
@@ -96,11 +95,7 @@ def main() -> None:
             print(f"{size:4d} {name:45s} {t['median_ms']:.3f} ms (min {t['min_ms']:.3f}, max {t['max_ms']:.3f}) "
                   f"x{base / t['median_ms']:.1f}", flush=True)
     doc = {"benchmark": "letterbox", "frame": [720, 1280], "machine": machine(), "results": results}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "letterbox.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out / "letterbox.md").write_text(_markdown(doc))
-    print(f"wrote {out / 'letterbox.json'} and {out / 'letterbox.md'}")
+    write_results(args.out, "letterbox", doc, _markdown(doc))
 
 
 def _markdown(doc: dict) -> str:

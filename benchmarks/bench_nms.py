@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from _timing import machine, time_interleaved
+from _timing import machine, time_interleaved, write_results
 
 from detnet_trt.preprocess import letterbox_geometry
 
@@ -100,11 +99,7 @@ def main() -> None:
             print(f"{name:10s} {impl:45s} kept {kept_n:4d} same={same!s:5s} {t['median_ms']:.3f} ms "
                   f"(min {t['min_ms']:.3f}, max {t['max_ms']:.3f})", flush=True)
     doc = {"benchmark": "nms", "machine": machine(), "iou": args.iou, "results": results}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "nms.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out / "nms.md").write_text(_markdown(doc))
-    print(f"wrote {out / 'nms.json'} and {out / 'nms.md'}")
+    write_results(args.out, "nms", doc, _markdown(doc))
 
 
 def _markdown(doc: dict) -> str:

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _timing import machine
 
 from detnet_trt.backends import Backend, load_backend
 from detnet_trt.fileio import atomic_write_text
@@ -45,25 +45,14 @@ DEMO_CKPT = ROOT / "detnet_trt" / "assets" / "detnet_tiny_synth.pt"
 
 
 def _machine() -> dict:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        lscpu = ""
-    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
+    """``_timing.machine()`` plus the 1-minute load and the serving stack's versions."""
     versions = {}
     for pkg in ("nvidia-pytriton", "tritonclient", "onnxruntime", "numpy", "detnet-trt"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = "not installed"
-    return {
-        "cpu_model": fields.get("Model name", platform.processor()).strip(),
-        "cpus": fields.get("CPU(s)", "?").strip(),
-        "load_avg_1m": round(__import__("os").getloadavg()[0], 2),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": versions,
-    }
+    return {**machine(), "load_avg_1m": round(os.getloadavg()[0], 2), "packages": versions}
 
 
 def _percentiles(lat_s: list[float]) -> dict:
