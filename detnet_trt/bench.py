@@ -40,6 +40,7 @@ import numpy as np
 
 from .backends.base import Backend
 from .errors import InputError
+from .postprocess import DEFAULT_CONF
 
 CV_THRESHOLD = 0.10
 DEFAULT_FRAME_SIZE = (720, 1280)  # (H, W): a 720p camera frame for the end-to-end figure
@@ -146,7 +147,7 @@ def benchmark(
     min_iterations: int = 10,
     end_to_end: bool = True,
     frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
-    conf: float = 0.25,
+    conf: float = DEFAULT_CONF,
     iou: float = 0.5,
     cv_threshold: float = CV_THRESHOLD,
     progress: bool = False,

@@ -34,7 +34,7 @@ import numpy as np
 from .backends.base import Backend
 from .errors import IncompatibleError, InputError
 from .meta import HOST_NMS_OUTPUTS
-from .postprocess import Detections, box_iou, postprocess
+from .postprocess import DEFAULT_CONF, Detections, box_iou, postprocess
 
 _AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
 
@@ -241,7 +241,7 @@ def compare(
     num_images: int | None = None,
     seed: int = 0,
     batch: int = 1,
-    conf: float = 0.25,
+    conf: float = DEFAULT_CONF,
     iou: float = 0.5,
     match_iou: float = 0.5,
     eval_conf: float = 0.001,

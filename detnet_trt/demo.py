@@ -162,7 +162,7 @@ def _step_detect(ctx: _Ctx) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     with load_backend(ctx.paths["fp32"]) as fp32, load_backend(ctx.paths["int8"]) as int8:
-        det_fp32, det_int8 = Detector(fp32, conf=0.3), Detector(int8, conf=0.3)
+        det_fp32, det_int8 = Detector(fp32), Detector(int8)
         for f in files:
             frame = cv2.imread(str(f))
             panels = []

@@ -29,7 +29,7 @@ from .backends import Backend, load_backend
 from .errors import InputError
 from .fileio import atomic_write_bytes, atomic_write_text, check_writable
 from .pipeline import Detector
-from .postprocess import Detections
+from .postprocess import DEFAULT_CONF, Detections
 from .visualize import draw_detections
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"})
@@ -94,7 +94,7 @@ def run_inference(
     inputs: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
-    conf: float = 0.25,
+    conf: float = DEFAULT_CONF,
     iou: float = 0.5,
     max_det: int = 100,
     batch: int = 1,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .backends.base import Backend
-from .postprocess import Detections, postprocess
+from .postprocess import DEFAULT_CONF, Detections, postprocess
 from .preprocess import Letterboxer, LetterboxInfo
 
 
@@ -23,7 +23,7 @@ class Detector:
     """
 
     def __init__(
-        self, backend: Backend, conf: float = 0.25, iou: float = 0.5, max_det: int = 100, max_batch: int = 1
+        self, backend: Backend, conf: float = DEFAULT_CONF, iou: float = 0.5, max_det: int = 100, max_batch: int = 1
     ) -> None:
         self.backend = backend
         self.conf, self.iou, self.max_det = conf, iou, max_det

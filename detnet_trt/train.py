@@ -209,7 +209,7 @@ def _build_or_resume(cfg: TrainConfig, class_names: list[str]) -> tuple[torch.nn
         state = (ckpt.get("extra") or {}).get("train_state")
         if not state:
             raise ModelFileError(
-                f"{cfg.resume} has no training state", f"resume from a '*.last.pt' file written by train"
+                f"{cfg.resume} has no training state", "resume from a '*.last.pt' file written by train"
             )
         if list(model.meta().class_names) != list(class_names):
             raise TrainingError(

@@ -114,3 +114,30 @@ def test_latency_plot_is_a_png(tmp_path):
     out = demo.plot_latency({"FP32": rec, "INT8": rec}, tmp_path / "l.png")
     img = cv2.imread(str(out))
     assert img is not None and img.shape[0] > 100
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_on_the_shipped_model(tmp_path, capsys):
+    """Every real step of ``make demo`` on the shipped model, on a smaller scale (about a minute)."""
+    cfg = demo.DemoConfig(
+        out=tmp_path / "demo_out", images=30, calib_images=16, sample_images=2, video_frames=6,
+        bench_seconds=0.3, progress=False,
+    )
+    summary = demo.run_demo(cfg)
+    out = tmp_path / "demo_out"
+    ap = json.loads((out / "ap_table.json").read_text())
+    # the shipped model detects the demo's unseen scenes, in FP32 and in INT8
+    assert ap["FP32"]["AP50"] > 50 and ap["INT8"]["AP50"] > 50
+    assert abs(ap["INT8"]["AP"] - ap["FP32"]["AP"]) < 10
+    pictures = sorted((out / "detections").glob("*.jpg"))
+    assert len(pictures) == 2 and cv2.imread(str(pictures[0])) is not None
+    cap = cv2.VideoCapture(str(out / "camera" / "annotated.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    cap.release()
+    assert len((out / "camera" / "detections.jsonl").read_text().splitlines()) == 6
+    assert cv2.imread(str(out / "latency.png")) is not None
+    assert summary["results"]["bench_median_ms"]["INT8"]["infer"] > 0
+    if "engine" not in summary["paths"]:  # no TensorRT here: the step said so and the demo went on
+        assert any("TensorRT" in n for n in summary["notes"])
+    assert json.loads((out / "summary.json").read_text())["out"] == str(out.resolve())
+    assert "[9/9] tensorrt" in capsys.readouterr().err

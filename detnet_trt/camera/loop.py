@@ -34,6 +34,7 @@ from ..backends.base import Backend
 from ..errors import DetnetError
 from ..fileio import atomic_write_text, check_writable
 from ..pipeline import Detector
+from ..postprocess import DEFAULT_CONF
 from ..preprocess import Letterboxer, LetterboxInfo
 from .sinks import FrameResult, Sink, display_available, make_sinks
 from .sources import Frame, FrameSource, StopLike, open_source
@@ -281,7 +282,7 @@ def run_camera(
     max_frames: int | None = None,
     duration: float | None = None,
     reconnect: bool | None = None,
-    conf: float = 0.25,
+    conf: float = DEFAULT_CONF,
     iou: float = 0.5,
     max_det: int = 100,
     overlap: bool = True,

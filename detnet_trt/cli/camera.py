@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..postprocess import DEFAULT_CONF
+
 from ._backend_args import add_backend_args, backend_kwargs
 
 
@@ -33,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--reconnect", action=argparse.BooleanOptionalAction, default=None,
                    help="reopen a live source that fails, with backoff (default: on for cameras and streams)")
-    p.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
+    p.add_argument("--conf", type=float, default=DEFAULT_CONF, help="score threshold (default %(default)s)")
     p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
     p.add_argument("--max-det", type=int, default=100, help="detections kept per frame (default 100)")
     p.add_argument("--no-overlap", dest="overlap", action="store_false",

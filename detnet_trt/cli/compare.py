@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..postprocess import DEFAULT_CONF
+
 from ._backend_args import add_backend_args, backend_kwargs
 
 
@@ -25,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=None, help="number of images (default: all of --data, 32 of "
                    "--image-dir, 16 synthetic)")
     p.add_argument("--batch", type=int, default=1, help="images per inference (default 1)")
-    p.add_argument("--conf", type=float, default=0.25, help="score threshold for matching detections (default 0.25)")
+    p.add_argument("--conf", type=float, default=DEFAULT_CONF,
+                   help="score threshold for matching detections (default %(default)s)")
     p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
     p.add_argument("--match-iou", type=float, default=0.5, help="IoU for a detection to count as matched (default 0.5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes (default 0)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..postprocess import DEFAULT_CONF
+
 
 def _sizes(text: str) -> list[int]:
     try:
@@ -31,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--instances", type=int, default=1, help="model instances (instance_group count, default 1)")
     p.add_argument("--kind", choices=("gpu", "cpu"), default="gpu",
                    help="instance kind of the network (default gpu; cpu for ONNX on a CPU-only host)")
-    p.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
+    p.add_argument("--conf", type=float, default=DEFAULT_CONF, help="score threshold (default %(default)s)")
     p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
     p.add_argument("--max-det", type=int, default=100, help="detections per image (default 100)")
     p.add_argument("--force", action="store_true", help="replace an existing repository folder")

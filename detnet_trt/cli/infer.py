@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..postprocess import DEFAULT_CONF
+
 from ._backend_args import add_backend_args, backend_kwargs
 
 
@@ -18,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
     p.add_argument("--model", required=True, help="model file: .pt checkpoint, .onnx, or .engine")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
+    p.add_argument("--conf", type=float, default=DEFAULT_CONF, help="score threshold (default %(default)s)")
     p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
     p.add_argument("--max-det", type=int, default=100, help="detections per image at most (default 100)")
     p.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..postprocess import DEFAULT_CONF
+
 from ._backend_args import add_backend_args, backend_kwargs
 
 
@@ -27,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--queue-delay-us", type=int, default=1000,
                    help="dynamic batching max queue delay in microseconds (default 1000)")
     p.add_argument("--no-dynamic-batching", action="store_true", help="run every request on its own")
-    p.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
+    p.add_argument("--conf", type=float, default=DEFAULT_CONF, help="score threshold (default %(default)s)")
     p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
     p.add_argument("--max-det", type=int, default=100, help="detections per image (default 100)")
     add_backend_args(p)

@@ -46,6 +46,7 @@ from .._version import __version__
 from ..errors import InputError, ModelFileError, OutputExistsError
 from ..fileio import atomic_write_text, sha256_bytes
 from ..meta import INPUT_NAME, ModelMeta
+from ..postprocess import DEFAULT_CONF
 from . import protocol as _proto_mod  # the module itself (names of tensors)
 
 ENGINE_SUFFIXES = (".engine", ".plan")
@@ -552,7 +553,7 @@ def export_triton(
     kind: str = "gpu",
     preferred_batch_sizes: Sequence[int] | None = None,
     queue_delay_us: int = 1000,
-    conf: float = 0.25,
+    conf: float = DEFAULT_CONF,
     iou: float = 0.5,
     max_det: int = 100,
     force: bool = False,

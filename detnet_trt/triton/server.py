@@ -38,7 +38,7 @@ import numpy as np
 
 from ..backends.base import Backend
 from ..errors import DetnetError, InputError, MissingDependencyError
-from ..postprocess import postprocess
+from ..postprocess import DEFAULT_CONF, postprocess
 from ..preprocess import LetterboxInfo, letterbox_geometry
 from . import protocol
 
@@ -176,7 +176,7 @@ class DetnetTritonServer:
         dynamic_batching: bool = True,
         preferred_batch_sizes: Sequence[int] | None = None,
         queue_delay_us: int = 1000,
-        conf: float = 0.25,
+        conf: float = DEFAULT_CONF,
         iou: float = 0.5,
         max_det: int = 100,
         log_verbose: int = 0,
