@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", default="5", help="seconds per batch size and figure")
     ap.add_argument("--eval-images", type=int, default=100, help="val images for AP (default 100)")
     ap.add_argument("--calib-images", type=int, default=64)
+    ap.add_argument("--method", default="minmax", help="calibration method (default minmax, the demo's: results/int8_methods.md)")
     args = ap.parse_args(argv)
 
     out: Path = args.out
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         run("calib-set", "--images", data / "images" / "train", "--annotations",
             data / "annotations" / "instances_train.json", "--num", str(args.calib_images), "-o", calib, "--force")
         int8 = work / "detnet_tiny_int8.onnx"
-        run("quantize", fp32, "--calib", calib, "-o", int8, "--force", "--no-progress")
+        run("quantize", fp32, "--calib", calib, "-o", int8, "--method", args.method, "--force", "--no-progress")
 
     records = {}
     for name, model in (("fp32", fp32), ("int8", int8)):

@@ -798,7 +798,8 @@ def accuracy_check(
             with tempfile.TemporaryDirectory(prefix="detnet_trt_fix_") as tmp:
                 cache = (calib_cache or Path(tmp) / "ranges.json") if ort_has_cache_api() else None
                 for k in fix_steps:
-                    pats = [le.keep_float_pattern() for le in report.sensitive[:k]]
+                    # one pattern per weight: a shared head conv shows once per FPN level
+                    pats = list(dict.fromkeys(le.keep_float_pattern() for le in report.sensitive[:k]))
                     if not pats or (report.fix_patterns and len(pats) == len(report.fix_patterns)):
                         break
                     trial = Path(tmp) / f"fix{k}.onnx"
