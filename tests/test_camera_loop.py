@@ -192,3 +192,34 @@ def test_loop_ends_promptly_while_the_prefetcher_waits_for_a_frame() -> None:
     finally:
         src.close()
     assert s["frames"] == 2 and s["stop_reason"] == "max-frames" and took < 2.0
+
+
+def test_overlap_runs_nms_and_sinks_while_the_next_frame_is_inferred(tmp_path) -> None:
+    """Overlap on: the backend runs off the calling thread, and a frame's sinks run during the
+    next frame's inference (intervals recorded, not timed); sinks stay on the calling thread."""
+    infer_spans: list[tuple[float, float, str]] = []
+    sink_spans: list[tuple[float, float, str]] = []
+
+    class Recording(BlobBackend):
+        def _infer(self, images):
+            t0 = time.perf_counter()
+            out = super()._infer(images)
+            infer_spans.append((t0, time.perf_counter(), threading.current_thread().name))
+            return out
+
+    class SlowSink(Sink):
+        def write(self, result) -> None:
+            t0 = time.perf_counter()
+            time.sleep(0.02)
+            sink_spans.append((t0, time.perf_counter(), threading.current_thread().name))
+
+    video = write_video(tmp_path / "in.mp4", 8)
+    from detnet_trt.camera import open_source
+
+    with open_source(str(video)) as src:
+        s = run_loop(Detector(Recording(latency=0.02)), src, [SlowSink()], log_interval=None)
+    assert s["frames"] == 8 and len(infer_spans) == 8 and len(sink_spans) == 8
+    assert {name for *_, name in infer_spans} == {"camera-infer"}
+    assert {name for *_, name in sink_spans} == {threading.current_thread().name}
+    overlapped = [k for k in range(7) if sink_spans[k][0] < infer_spans[k + 1][1] and infer_spans[k + 1][0] < sink_spans[k][1]]
+    assert len(overlapped) >= 6  # frame k's sink ran while frame k+1 was inferred

@@ -1,10 +1,13 @@
 """The camera loop: capture -> letterbox into the reused input buffer -> infer -> NMS -> sinks.
 
-With ``overlap`` on (the default) a pre-processing thread waits for the next frame and letterboxes
-it into a second input buffer while the backend runs on the current one; inference, NMS and the
-sinks stay on the calling thread (GPU contexts and GUI windows belong to the thread that made
-them). At most one frame is prepared ahead, so a live frame is never older than one inference
-when its inference starts; ``overlap=False`` gives the lowest latency at a lower frame rate.
+With ``overlap`` on (the default) three things run at once: a pre-processing thread waits for
+the next frame and letterboxes it into a second input buffer, an inference thread runs the
+backend on the current one, and the calling thread does the NMS and the sinks of the frame
+before (so GUI windows stay on the thread that made them; the TensorRT backend pushes its CUDA
+context around each call, so it runs from the inference thread). At most one frame is prepared
+ahead and one is in inference, so a live frame is never older than one inference when its
+inference starts; ``overlap=False`` runs everything in turn on the calling thread: the lowest
+latency at a lower frame rate.
 
 :func:`run_loop` runs a loop over an opened source, detector and sinks; :func:`run_camera` is
 what ``detnet-trt camera`` calls: it opens everything from paths and ``--source`` text, stops
@@ -175,6 +178,75 @@ class _Prefetcher:
         self.thread.join(timeout=5.0)
 
 
+@dataclass
+class _Inferred:
+    item: _Prepared
+    outputs: dict[str, np.ndarray]
+    infer_s: float
+    stall_s: float  # the backend waiting for this frame to be prepared
+
+
+class _Inferrer:
+    """The inference thread: a prepared frame -> ``backend.infer`` -> its slot freed -> results.
+
+    At most one result waits for the calling thread (a full queue holds inference back, so a
+    slow sink makes live frames drop at the source instead of queueing); it stops after ``limit``
+    frames, at the end of the source, or when ``flag`` is set.
+    """
+
+    def __init__(self, backend: Backend, prefetch: _Prefetcher, flag: StopFlag, limit: int | None) -> None:
+        self.backend, self.prefetch, self.flag, self.limit = backend, prefetch, flag, limit
+        self.results: queue.Queue[_Inferred | _End | _Failed] = queue.Queue(maxsize=1)
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="camera-infer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        started = 0
+        try:
+            while not (self.halt.is_set() or self.flag.is_set()):
+                if self.limit is not None and started >= self.limit:
+                    break
+                t0 = time.perf_counter()
+                item = self.prefetch.get()
+                t1 = time.perf_counter()
+                if item is None:
+                    break
+                started += 1
+                outputs = self.backend.infer(item.batch)
+                t2 = time.perf_counter()
+                self.prefetch.release(item.slot)  # the backend has consumed the input buffer
+                self._put(_Inferred(item, outputs, t2 - t1, t1 - t0))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, re-raised there
+            self._put(_Failed(err))
+            return
+        self._put(_End())
+
+    def _put(self, item: _Inferred | _End | _Failed) -> None:
+        while not self.halt.is_set():
+            try:
+                self.results.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                continue
+
+    def get(self) -> _Inferred | None:
+        while True:
+            try:
+                item = self.results.get(timeout=_POLL)
+            except queue.Empty:
+                if self.flag.is_set():
+                    return None
+                continue
+            if isinstance(item, _Failed):
+                raise item.error
+            return None if isinstance(item, _End) else item
+
+    def close(self) -> None:
+        self.halt.set()
+        self.thread.join(timeout=5.0)
+
+
 def run_loop(
     detector: Detector,
     source: FrameSource,
@@ -199,10 +271,12 @@ def run_loop(
     sinks = sorted(sinks, key=lambda s: s.order)
     class_names = detector.class_names
     prefetch: _Prefetcher | None = None
+    inferrer: _Inferrer | None = None
     if overlap:
         lb = detector.letterboxer
         second = Letterboxer(lb.input_size, lb.layout, lb.max_batch, pad_value=lb.pad_value)
         prefetch = _Prefetcher(source, [lb, second], flag)
+        inferrer = _Inferrer(backend, prefetch, flag, max_frames)
     timer_thread = threading.Timer(duration, flag.set, args=("duration",)) if duration else None
     t_start = time.perf_counter()
     timer.start(t_start)
@@ -219,26 +293,29 @@ def run_loop(
             if max_frames is not None and n >= max_frames:
                 end_reason = "max-frames"
                 break
-            t0 = time.perf_counter()
-            item = prefetch.get() if prefetch is not None else _prepare(source, detector.letterboxer, 0, flag.event)
-            t1 = time.perf_counter()
-            if item is None:
-                break
-            outputs = backend.infer(item.batch)
+            if inferrer is not None:
+                got = inferrer.get()
+                if got is None:
+                    break
+            else:
+                t0 = time.perf_counter()
+                item = _prepare(source, detector.letterboxer, 0, flag.event)
+                t1 = time.perf_counter()
+                if item is None:
+                    break
+                outputs = backend.infer(item.batch)
+                got = _Inferred(item, outputs, time.perf_counter() - t1, t1 - t0)
+            item = got.item
             t2 = time.perf_counter()
-            dets = detector.postprocess(outputs, item.infos)[0]
+            dets = detector.postprocess(got.outputs, item.infos)[0]
             t3 = time.perf_counter()
             result = FrameResult(n, item.frame, dets, class_names, timer.status_lines() if sinks else [])
             for s in sinks:
                 s.write(result)
             t4 = time.perf_counter()
-            if prefetch is not None:
-                # freed only now, so the next frame is prepared during the next inference (GIL-free
-                # for GPU/ONNX Runtime backends), not during this frame's NMS and sinks
-                prefetch.release(item.slot)
-            for name, secs in (("capture", item.capture_s), ("pre", item.pre_s), ("infer", t2 - t1),
+            for name, secs in (("capture", item.capture_s), ("pre", item.pre_s), ("infer", got.infer_s),
                                ("post", t3 - t2), ("sinks", t4 - t3), ("latency", t4 - item.frame.t_capture),
-                               ("stall", t1 - t0)):
+                               ("stall", got.stall_s)):
                 timer.add(name, secs)
             timer.frame_done(t4)
             n += 1
@@ -251,8 +328,12 @@ def run_loop(
     finally:
         if timer_thread is not None:
             timer_thread.cancel()
+        if inferrer is not None:
+            inferrer.halt.set()
         if prefetch is not None:
-            prefetch.close()
+            prefetch.close()  # ends the pre-processing thread, which ends a waiting inferrer
+        if inferrer is not None:
+            inferrer.close()
     summary: dict[str, Any] = timer.summary()
     summary.update(source.stats())
     summary["stop_reason"] = flag.reason if flag.is_set() else end_reason
