@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -119,6 +119,24 @@ class _Either:
         return self.a.is_set() or self.b.is_set()
 
 
+_Item = TypeVar("_Item")
+
+
+def _take(q: queue.Queue[_Item | _End | _Failed], flag: StopFlag) -> _Item | None:
+    """The next item a worker thread handed over; None at the worker's end or once ``flag`` is
+    set; the worker's exception is re-raised here, on the consumer's thread."""
+    while True:
+        try:
+            item = q.get(timeout=_POLL)
+        except queue.Empty:
+            if flag.is_set():
+                return None
+            continue
+        if isinstance(item, _Failed):
+            raise item.error
+        return None if isinstance(item, _End) else item
+
+
 def _prepare(source: FrameSource, lb: Letterboxer, slot: int, halt: StopLike) -> _Prepared | None:
     t0 = time.perf_counter()
     frame = source.read(halt)
@@ -159,16 +177,7 @@ class _Prefetcher:
         self.ready.put(_End())
 
     def get(self) -> _Prepared | None:
-        while True:
-            try:
-                item = self.ready.get(timeout=_POLL)
-            except queue.Empty:
-                if self.flag.is_set():
-                    return None
-                continue
-            if isinstance(item, _Failed):
-                raise item.error
-            return None if isinstance(item, _End) else item
+        return _take(self.ready, self.flag)
 
     def release(self, slot: int) -> None:
         self.free.put(slot)
@@ -231,16 +240,7 @@ class _Inferrer:
                 continue
 
     def get(self) -> _Inferred | None:
-        while True:
-            try:
-                item = self.results.get(timeout=_POLL)
-            except queue.Empty:
-                if self.flag.is_set():
-                    return None
-                continue
-            if isinstance(item, _Failed):
-                raise item.error
-            return None if isinstance(item, _End) else item
+        return _take(self.results, self.flag)
 
     def close(self) -> None:
         self.halt.set()
