@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
     p.add_argument("--max-det", type=int, default=100, help="detections kept per frame (default 100)")
     p.add_argument("--no-overlap", dest="overlap", action="store_false",
-                   help="do not pre-process the next frame during inference (lowest latency, lower FPS)")
+                   help="run capture, pre-processing, inference, NMS and sinks in turn on one thread "
+                        "instead of overlapping them (lowest latency, lower FPS)")
     p.add_argument("--width", type=int, help="camera capture width (USB/CSI)")
     p.add_argument("--height", type=int, help="camera capture height (USB/CSI)")
     p.add_argument("--fps", type=int, help="camera capture frame rate (USB/CSI)")
