@@ -63,7 +63,7 @@ def main() -> None:
         ann, images = resolve_coco_dir(args.data, "val")
         res = evaluate(args.model, ann, images, progress=False)
         record["val_full"] = {k: float(v) for k, v in res.metrics.items()}
-        record["val_full_images"] = len(json.loads(Path(ann).read_text())["images"])
+        record["val_full_images"] = res.num_images
     stem = Path(args.out)
     atomic_write_text(stem.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
 

@@ -37,22 +37,21 @@ def main() -> None:
     args = ap.parse_args()
     ann, images = resolve_coco_dir(args.data, args.split)
     rows = []
+    model, _ = load_checkpoint(args.checkpoint)  # top-K only sets the forward's final torch.topk
     for k in (int(x) for x in args.ks.split(",")):
-        model, _ = load_checkpoint(args.checkpoint)
         model.topk = k
         t0 = time.perf_counter()
         res = evaluate(TorchBackend(model), ann, images, batch=8, progress=False)
         rows.append({"topk": k, **{key: round(float(res.metrics[key]), 2) for key in KEYS},
                      "eval_s": round(time.perf_counter() - t0, 1)})
         print(rows[-1], flush=True)
-    m, _ = load_checkpoint(args.checkpoint)
     doc = {
         "benchmark": "topk_ap",
         "checkpoint": str(args.checkpoint),
         "checkpoint_sha256": sha256_file(args.checkpoint),
-        "model": m.name,
-        "input_size": list(m.input_size),
-        "classes": len(m.class_names),
+        "model": model.name,
+        "input_size": list(model.input_size),
+        "classes": len(model.class_names),
         "data": str(args.data),
         "split": args.split,
         "machine": machine(),
