@@ -29,24 +29,25 @@ demo: $(STAMP)
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache
 
-# --- TensorRT layer without TensorRT (../shared/trt-api, see its README) ----------------------
-# typecheck-trt: mypy over the TensorRT/pycuda code against the stubs of every TensorRT version.
-# trt-bindings: the real bindings of every version over stand-in native libraries, importable
-# (PYTHONPATH=.cache/trt-api/<version>/runtime), built once (~20 s a version) for tests/test_engine_compat.py.
-TRT_API ?= ../shared/trt-api
+# --- TensorRT layer without TensorRT (tools/trt_api.py, see tools/README.md) ------------------
+# trt-bindings: for every version in TRT_VERSIONS, $(TRT_CACHE)/<version>/stubs (type stubs of the real
+# bindings) and $(TRT_CACHE)/<version>/runtime (the real bindings over stand-in native libraries,
+# importable with PYTHONPATH=...; used by tests/test_engine_compat.py). Built once (~20 s in all, PyPI
+# needed), then again only when tools/trt_api.py or the version list changes.
+# typecheck-trt: mypy over the TensorRT/pycuda code against the stubs of every version.
+TRT_VERSIONS := 8.6.1 10.3.0 10.16.1.11 11.4.0.106
 TRT_CACHE := .cache/trt-api
-TRT_CODE := detnet_trt/engine detnet_trt/plugins.py
+TRT_CODE := detnet_trt/trt detnet_trt/build detnet_trt/runtime/backends/tensorrt.py detnet_trt/export/efficient_nms.py
 
 .PHONY: typecheck-trt trt-bindings
 
-typecheck-trt: $(STAMP)
-	@test -d $(TRT_API)/stubs || { echo "typecheck-trt: $(TRT_API)/stubs not found"; exit 1; }
-	@for v in $(TRT_API)/stubs/*/; do n=$$(basename $$v); echo "mypy: TensorRT $$n"; \
-	  MYPYPATH=$$v $(BIN)/python -m mypy --config-file mypy.ini --cache-dir .mypy_cache/trt-$$n $(TRT_CODE) || exit 1; done
+typecheck-trt: $(STAMP) $(TRT_CACHE)/.stamp
+	@for v in $(TRT_VERSIONS); do echo "mypy: TensorRT $$v"; \
+	  MYPYPATH=$(TRT_CACHE)/$$v/stubs $(BIN)/python -m mypy --config-file mypy.ini --cache-dir .mypy_cache/trt-$$v $(TRT_CODE) || exit 1; done
 
 trt-bindings: $(TRT_CACHE)/.stamp
 
-$(TRT_CACHE)/.stamp: $(TRT_API)/make-stubs | $(STAMP)
-	PYTHON=$(abspath $(BIN)/python) $(TRT_API)/make-stubs $(TRT_CACHE) 2>&1 | grep -v '^WARNING: Location' || true
-	@for v in $(TRT_API)/stubs/*/; do test -d $(TRT_CACHE)/$$(basename $$v)/runtime/tensorrt || { echo "trt-bindings: $$(basename $$v) missing"; exit 1; }; done
-	touch $@
+# The tool keeps a stamp per version (its own hash) and rewrites this one on success; on a Makefile
+# edit that leaves TRT_VERSIONS as it was, it only says "up to date".
+$(TRT_CACHE)/.stamp: tools/trt_api.py Makefile | $(STAMP)
+	$(BIN)/python tools/trt_api.py --out $(TRT_CACHE) --versions $(TRT_VERSIONS)

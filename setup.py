@@ -29,7 +29,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["detnet_trt", "detnet_trt.*"]),
-    package_data={"detnet_trt": ["py.typed", "assets/*", "data/*.txt"]},
+    package_data={"detnet_trt": ["py.typed", "assets/*"], "detnet_trt.export": ["*.txt"]},
     install_requires=[
         "numpy>=1.23",
         "torch>=2.1",

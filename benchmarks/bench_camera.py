@@ -2,7 +2,7 @@
 
 A stand-in backend of fixed latency (``time.sleep``, default 10 ms, returning a realistic top-K of
 1000 candidates of which a few pass the threshold) runs behind the real loop
-(:func:`detnet_trt.camera.run_loop`: capture -> letterbox -> infer -> NMS -> sinks) on a synthetic
+(:func:`detnet_trt.apps.camera.run_loop`: capture -> letterbox -> infer -> NMS -> sinks) on a synthetic
 stream of 1280x720 frames:
 
 - ``file``: a source that hands over every frame at once (like a video file decoding faster than
@@ -31,12 +31,12 @@ import cv2
 import numpy as np
 from _timing import machine
 
-from detnet_trt.backends.base import Backend
-from detnet_trt.camera import LiveSource, run_loop
-from detnet_trt.camera.sinks import JsonLinesSink, Sink
-from detnet_trt.camera.sources import Frame, FrameSource
-from detnet_trt.meta import ModelMeta
-from detnet_trt.pipeline import Detector
+from detnet_trt.runtime.backends.base import Backend
+from detnet_trt.apps.camera import LiveSource, run_loop
+from detnet_trt.apps.camera.sinks import JsonLinesSink, Sink
+from detnet_trt.apps.camera.sources import Frame, FrameSource
+from detnet_trt.core.meta import ModelMeta
+from detnet_trt.runtime.detector import Detector
 
 
 class SleepBackend(Backend):

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_int8.py --model detnet_trt/assets/detnet_tiny_synth.pt \
         [--data DIR] [--calib SET] [--method entropy] [--duration 5] [--out benchmarks/results]
 
-``--model``: a checkpoint (exported here to FP32 ONNX with ``detnet_trt.export.export_onnx``) or
+``--model``: a checkpoint (exported here to FP32 ONNX with ``detnet_trt.export.onnx.export_onnx``) or
 an FP32 ONNX. ``--data``: a COCO-layout folder (train split for the calibration set, val split for
 AP); by default the demo's synthetic data (``detnet-trt synth``, 100 images, seed 2026, 40 % val)
 is generated under the work folder and calibrated with the committed
@@ -11,7 +11,7 @@ is generated under the work folder and calibrated with the committed
 train images, stratified, seed 0) unless ``--calib`` is given.
 
 Writes ``<out>/int8_cpu_<model>.json`` (AP both ways, latency records from
-``detnet_trt.bench.benchmark``, quantization provenance, machine) and ``.md`` (the tables).
+``detnet_trt.apps.bench.benchmark``, quantization provenance, machine) and ``.md`` (the tables).
 """
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/results", help="folder for the record")
     args = p.parse_args(argv)
 
-    from detnet_trt.bench import benchmark, format_table, machine_info
-    from detnet_trt.backends import load_backend
-    from detnet_trt.calibset import CalibSet, make_calib_set, read_calib_set
+    from detnet_trt.apps.bench import benchmark, format_table, machine_info
+    from detnet_trt.runtime.backends import load_backend
+    from detnet_trt.quantize.calibset import CalibSet, make_calib_set, read_calib_set
     from detnet_trt.data.coco import resolve_coco_dir
-    from detnet_trt.evaluation import evaluate
-    from detnet_trt.fileio import atomic_write_text, sha256_file
-    from detnet_trt.quantize import quantize_onnx, read_quant_provenance
+    from detnet_trt.evaluation.coco_eval import evaluate
+    from detnet_trt.core.fileio import atomic_write_text, sha256_file
+    from detnet_trt.quantize.calibrate import quantize_onnx, read_quant_provenance
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if model.suffix == ".onnx":
         fp32 = model
     else:
-        from detnet_trt.export import export_onnx
+        from detnet_trt.export.onnx import export_onnx
 
         fp32 = export_onnx(model, work / f"{model.stem}.fp32.onnx", force=True)
     if args.data:

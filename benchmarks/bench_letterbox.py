@@ -27,8 +27,8 @@ import numpy as np
 
 from _timing import machine, time_interleaved, write_results
 
-from detnet_trt.meta import IMAGENET_MEAN, IMAGENET_STD
-from detnet_trt.preprocess import PAD_VALUE, Letterboxer
+from detnet_trt.core.meta import IMAGENET_MEAN, IMAGENET_STD
+from detnet_trt.runtime.letterbox import PAD_VALUE, Letterboxer
 
 
 def synthetic_frame(h: int = 720, w: int = 1280) -> np.ndarray:

@@ -28,9 +28,10 @@ import numpy as np
 
 from _timing import machine, time_interleaved, write_results
 
-from detnet_trt.preprocess import letterbox_geometry
+from detnet_trt.runtime.letterbox import letterbox_geometry
 
-pp = importlib.import_module("detnet_trt.postprocess")
+pp = importlib.import_module("detnet_trt.runtime.postprocess")
+ops = importlib.import_module("detnet_trt.runtime.nms")
 
 
 def candidates(n: int, ncls: int, nobj: int, seed: int, img: float = 512.0):
@@ -79,8 +80,8 @@ def main() -> None:
             return np.asarray(cv2.dnn.NMSBoxesBatched(b, scores, cls, 0.0, args.iou)).reshape(-1)
 
         impls = {
-            "detnet_trt batched_nms": lambda: pp.batched_nms(boxes, scores, cls, args.iou),
-            "detnet_trt NumPy fallback": lambda: pp._batched_nms_numpy(boxes, scores, cls, args.iou),
+            "detnet_trt batched_nms": lambda: ops.batched_nms(boxes, scores, cls, args.iou),
+            "detnet_trt NumPy fallback": lambda: ops._batched_nms_numpy(boxes, scores, cls, args.iou),
             "cv2.dnn.NMSBoxesBatched (xywh given)": ocv_bare,
             "cv2.dnn.NMSBoxesBatched + xyxy->xywh": ocv_convert,
             "postprocess_image (conf 0.001, max_det 100)": lambda: pp.postprocess_image(

@@ -33,12 +33,12 @@ from typing import Any
 import numpy as np
 from _timing import machine
 
-from detnet_trt.backends import Backend, load_backend
-from detnet_trt.fileio import atomic_write_text
-from detnet_trt.postprocess import postprocess
-from detnet_trt.preprocess import letterbox
-from detnet_trt.triton.client import DetnetClient
-from detnet_trt.triton.server import DetnetTritonServer, free_port
+from detnet_trt.runtime.backends import Backend, load_backend
+from detnet_trt.core.fileio import atomic_write_text
+from detnet_trt.runtime.postprocess import postprocess
+from detnet_trt.runtime.letterbox import letterbox
+from detnet_trt.serving.triton.client import DetnetClient
+from detnet_trt.serving.triton.server import DetnetTritonServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CKPT = ROOT / "detnet_trt" / "assets" / "detnet_tiny_synth.pt"
@@ -66,7 +66,7 @@ def _model_path(arg: str | None, work: Path) -> Path:
         return Path(arg)
     if not DEMO_CKPT.is_file():
         sys.exit(f"no --model given and the demo model {DEMO_CKPT} is missing")
-    from detnet_trt.export import export_onnx
+    from detnet_trt.export.onnx import export_onnx
 
     return export_onnx(DEMO_CKPT, work / "demo_fp32.onnx", force=True)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from detnet_trt.fileio import atomic_write_text
+from detnet_trt.core.fileio import atomic_write_text
 from detnet_trt.models import build_model
 
 CHOICES = {

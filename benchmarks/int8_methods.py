@@ -3,7 +3,7 @@
 Accuracy, not speed: it chose the demo's calibration method. The shipped checkpoint is exported
 to FP32 ONNX, quantized with each method on the demo's committed calibration set
 (``calibration/demo_synth_seed2026.txt``, 48 images of the demo data) and evaluated with ONNX
-Runtime on each COCO-layout dataset given (``detnet_trt.evaluation.evaluate``: conf 0.001, IoU 0.6,
+Runtime on each COCO-layout dataset given (``detnet_trt.evaluation.coco_eval.evaluate``: conf 0.001, IoU 0.6,
 100 detections). The datasets are made by ``detnet-trt synth`` unless given::
 
     .venv/bin/python benchmarks/int8_methods.py            # demo data (seed 2026), seed 777, seed 0
@@ -21,9 +21,9 @@ from _timing import machine, write_results
 
 from detnet_trt.data.coco import resolve_coco_dir
 from detnet_trt.data.synth import make_synth_dataset
-from detnet_trt.evaluation import evaluate
-from detnet_trt.export import export_onnx
-from detnet_trt.quantize import quantize_onnx
+from detnet_trt.evaluation.coco_eval import evaluate
+from detnet_trt.export.onnx import export_onnx
+from detnet_trt.quantize.calibrate import quantize_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
 CKPT = ROOT / "detnet_trt" / "assets" / "detnet_tiny_synth.pt"

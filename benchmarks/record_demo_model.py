@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from detnet_trt.bench import machine_info
-from detnet_trt.checkpoint import read_checkpoint
-from detnet_trt.fileio import atomic_write_text, sha256_file
+from detnet_trt.apps.bench import machine_info
+from detnet_trt.models.checkpoint import read_checkpoint
+from detnet_trt.core.fileio import atomic_write_text, sha256_file
 
 RESULTS = Path(__file__).parent / "results"
 KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -58,7 +58,7 @@ def main() -> None:
     }
     if args.data:
         from detnet_trt.data.coco import resolve_coco_dir
-        from detnet_trt.evaluation import evaluate
+        from detnet_trt.evaluation.coco_eval import evaluate
 
         ann, images = resolve_coco_dir(args.data, "val")
         res = evaluate(args.model, ann, images, progress=False)

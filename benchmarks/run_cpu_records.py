@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from detnet_trt.fileio import atomic_write_text
+from detnet_trt.core.fileio import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CKPT = ROOT / "detnet_trt" / "assets" / "detnet_tiny_synth.pt"

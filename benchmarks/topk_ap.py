@@ -1,7 +1,7 @@
 """COCO AP against the export's per-image top-K: how many candidates NMS needs (the --topk default).
 
 Runs a checkpoint through the PyTorch backend with ``model.topk`` set to each K and scores it
-with detnet_trt.evaluation (pycocotools; conf 0.001, IoU 0.6, 100 detections, as COCO expects).
+with detnet_trt.evaluation.coco_eval (pycocotools; conf 0.001, IoU 0.6, 100 detections, as COCO expects).
 The exported graph computes exactly this top-K, so the AP here is the AP an export with
 ``--topk K`` would give.
 
@@ -18,11 +18,11 @@ from pathlib import Path
 
 from _timing import machine
 
-from detnet_trt.backends.torch_backend import TorchBackend
-from detnet_trt.checkpoint import load_checkpoint
+from detnet_trt.runtime.backends.torch_backend import TorchBackend
+from detnet_trt.models.checkpoint import load_checkpoint
 from detnet_trt.data.coco import resolve_coco_dir
-from detnet_trt.evaluation import evaluate
-from detnet_trt.fileio import sha256_file
+from detnet_trt.evaluation.coco_eval import evaluate
+from detnet_trt.core.fileio import sha256_file
 
 KEYS = ("AP", "AP50", "AP75", "AR1", "AR10", "AR100")
 

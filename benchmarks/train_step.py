@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from detnet_trt.fileio import atomic_write_text
+from detnet_trt.core.fileio import atomic_write_text
 from detnet_trt.models import build_model
 
 from head_levels import _cpu_model  # type: ignore[import-not-found]

@@ -1,50 +1,84 @@
 """detnet-trt: DetNet detectors from PyTorch to ONNX and TensorRT, with a Python runtime.
 
-Importing the package needs neither TensorRT nor pycuda nor a GPU; those are imported lazily by
-the engine-build and TensorRT-runtime modules only.
+The public API is re-exported here lazily (PEP 562): ``import detnet_trt`` imports none of torch,
+onnx, onnxruntime, OpenCV, TensorRT or pycuda; each name below loads its stage package on first
+use. The stage packages, bottom to top: ``core`` (contract), ``models``, ``trt``, ``export``,
+``runtime``, ``data``, ``evaluation``, ``quantize``, ``build``, ``apps`` / ``training`` /
+``serving``, ``cli``.
 """
 
-from ._version import __version__
-from .backends import Backend, load_backend
-from .bench import benchmark
-from .calibset import make_calib_set, read_calib_set
-from .camera import run_camera
-from .compare import compare
-from .engine import TensorRTBackend, build_engine
-from .errors import DetnetError
-from .evaluation import evaluate
-from .export import export_onnx, read_onnx_meta
-from .infer import run_inference
-from .meta import ModelMeta
-from .pipeline import Detector
-from .postprocess import Detections, batched_nms, nms, postprocess
-from .preprocess import Letterboxer, LetterboxInfo, letterbox
-from .quantize import quantize_onnx
+from __future__ import annotations
 
-__all__ = [
-    "__version__",
-    "Backend",
-    "Detections",
-    "Detector",
-    "DetnetError",
-    "Letterboxer",
-    "TensorRTBackend",
-    "LetterboxInfo",
-    "ModelMeta",
-    "batched_nms",
-    "benchmark",
-    "build_engine",
-    "compare",
-    "evaluate",
-    "export_onnx",
-    "letterbox",
-    "make_calib_set",
-    "load_backend",
-    "nms",
-    "postprocess",
-    "quantize_onnx",
-    "run_inference",
-    "read_calib_set",
-    "read_onnx_meta",
-    "run_camera",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+# public name -> module that defines it
+_EXPORTS = {
+    "Backend": "detnet_trt.runtime.backends.base",
+    "load_backend": "detnet_trt.runtime.backends",
+    "TensorRTBackend": "detnet_trt.runtime.backends.tensorrt",
+    "Detector": "detnet_trt.runtime.detector",
+    "Detections": "detnet_trt.runtime.postprocess",
+    "postprocess": "detnet_trt.runtime.postprocess",
+    "nms": "detnet_trt.runtime.nms",
+    "batched_nms": "detnet_trt.runtime.nms",
+    "Letterboxer": "detnet_trt.runtime.letterbox",
+    "LetterboxInfo": "detnet_trt.runtime.letterbox",
+    "letterbox": "detnet_trt.runtime.letterbox",
+    "PostprocessConfig": "detnet_trt.core.config",
+    "DetnetError": "detnet_trt.core.errors",
+    "ModelMeta": "detnet_trt.core.meta",
+    "read_onnx_meta": "detnet_trt.core.onnx_meta",
+    "export_onnx": "detnet_trt.export.onnx",
+    "make_calib_set": "detnet_trt.quantize.calibset",
+    "read_calib_set": "detnet_trt.quantize.calibset",
+    "quantize_onnx": "detnet_trt.quantize.calibrate",
+    "BuildOptions": "detnet_trt.build.options",
+    "build_engine": "detnet_trt.build.chain",
+    "evaluate": "detnet_trt.evaluation.coco_eval",
+    "benchmark": "detnet_trt.apps.bench",
+    "compare": "detnet_trt.apps.compare",
+    "run_camera": "detnet_trt.apps.camera.loop",
+    "run_inference": "detnet_trt.apps.infer",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'detnet_trt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; never executed
+    from .apps.bench import benchmark
+    from .apps.camera.loop import run_camera
+    from .apps.compare import compare
+    from .apps.infer import run_inference
+    from .build.chain import build_engine
+    from .build.options import BuildOptions
+    from .core.config import PostprocessConfig
+    from .core.errors import DetnetError
+    from .core.meta import ModelMeta
+    from .core.onnx_meta import read_onnx_meta
+    from .evaluation.coco_eval import evaluate
+    from .export.onnx import export_onnx
+    from .quantize.calibrate import quantize_onnx
+    from .quantize.calibset import make_calib_set, read_calib_set
+    from .runtime.backends import load_backend
+    from .runtime.backends.base import Backend
+    from .runtime.backends.tensorrt import TensorRTBackend
+    from .runtime.detector import Detector
+    from .runtime.letterbox import Letterboxer, LetterboxInfo, letterbox
+    from .runtime.nms import batched_nms, nms
+    from .runtime.postprocess import Detections, postprocess

@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detnet_trt.backends.base import Backend
-from detnet_trt.meta import ModelMeta
+from detnet_trt.runtime.backends.base import Backend
+from detnet_trt.core.meta import ModelMeta
 
 CLASSES = ["blob", "other", "third"]
 
@@ -122,7 +122,7 @@ class FakeCamera:
 
 
 class FlakyOpener:
-    """``opener()`` for :class:`~detnet_trt.camera.sources.LiveSource`: scripted outcomes per call.
+    """``opener()`` for :class:`~detnet_trt.apps.camera.sources.LiveSource`: scripted outcomes per call.
 
     ``plan`` items: an int N (a camera that fails after N frames), ``None`` (a camera that never
     fails) or ``"fail"`` (opening fails). Calls beyond the plan repeat its last item.

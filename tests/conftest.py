@@ -72,7 +72,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """Path of a ``detnet_tiny`` checkpoint: 3 classes, 128 x 128 input, random init (seed 0)."""
     import torch
 
-    from detnet_trt.checkpoint import save_checkpoint
+    from detnet_trt.models.checkpoint import save_checkpoint
     from detnet_trt.models import build_model
 
     with torch.random.fork_rng():
@@ -85,6 +85,6 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_checkpoint, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201
     """Path of ``tiny_checkpoint`` exported to FP32 ONNX (nchw, host NMS, the checkpoint's top-K)."""
-    from detnet_trt.export import export_onnx
+    from detnet_trt.export.onnx import export_onnx
 
     return export_onnx(tiny_checkpoint, tmp_path_factory.mktemp("tiny_onnx") / "detnet_tiny.onnx")

@@ -5,7 +5,7 @@ Each module ``detnet_trt/cli/<name>.py`` (not starting with ``_``) defines
 ``func=run`` where ``run(args) -> int`` is a thin wrapper over a library function. Modules must
 import only argparse-level things at top level; heavy imports go inside ``run``.
 
-A :class:`~detnet_trt.errors.DetnetError` is printed as one line and exits with code 2; the
+A :class:`~detnet_trt.core.errors.DetnetError` is printed as one line and exits with code 2; the
 traceback is shown only with ``--debug``.
 """
 
@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Sequence
 
 from .._version import __version__
-from ..errors import DetnetError
+from ..core.errors import DetnetError
 
 # The order subcommands are listed in ``--help``; modules not named here come last.
 ORDER = [

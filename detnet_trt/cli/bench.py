@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from ..backends import load_backend
-    from ..bench import benchmark, format_table, plot_benchmark
-    from ..fileio import atomic_write_text, check_writable, sha256_file
+    from ..apps.bench import benchmark, format_table, plot_benchmark
+    from ..core.fileio import atomic_write_text, check_writable, sha256_file
+    from ..runtime.backends import load_backend
 
     for out in (args.json_out, args.plot):
         if out:

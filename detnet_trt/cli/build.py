@@ -52,8 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..engine.build import build_engine, parse_batch
-    from ..engine.sidecar import read_sidecar, sidecar_path
+    from ..build.chain import build_engine
+    from ..build.options import parse_batch
+    from ..core.sidecar import read_sidecar, sidecar_path
 
     out = build_engine(
         args.model,

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..calibset import MIN_IMAGES, make_calib_set, read_calib_set
+    from ..quantize.calibset import MIN_IMAGES, make_calib_set, read_calib_set
 
     out = make_calib_set(
         args.images,

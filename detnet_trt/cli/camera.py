@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..postprocess import DEFAULT_CONF
-
+from ..core.config import DEFAULT_CONF
 from ._backend_args import add_backend_args, backend_kwargs
 
 
@@ -56,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import sys
 
-    from ..camera import format_summary, run_camera
+    from ..apps.camera import format_summary, run_camera
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     summary = run_camera(

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..triton.client import run_client
+    from ..serving.triton.client import run_client
 
     records = run_client(
         args.images, url=args.url, model=args.model, protocol_name=args.protocol, out_dir=args.out,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..postprocess import DEFAULT_CONF
-
+from ..core.config import DEFAULT_CONF
 from ._backend_args import add_backend_args, backend_kwargs
 
 
@@ -43,9 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..compare import compare
+    from ..apps.compare import compare
+    from ..core.fileio import atomic_write_text, check_writable
     from ..data.coco import resolve_dataset
-    from ..fileio import atomic_write_text, check_writable
 
     data = None
     if args.data or args.ann or args.images:

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..demo import DemoConfig, run_demo
+    from ..apps.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(out=Path(args.out), force=args.force, progress=not args.no_progress)
     if args.checkpoint:

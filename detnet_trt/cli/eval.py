@@ -39,10 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from ..core.errors import InputError
+    from ..core.fileio import atomic_write_text, check_writable
     from ..data.coco import resolve_dataset
-    from ..errors import InputError
-    from ..evaluation import evaluate
-    from ..fileio import atomic_write_text, check_writable
+    from ..evaluation.coco_eval import evaluate
 
     if args.batch < 1:
         raise InputError(f"--batch must be >= 1, got {args.batch}")

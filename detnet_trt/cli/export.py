@@ -1,4 +1,4 @@
-"""``detnet-trt export CHECKPOINT -o model.onnx``: checkpoint -> ONNX (see detnet_trt.export)."""
+"""``detnet-trt export CHECKPOINT -o model.onnx``: checkpoint -> ONNX (see detnet_trt.export.onnx)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..export import export_onnx, read_onnx_meta
+    from ..core.onnx_meta import read_onnx_meta
+    from ..export.onnx import export_onnx
 
     output = args.output or str(Path(args.checkpoint).with_suffix(".onnx"))
     print(f"exporting {args.checkpoint} -> {output} (torch.export takes 10-60 s) ...", flush=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..postprocess import DEFAULT_CONF
+from ..core.config import DEFAULT_CONF
 
 
 def _sizes(text: str) -> list[int]:
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..triton.repository import export_triton
+    from ..serving.triton.repository import export_triton
 
     plan = export_triton(
         args.model, args.repo, name=args.name, max_batch=args.max_batch, instances=args.instances, kind=args.kind,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..postprocess import DEFAULT_CONF
-
+from ..core.config import DEFAULT_CONF
 from ._backend_args import add_backend_args, backend_kwargs
 
 
@@ -35,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from ..infer import run_inference
+    from ..apps.infer import run_inference
 
     def report(path: Path, reason: str) -> None:
         print(f"detnet-trt infer: error: {reason}; skipped", file=sys.stderr, flush=True)

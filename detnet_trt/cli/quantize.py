@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from ..calibset import read_calib_set
-    from ..quantize import AccuracyDropError, accuracy_check, ort_has_cache_api, quantize_onnx, read_quant_provenance
+    from ..quantize.calibrate import ort_has_cache_api, quantize_onnx, read_quant_provenance
+    from ..quantize.calibset import read_calib_set
+    from ..quantize.gate import AccuracyDropError, accuracy_check
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     progress = not args.no_progress

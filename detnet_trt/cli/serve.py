@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..postprocess import DEFAULT_CONF
-
+from ..core.config import DEFAULT_CONF
 from ._backend_args import add_backend_args, backend_kwargs
 
 
@@ -38,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends import load_backend
-    from ..triton.server import check_bind_host, serve
+    from ..runtime.backends import load_backend
+    from ..serving.triton.server import check_bind_host, serve
 
     check_bind_host(args.host, args.allow_remote)  # before loading anything
     backend = load_backend(args.model, **backend_kwargs(args, args.model))

@@ -1,7 +1,7 @@
 """A torch ``Dataset`` over COCO-format detection data, with the augmentations a detector needs.
 
 Each sample is letterboxed into the model's fixed input (the same geometry as deployment,
-:func:`detnet_trt.preprocess.letterbox_into`), so the network trains on exactly the kind of
+:func:`detnet_trt.runtime.letterbox.letterbox_into`), so the network trains on exactly the kind of
 uint8 BGR input it later receives from the runtime. With augmentation on, the letterboxed image
 is first made ``r`` times the fitted size (random resize, ``r`` drawn from ``Augment.scale``) and
 placed at a random offset in the input (crop when larger, pad when smaller), then flipped
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import InputError
-from ..preprocess import PAD_VALUE, letterbox_into
+from ..core.errors import InputError
+from ..runtime.letterbox import PAD_VALUE, letterbox_into
 from .coco import CocoDataset, read_image, resolve_coco_dir
 
 

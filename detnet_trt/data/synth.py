@@ -31,8 +31,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..errors import InputError, OutputExistsError
-from ..fileio import atomic_write_bytes, atomic_write_text
+from ..core.errors import InputError, OutputExistsError
+from ..core.fileio import atomic_write_bytes, atomic_write_text
 
 # (COCO-style category id, name). Ids are non-contiguous on purpose.
 CATEGORIES: tuple[tuple[int, str], ...] = (

@@ -12,8 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InputError
-from ..meta import LAYOUTS
+from ..core.errors import InputError
+from ..core.meta import LAYOUTS
 
 STRIDE_PLACEMENTS = ("3x3", "1x1")
 HEAD_NORMS = ("bn", "none")

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import InputError
-from ..meta import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
+from ..core.errors import InputError
+from ..core.meta import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
 from .assign import centerness_targets, fcos_targets, level_ranges
 from .backbone import STAGE_NAMES, DetNetBackbone
 from .config import DetNetConfig

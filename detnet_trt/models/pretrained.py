@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelFileError
+from ..core.errors import ModelFileError
 from .backbone import DetNetBackbone
 from .classifier import DetNetClassifier
 from .config import DetNet59Config

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from typing import Any
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .config import DetNet59Config, DetNetConfig, DetNetTinyConfig
 from .detector import DetNetDetector
 

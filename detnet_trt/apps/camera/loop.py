@@ -1,0 +1,450 @@
+"""The camera loop: capture -> letterbox into the reused input buffer -> infer -> NMS -> sinks.
+
+With ``overlap`` on (the default) three things run at once: a pre-processing thread waits for
+the next frame and letterboxes it into a second input buffer, an inference thread runs the
+backend on the current one, and the calling thread does the NMS and the sinks of the frame
+before (so GUI windows stay on the thread that made them; the TensorRT backend pushes its CUDA
+context around each call, so it runs from the inference thread). At most one frame is prepared
+ahead and one is in inference, so a live frame is never older than one inference when its
+inference starts; ``overlap=False`` runs everything in turn on the calling thread: the lowest
+latency at a lower frame rate.
+
+:func:`run_loop` runs a loop over an opened source, detector and sinks; :func:`run_camera` is
+what ``detnet-trt camera`` calls: it opens everything from paths and ``--source`` text, stops
+cleanly on Ctrl-C / SIGTERM / ``--duration`` / ``--max-frames`` / the end of a file, closes
+every sink (finished video, flushed JSON lines) and returns the summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..._version import __version__
+from ...core.errors import DetnetError
+from ...core.fileio import atomic_write_text, check_writable
+from ...runtime.backends.base import Backend
+from ...runtime.detector import Detector
+from ...runtime.letterbox import Letterboxer, LetterboxInfo
+from ...core.config import DEFAULT_CONF
+from .sinks import FrameResult, Sink, display_available, make_sinks
+from .sources import Frame, FrameSource, StopLike, open_source
+from .timing import LoopTimer
+
+log = logging.getLogger("detnet_trt.camera")
+
+_POLL = 0.05  # seconds between checks of the stop flag while waiting
+
+
+class StopFlag:
+    """A stop request with its reason (``SIGINT``, ``duration``, ``window``, ...); first reason wins."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason: str | None = None
+        self._lock = threading.Lock()
+
+    def set(self, reason: str = "stopped") -> None:
+        with self._lock:
+            if not self.event.is_set():
+                self.reason = reason
+                self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+@contextlib.contextmanager
+def stop_on_signals(flag: StopFlag, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Turn the first SIGINT/SIGTERM into ``flag.set(name)`` (the loop then stops cleanly); a
+    second one raises ``KeyboardInterrupt`` (sinks are still closed by ``finally``). Only in the
+    main thread (Python delivers signals there); elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if flag.is_set():
+            raise KeyboardInterrupt(name)
+        log.warning("%s received: stopping (send it again to abort)", name)
+        flag.set(name)
+
+    old = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@dataclass
+class _Prepared:
+    frame: Frame
+    slot: int
+    batch: np.ndarray
+    infos: list[LetterboxInfo]
+    capture_s: float
+    pre_s: float
+
+
+class _End:
+    pass
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+class _Either:
+    """Set when either event is set (``StopLike`` for ``FrameSource.read``)."""
+
+    def __init__(self, a: threading.Event, b: threading.Event) -> None:
+        self.a, self.b = a, b
+
+    def is_set(self) -> bool:
+        return self.a.is_set() or self.b.is_set()
+
+
+_Item = TypeVar("_Item")
+
+
+def _take(q: queue.Queue[_Item | _End | _Failed], flag: StopFlag) -> _Item | None:
+    """The next item a worker thread handed over; None at the worker's end or once ``flag`` is
+    set; the worker's exception is re-raised here, on the consumer's thread."""
+    while True:
+        try:
+            item = q.get(timeout=_POLL)
+        except queue.Empty:
+            if flag.is_set():
+                return None
+            continue
+        if isinstance(item, _Failed):
+            raise item.error
+        return None if isinstance(item, _End) else item
+
+
+def _prepare(source: FrameSource, lb: Letterboxer, slot: int, halt: StopLike) -> _Prepared | None:
+    t0 = time.perf_counter()
+    frame = source.read(halt)
+    t1 = time.perf_counter()
+    if frame is None:
+        return None
+    batch, infos = lb.fill([frame.image])
+    return _Prepared(frame, slot, batch, infos, t1 - t0, time.perf_counter() - t1)
+
+
+class _Prefetcher:
+    """The pre-processing thread: a free input buffer -> wait for a frame -> letterbox into it."""
+
+    def __init__(self, source: FrameSource, letterboxers: list[Letterboxer], flag: StopFlag) -> None:
+        self.source, self.letterboxers, self.flag = source, letterboxers, flag
+        self.free: queue.Queue[int] = queue.Queue()
+        for i in range(len(letterboxers)):
+            self.free.put(i)
+        self.ready: queue.Queue[_Prepared | _End | _Failed] = queue.Queue()
+        self.halt = threading.Event()  # set by the consumer when it is done
+        self.thread = threading.Thread(target=self._run, name="camera-pre", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not (self.halt.is_set() or self.flag.is_set()):
+                try:
+                    slot = self.free.get(timeout=_POLL)
+                except queue.Empty:
+                    continue
+                item = _prepare(self.source, self.letterboxers[slot], slot, _Either(self.halt, self.flag.event))
+                if item is None:
+                    break
+                self.ready.put(item)
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, re-raised there
+            self.ready.put(_Failed(err))
+            return
+        self.ready.put(_End())
+
+    def get(self) -> _Prepared | None:
+        return _take(self.ready, self.flag)
+
+    def release(self, slot: int) -> None:
+        self.free.put(slot)
+
+    def close(self) -> None:
+        self.halt.set()
+        self.thread.join(timeout=5.0)
+
+
+@dataclass
+class _Inferred:
+    item: _Prepared
+    outputs: dict[str, np.ndarray]
+    infer_s: float
+    stall_s: float  # the backend waiting for this frame to be prepared
+
+
+class _Inferrer:
+    """The inference thread: a prepared frame -> ``backend.infer`` -> its slot freed -> results.
+
+    At most one result waits for the calling thread (a full queue holds inference back, so a
+    slow sink makes live frames drop at the source instead of queueing); it stops after ``limit``
+    frames, at the end of the source, or when ``flag`` is set.
+    """
+
+    def __init__(self, backend: Backend, prefetch: _Prefetcher, flag: StopFlag, limit: int | None) -> None:
+        self.backend, self.prefetch, self.flag, self.limit = backend, prefetch, flag, limit
+        self.results: queue.Queue[_Inferred | _End | _Failed] = queue.Queue(maxsize=1)
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="camera-infer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        started = 0
+        try:
+            while not (self.halt.is_set() or self.flag.is_set()):
+                if self.limit is not None and started >= self.limit:
+                    break
+                t0 = time.perf_counter()
+                item = self.prefetch.get()
+                t1 = time.perf_counter()
+                if item is None:
+                    break
+                started += 1
+                outputs = self.backend.infer(item.batch)
+                t2 = time.perf_counter()
+                self.prefetch.release(item.slot)  # the backend has consumed the input buffer
+                self._put(_Inferred(item, outputs, t2 - t1, t1 - t0))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, re-raised there
+            self._put(_Failed(err))
+            return
+        self._put(_End())
+
+    def _put(self, item: _Inferred | _End | _Failed) -> None:
+        while not self.halt.is_set():
+            try:
+                self.results.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                continue
+
+    def get(self) -> _Inferred | None:
+        return _take(self.results, self.flag)
+
+    def close(self) -> None:
+        self.halt.set()
+        self.thread.join(timeout=5.0)
+
+
+def run_loop(
+    detector: Detector,
+    source: FrameSource,
+    sinks: Sequence[Sink] = (),
+    *,
+    max_frames: int | None = None,
+    duration: float | None = None,
+    overlap: bool = True,
+    stop: StopFlag | None = None,
+    log_interval: float | None = 5.0,
+) -> dict[str, Any]:
+    """Run detection on ``source`` until it ends, ``max_frames`` frames were processed,
+    ``duration`` seconds passed, or ``stop`` is set. Returns the summary (see
+    :meth:`LoopTimer.summary`, plus source counters, ``stop_reason`` and ``overlap``).
+
+    Opens the detector's backend if needed; does not close the source or the sinks.
+    """
+    flag = stop or StopFlag()
+    backend = detector.backend
+    backend.open()
+    timer = LoopTimer()
+    sinks = sorted(sinks, key=lambda s: s.order)
+    class_names = detector.class_names
+    prefetch: _Prefetcher | None = None
+    inferrer: _Inferrer | None = None
+    if overlap:
+        lb = detector.letterboxer
+        second = Letterboxer(lb.input_size, lb.layout, lb.max_batch, pad_value=lb.pad_value)
+        prefetch = _Prefetcher(source, [lb, second], flag)
+        inferrer = _Inferrer(backend, prefetch, flag, max_frames)
+    timer_thread = threading.Timer(duration, flag.set, args=("duration",)) if duration else None
+    t_start = time.perf_counter()
+    timer.start(t_start)
+    if timer_thread is not None:
+        timer_thread.daemon = True
+        timer_thread.start()
+    next_log = t_start + log_interval if log_interval else None
+    end_reason = "end of stream"
+    n = 0
+    try:
+        while True:
+            if flag.is_set():
+                break
+            if max_frames is not None and n >= max_frames:
+                end_reason = "max-frames"
+                break
+            if inferrer is not None:
+                got = inferrer.get()
+                if got is None:
+                    break
+            else:
+                t0 = time.perf_counter()
+                item = _prepare(source, detector.letterboxer, 0, flag.event)
+                t1 = time.perf_counter()
+                if item is None:
+                    break
+                outputs = backend.infer(item.batch)
+                got = _Inferred(item, outputs, time.perf_counter() - t1, t1 - t0)
+            item = got.item
+            t2 = time.perf_counter()
+            dets = detector.postprocess(got.outputs, item.infos)[0]
+            t3 = time.perf_counter()
+            result = FrameResult(n, item.frame, dets, class_names, timer.status_lines() if sinks else [])
+            for s in sinks:
+                s.write(result)
+            t4 = time.perf_counter()
+            for name, secs in (("capture", item.capture_s), ("pre", item.pre_s), ("infer", got.infer_s),
+                               ("post", t3 - t2), ("sinks", t4 - t3), ("latency", t4 - item.frame.t_capture),
+                               ("stall", got.stall_s)):
+                timer.add(name, secs)
+            timer.frame_done(t4)
+            n += 1
+            if any(s.stop_requested for s in sinks):
+                flag.set("window")
+            if next_log is not None and t4 >= next_log:
+                next_log = t4 + (log_interval or 0)
+                log.info("%d frames | %s | %s | dropped %d, reconnects %d", n, *timer.status_lines(),
+                         source.dropped, source.reconnects)
+    finally:
+        if timer_thread is not None:
+            timer_thread.cancel()
+        if inferrer is not None:
+            inferrer.halt.set()
+        if prefetch is not None:
+            prefetch.close()  # ends the pre-processing thread, which ends a waiting inferrer
+        if inferrer is not None:
+            inferrer.close()
+    summary: dict[str, Any] = timer.summary()
+    summary.update(source.stats())
+    summary["stop_reason"] = flag.reason if flag.is_set() else end_reason
+    summary["overlap"] = overlap
+    return summary
+
+
+def _describe_backend(backend: Backend) -> dict[str, Any]:
+    try:
+        d: dict[str, Any] = dict(backend.describe())
+    except Exception:  # noqa: BLE001 - a description is informative only
+        d = {"backend": backend.name}
+    d["model"] = backend.meta.model
+    d["input_size"] = list(backend.meta.input_size)
+    return d
+
+
+def run_camera(
+    model: str | os.PathLike[str] | Backend,
+    source: str | int | FrameSource,
+    *,
+    show: bool | None = None,
+    jsonl: str | os.PathLike[str] | None = None,
+    record: str | os.PathLike[str] | None = None,
+    record_fps: float | None = None,
+    stats_json: str | os.PathLike[str] | None = None,
+    max_frames: int | None = None,
+    duration: float | None = None,
+    reconnect: bool | None = None,
+    conf: float = DEFAULT_CONF,
+    iou: float = 0.5,
+    max_det: int = 100,
+    overlap: bool = True,
+    width: int | None = None,
+    height: int | None = None,
+    fps: int | None = None,
+    force: bool = False,
+    log_interval: float | None = 5.0,
+    handle_signals: bool = True,
+    stop: StopFlag | None = None,
+    warmup: int = 1,
+    backend_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``detnet-trt camera``: detect on a camera, stream, video file or image folder.
+
+    ``model`` is a checkpoint / ONNX / engine path (see :func:`detnet_trt.load_backend`) or a
+    :class:`Backend`. ``show=None`` opens a window when a display is available. ``reconnect=None``
+    means on for live sources. ``backend_kwargs`` go to :func:`~detnet_trt.load_backend`.
+    Returns the summary dict (also written to ``stats_json``).
+    """
+    if max_frames is not None and max_frames < 1:
+        raise DetnetError(f"--max-frames must be at least 1, got {max_frames}")
+    if duration is not None and not duration > 0:
+        raise DetnetError(f"--duration must be positive seconds, got {duration}")
+    for name, v in (("--conf", conf), ("--iou", iou)):
+        if not 0.0 <= v <= 1.0:
+            raise DetnetError(f"{name} must be between 0 and 1, got {v}")
+    outputs = [p for p in (jsonl, record, stats_json) if p is not None]
+    if len({Path(p).resolve() for p in outputs}) != len(outputs):
+        raise DetnetError("--jsonl, --record and --stats-json must be different files")
+    for p in outputs:
+        check_writable(p, force)
+    if show and not display_available():  # before the (possibly slow) model load
+        raise DetnetError("--show needs a display, but neither DISPLAY nor WAYLAND_DISPLAY is set",
+                          "run with --headless (and --jsonl / --record), or forward X (ssh -X)")
+
+    if isinstance(model, Backend):
+        backend, model_name = model, f"<{type(model).__name__}>"
+    else:
+        from ...runtime.backends import load_backend
+
+        backend, model_name = load_backend(model, **(backend_kwargs or {})), str(model)
+    flag = stop or StopFlag()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(stop_on_signals(flag) if handle_signals else contextlib.nullcontext())
+        stack.enter_context(backend)
+        detector = Detector(backend, conf=conf, iou=iou, max_det=max_det)
+        detector.letterboxer.buffer.fill(detector.letterboxer.pad_value)
+        for _ in range(max(0, warmup)):  # first runs allocate / autotune: keep them out of the figures
+            backend.infer(detector.letterboxer.buffer[:1])
+        if isinstance(source, FrameSource):
+            src = source  # the caller's: the caller closes it
+        else:
+            src = open_source(source, reconnect=reconnect, width=width, height=height, fps=fps)
+            stack.callback(src.close)
+        log.info("source %s opened (%s%s)", src.name, "live" if src.live else "every frame",
+                 f", {src.fps:g} FPS" if src.fps else "")
+        sinks = make_sinks(show=show, jsonl=jsonl, record=record, record_fps=record_fps or src.fps,
+                           force=force, title=f"detnet-trt: {src.name}")
+        for s in sinks:
+            stack.callback(s.close)
+        summary = run_loop(detector, src, sinks, max_frames=max_frames, duration=duration,
+                           overlap=overlap, stop=flag, log_interval=log_interval)
+    # sinks and source are closed here (also on errors and Ctrl-C): record the run
+    summary.update(
+        {
+            "model": model_name,
+            "backend": _describe_backend(backend),
+            "conf": conf,
+            "iou": iou,
+            "outputs": {"jsonl": str(jsonl) if jsonl else None, "record": str(record) if record else None},
+            "detnet_trt": __version__,
+            "python": platform.python_version(),
+            "host": platform.node(),
+        }
+    )
+    if stats_json is not None:
+        import json
+
+        atomic_write_text(stats_json, json.dumps(summary, indent=2) + "\n", force=True)
+    return summary
+
+
+__all__ = ["StopFlag", "run_camera", "run_loop", "stop_on_signals"]

@@ -1,0 +1,240 @@
+"""Where the camera loop's results go: a window, a JSON lines file, a recorded video.
+
+Every sink has ``write(result)`` and ``close()``; ``stop_requested`` tells the loop to stop (the
+window's ``q``/``Esc`` key or close button). ``close()`` is always called, also after Ctrl-C or
+SIGTERM, so the JSON lines are flushed and the video is finished (playable).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import cv2
+import numpy as np
+
+from ...core.errors import DetnetError
+from ...core.fileio import check_writable
+from ...runtime.postprocess import Detections
+from ..visualize import draw_detections, draw_text
+from .sources import Frame
+
+log = logging.getLogger("detnet_trt.camera")
+
+
+@dataclass
+class FrameResult:
+    """One processed frame: ``index`` counts processed frames from 0 (the JSON ``frame``),
+    ``frame.index`` is its number in the source (gaps there are dropped frames)."""
+
+    index: int
+    frame: Frame
+    detections: Detections
+    class_names: Sequence[str] | None = None
+    status: list[str] = field(default_factory=list)
+    _annotated: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def annotated(self) -> np.ndarray:
+        """The frame with boxes and labels drawn (drawn once, shared by the sinks)."""
+        if self._annotated is None:
+            self._annotated = draw_detections(self.frame.image, self.detections, self.class_names)
+        return self._annotated
+
+    def record(self) -> dict:
+        f = self.frame
+        h, w = f.image.shape[:2]
+        return {
+            "frame": self.index,
+            "source_frame": f.index,
+            "timestamp": round(f.timestamp, 6),
+            "pts": None if f.pts is None else round(f.pts, 6),
+            "width": w,
+            "height": h,
+            "detections": self.detections.to_list(self.class_names),
+        }
+
+
+class Sink:
+    """Base class. ``order``: sinks run in ascending order (the window, which draws the status
+    text onto the shared annotated frame, runs last)."""
+
+    order = 0
+    stop_requested = False
+
+    def write(self, result: FrameResult) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class JsonLinesSink(Sink):
+    """One JSON record per frame (see :meth:`FrameResult.record`), flushed after every line.
+
+    Written in place rather than renamed at the end, so another program can follow it live
+    (``tail -f``); every line is complete once written. An existing file needs ``force``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], force: bool = False) -> None:
+        self.path = check_writable(path, force)
+        self._f: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.records = 0
+
+    def write(self, result: FrameResult) -> None:
+        if self._f is None:
+            return
+        self._f.write(json.dumps(result.record(), separators=(",", ":")) + "\n")
+        self._f.flush()
+        self.records += 1
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            self._f = None
+            log.info("wrote %d JSON records to %s", self.records, self.path)
+
+
+class VideoRecorder(Sink):
+    """Records annotated frames with ``cv2.VideoWriter`` (``mp4v`` by default).
+
+    Opened at the first frame (its size fixes the video size; later frames of another size are
+    resized). Written to a hidden partial file beside ``path`` and renamed on :meth:`close`, so the
+    path only ever holds a finished, playable video.
+    """
+
+    order = 10
+
+    def __init__(self, path: str | os.PathLike[str], fps: float = 30.0, force: bool = False, fourcc: str = "mp4v") -> None:
+        self.path = check_writable(path, force)
+        self.fps = float(fps) if fps and fps > 0 else 30.0
+        self.fourcc = fourcc
+        self._tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.partial{self.path.suffix or '.mp4'}")
+        self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def _open(self, w: int, h: int) -> None:
+        writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter.fourcc(*self.fourcc), self.fps, (w, h))
+        if not writer.isOpened():
+            writer.release()
+            raise DetnetError(
+                f"cannot write video {self.path} with codec {self.fourcc!r} at {w}x{h}",
+                "use a .mp4 path (mp4v) or an OpenCV built with FFmpeg",
+            )
+        self._writer, self._size = writer, (w, h)
+
+    def write(self, result: FrameResult) -> None:
+        img = result.annotated
+        h, w = img.shape[:2]
+        if self._writer is None:
+            self._open(w, h)
+        assert self._size is not None and self._writer is not None  # set by _open
+        if (w, h) != self._size:
+            img = cv2.resize(img, self._size, interpolation=cv2.INTER_AREA)
+        self._writer.write(img)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is None:
+            if self.frames == 0:
+                log.warning("no frames recorded; %s not written", self.path)
+            return
+        self._writer.release()
+        self._writer = None
+        os.replace(self._tmp, self.path)
+        log.info("recorded %d frames to %s", self.frames, self.path)
+
+
+def display_available() -> bool:
+    """Whether a window can be shown: on Linux, DISPLAY or WAYLAND_DISPLAY must be set."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+class WindowSink(Sink):
+    """An OpenCV window with boxes, labels, FPS and per-stage timings; ``q`` or ``Esc`` stops."""
+
+    order = 100
+
+    def __init__(self, title: str = "detnet-trt") -> None:
+        if not display_available():
+            raise DetnetError("--show needs a display, but neither DISPLAY nor WAYLAND_DISPLAY is set",
+                              "run with --headless (and --jsonl / --record), or forward X (ssh -X)")
+        self.title = title
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error as err:
+            raise DetnetError(
+                f"this OpenCV cannot open windows ({str(err).strip().splitlines()[-1]})",
+                "install an OpenCV with GUI support (opencv-python, not -headless), or use --headless",
+            ) from err
+        self._shown = False
+
+    def write(self, result: FrameResult) -> None:
+        img = draw_text(result.annotated, result.status)
+        cv2.imshow(self.title, img)
+        self._shown = True
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27):
+            log.info("window: key %r pressed, stopping", chr(key) if key != 27 else "Esc")
+            self.stop_requested = True
+        else:
+            try:
+                if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+                    log.info("window closed, stopping")
+                    self.stop_requested = True
+            except cv2.error:
+                pass
+
+    def close(self) -> None:
+        try:
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)
+        except cv2.error:
+            pass
+
+
+def make_sinks(
+    *,
+    show: bool | None = None,
+    jsonl: str | os.PathLike[str] | None = None,
+    record: str | os.PathLike[str] | None = None,
+    record_fps: float | None = None,
+    force: bool = False,
+    title: str = "detnet-trt",
+) -> list[Sink]:
+    """The sinks asked for: ``show=None`` opens a window when a display is available.
+
+    Output paths are checked (no overwrite without ``force``) before anything is opened. On an
+    error the sinks already made are closed again.
+    """
+    for p in (jsonl, record):
+        if p is not None:
+            check_writable(p, force)
+    if jsonl is not None and record is not None and Path(jsonl).resolve() == Path(record).resolve():
+        raise DetnetError(f"--jsonl and --record name the same file {jsonl}")
+    sinks: list[Sink] = []
+    try:
+        if jsonl is not None:
+            sinks.append(JsonLinesSink(jsonl, force))
+        if record is not None:
+            sinks.append(VideoRecorder(record, record_fps or 30.0, force))
+        if show is None:
+            show = display_available()
+        if show:
+            sinks.append(WindowSink(title))
+    except BaseException:
+        for s in sinks:
+            s.close()
+        raise
+    return sorted(sinks, key=lambda s: s.order)

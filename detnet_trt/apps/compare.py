@@ -1,0 +1,357 @@
+"""Two models on the same images: how far apart are they? (What a user runs to trust an engine.)
+
+:func:`compare` runs model A (the reference, e.g. the FP32 ONNX) and model B (e.g. the INT8 Q/DQ
+ONNX or a TensorRT engine) through the same deployment pre-processing on the same frames and
+reports:
+
+- **raw outputs** (when both take the same input size): per output, max / mean absolute error
+  and max / mean relative error ``|a - b| / max(|a|, |b|)`` (0 where both are 0; symmetric and
+  bounded, so a value near zero cannot dominate the mean), and for integer outputs (class ids)
+  the fraction of elements that differ. Outputs are the top-K candidates, sorted by score, so a
+  swap of two nearly equal candidates shows as a large error there although nothing changed;
+  hence also ``boxes (aligned rows)`` / ``scores (aligned rows)``: the same errors after pairing
+  each of A's candidates with B's candidate of the same class and nearest box;
+- **detections** after the deployment post-processing (``conf``, NMS ``iou``): the fraction of A's
+  detections that B reproduces (same class, IoU >= ``match_iou``, greedy by score) and vice versa,
+  with the mean IoU and mean score difference of the matched pairs;
+- with a COCO-format dataset: the COCO AP of each and the difference (B - A), computed from the
+  same inference run with the evaluation threshold ``eval_conf``.
+
+Images: the dataset's (``data``), an image folder (``images``), or deterministic synthetic
+scenes (:mod:`detnet_trt.data.synth`) when neither is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import IncompatibleError, InputError
+from ..core.meta import HOST_NMS_OUTPUTS
+from ..runtime.backends.base import Backend
+from ..runtime.nms import box_iou
+from ..core.config import DEFAULT_CONF
+from ..runtime.postprocess import Detections, postprocess
+
+_AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
+
+
+@dataclass
+class CompareResult:
+    """See the module docstring. ``outputs`` is empty when the input sizes differ."""
+
+    a: dict[str, Any]
+    b: dict[str, Any]
+    num_images: int
+    source: str
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    matching: dict[str, float] = field(default_factory=dict)
+    ap: dict[str, dict[str, float]] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "num_images": self.num_images,
+            "source": self.source,
+            "outputs": self.outputs,
+            "matching": self.matching,
+            "ap": self.ap,
+            "ap_scale": "0-100 (-1 = undefined)",
+            "notes": self.notes,
+        }
+
+    def table(self) -> str:
+        lines = [
+            f"A: {self.a.get('path')} ({self.a.get('backend')}, {self.a.get('precision')})",
+            f"B: {self.b.get('path')} ({self.b.get('backend')}, {self.b.get('precision')})",
+            f"images: {self.num_images} ({self.source})",
+        ]
+        if self.outputs:
+            lines += [
+                "",
+                "raw outputs (A is the reference):",
+                "| output | shape | max abs | mean abs | max rel | mean rel | differing |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for name, d in self.outputs.items():
+                diff = f"{100 * d['mismatch']:.2f}%" if d.get("mismatch") is not None else "-"
+                lines.append(
+                    f"| {name} | {'x'.join(map(str, d['shape']))} | {d['max_abs']:.4g} | {d['mean_abs']:.4g} | "
+                    f"{d['max_rel']:.4g} | {d['mean_rel']:.4g} | {diff} |"
+                )
+        m = self.matching
+        if m:
+            lines += [
+                "",
+                f"detections (conf {m['conf']}, NMS IoU {m['nms_iou']}): A {int(m['a_dets'])}, B {int(m['b_dets'])}; "
+                f"matched (same class, IoU >= {m['match_iou']}): {int(m['matched'])} = "
+                f"{100 * m['matched_a']:.1f}% of A's, {100 * m['matched_b']:.1f}% of B's; "
+                f"mean IoU {m['mean_iou']:.4f}, mean |score diff| {m['mean_score_diff']:.4f}",
+            ]
+        if self.ap:
+            lines += ["", "| metric | A | B | B - A |", "|---|---|---|---|"]
+            for k in _AP_KEYS:
+                a, b = self.ap["a"][k], self.ap["b"][k]
+                lines.append(f"| {k} | {a:.2f} | {b:.2f} | {self.ap['delta'][k]:+.2f} |")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+# --- pieces ----------------------------------------------------------------------------------------
+def match_detections(a: Detections, b: Detections, iou_threshold: float = 0.5) -> list[tuple[int, int, float]]:
+    """Greedy one-to-one matching: B's detections in score order each take the unmatched A
+    detection of the same class with the highest IoU >= ``iou_threshold``. Returns (i_a, i_b, iou)."""
+    if len(a) == 0 or len(b) == 0:
+        return []
+    ious = box_iou(b.boxes.astype(np.float32), a.boxes.astype(np.float32))  # B x A
+    same = b.class_ids[:, None].astype(np.int64) == a.class_ids[None, :].astype(np.int64)
+    ious = np.where(same, ious, -1.0)
+    taken = np.zeros(len(a), bool)
+    pairs = []
+    for j in np.argsort(-b.scores, kind="stable"):
+        row = np.where(taken, -1.0, ious[j])
+        i = int(np.argmax(row))
+        if row[i] >= iou_threshold:
+            taken[i] = True
+            pairs.append((i, int(j), float(row[i])))
+    return pairs
+
+
+class _DiffAccumulator:
+    """Running per-output error statistics over batches."""
+
+    def __init__(self) -> None:
+        self.stats: dict[str, dict[str, Any]] = {}
+        self.skipped: set[str] = set()
+
+    def add(self, out_a: dict[str, np.ndarray], out_b: dict[str, np.ndarray]) -> None:
+        for name in sorted(set(out_a) | set(out_b)):
+            if name not in out_a or name not in out_b or out_a[name].shape != out_b[name].shape:
+                self.skipped.add(name)
+                continue
+            self._accumulate(name, out_a[name], out_b[name])
+        if all(k in out_a and k in out_b and out_a[k].shape == out_b[k].shape for k in HOST_NMS_OUTPUTS):
+            self._add_aligned(out_a, out_b)
+
+    def _add_aligned(self, out_a: dict[str, np.ndarray], out_b: dict[str, np.ndarray]) -> None:
+        """Errors after pairing each of A's top-K rows with B's row of the same class and nearest box,
+        so that a reordering of nearly tied candidates does not count as an error."""
+        boxes_a, scores_a, cls_a = (out_a[k] for k in HOST_NMS_OUTPUTS)
+        boxes_b, scores_b, cls_b = (out_b[k] for k in HOST_NMS_OUTPUTS)
+        for i in range(boxes_a.shape[0]):
+            dist = np.abs(boxes_a[i][:, None, :].astype(np.float64) - boxes_b[i][None, :, :]).sum(-1)
+            dist = np.where(cls_a[i][:, None] == cls_b[i][None, :], dist, np.inf)
+            j = np.argmin(dist, axis=1)
+            ok = np.isfinite(dist[np.arange(len(j)), j])
+            pairs = {
+                "boxes (aligned rows)": (boxes_a[i][ok], boxes_b[i][j[ok]]),
+                "scores (aligned rows)": (scores_a[i][ok], scores_b[i][j[ok]]),
+            }
+            unpaired = int((~ok).sum())
+            for name, (x, y) in pairs.items():
+                self._accumulate(name, x[None], y[None], unpaired_rows=unpaired)
+
+    def _accumulate(self, name: str, xa: np.ndarray, xb: np.ndarray, unpaired_rows: int = 0) -> None:
+        x = xa.astype(np.float64)
+        y = xb.astype(np.float64)
+        diff = np.abs(x - y)
+        denom = np.maximum(np.abs(x), np.abs(y))
+        rel = np.divide(diff, denom, out=np.zeros_like(diff), where=denom > 0)
+        shape = ["K", *xa.shape[2:]] if name.endswith("(aligned rows)") else list(xa.shape[1:])
+        s = self.stats.setdefault(
+            name,
+            {"shape": shape, "dtype": str(xa.dtype), "n": 0, "sum_abs": 0.0, "max_abs": 0.0, "sum_rel": 0.0,
+             "max_rel": 0.0, "differ": 0, "unpaired_rows": 0},
+        )
+        s["n"] += diff.size
+        s["sum_abs"] += float(diff.sum())
+        s["sum_rel"] += float(rel.sum())
+        s["max_abs"] = max(s["max_abs"], float(diff.max(initial=0.0)))
+        s["max_rel"] = max(s["max_rel"], float(rel.max(initial=0.0)))
+        s["differ"] += int(np.count_nonzero(xa != xb))
+        s["unpaired_rows"] += unpaired_rows
+
+    def result(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name, s in self.stats.items():
+            n = max(1, s["n"])
+            integer = np.issubdtype(np.dtype(s["dtype"]), np.integer)
+            out[name] = {
+                "shape": ["N", *s["shape"]],
+                "dtype": s["dtype"],
+                "max_abs": s["max_abs"],
+                "mean_abs": s["sum_abs"] / n,
+                "max_rel": s["max_rel"],
+                "mean_rel": s["sum_rel"] / n,
+                "mismatch": s["differ"] / n if integer else None,
+            }
+            if name.endswith("(aligned rows)"):
+                out[name]["unpaired_rows"] = s["unpaired_rows"]
+        return out
+
+
+def _frames_source(
+    data: tuple[Path, Path] | None, images: str | os.PathLike[str] | None, num_images: int | None, seed: int
+) -> tuple[str, list[int | None], Any]:
+    """(description, image ids or Nones, loader(k) -> BGR frame)."""
+    if data is not None:
+        from ..data.coco import CocoDataset
+
+        ds = CocoDataset(*data)
+        ds.check_files()
+        n = len(ds) if num_images is None else min(len(ds), num_images)
+        return f"{ds.ann_file}", [ds.image_ids[i] for i in range(n)], lambda k: ds[k].load()
+    if images is not None:
+        from ..data.coco import list_images, read_image
+
+        files = list_images(images)
+        if not files:
+            raise InputError(f"no images in {images}", "pass a folder of .jpg/.png files to --images")
+        files = files[: num_images or 32]
+        return f"{images}", [None] * len(files), lambda k: read_image(files[k])
+    from ..data.synth import render_scene
+
+    n = num_images or 16
+
+    def synth(k: int) -> np.ndarray:
+        return render_scene(np.random.default_rng([seed, 7, k]), (480, 640))[0]
+
+    return f"{n} synthetic 640x480 scenes, seed {seed}", [None] * n, synth
+
+
+def _describe(model: Any, backend: Backend) -> dict[str, Any]:
+    d: dict[str, Any] = {"path": None if isinstance(model, Backend) else str(model), **backend.describe()}
+    d.setdefault("precision", backend.meta.precision)
+    d["input_size"] = list(backend.meta.input_size)
+    return d
+
+
+# --- the comparison ------------------------------------------------------------------------------------
+def compare(
+    a: str | os.PathLike[str] | Backend,
+    b: str | os.PathLike[str] | Backend,
+    *,
+    data: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
+    images: str | os.PathLike[str] | None = None,
+    num_images: int | None = None,
+    seed: int = 0,
+    batch: int = 1,
+    conf: float = DEFAULT_CONF,
+    iou: float = 0.5,
+    match_iou: float = 0.5,
+    eval_conf: float = 0.001,
+    eval_iou: float = 0.6,
+    max_det: int = 100,
+    progress: bool = True,
+    backend_kwargs_a: dict[str, Any] | None = None,
+    backend_kwargs_b: dict[str, Any] | None = None,
+) -> CompareResult:
+    """Compare model ``b`` against reference ``a`` (see the module docstring).
+
+    ``data`` = ``(annotation file, image folder)`` adds COCO AP of both (on the first
+    ``num_images`` images, default all); otherwise ``images`` (a folder, first ``num_images``,
+    default 32) or synthetic scenes (default 16) are used.
+    """
+    from ..evaluation.coco_eval import class_to_category_ids, coco_bbox_metrics, detections_to_coco, open_model
+    from ..runtime.detector import Detector
+
+    if batch < 1:
+        raise InputError(f"batch must be >= 1, got {batch}")
+    data_paths = (Path(data[0]), Path(data[1])) if data is not None else None
+    source, ids, load = _frames_source(data_paths, images, num_images, seed)
+    with contextlib.ExitStack() as stack:
+        ba = stack.enter_context(open_model(a, **(backend_kwargs_a or {})))
+        bb = stack.enter_context(open_model(b, **(backend_kwargs_b or {})))
+        if ba.meta.class_names != bb.meta.class_names:
+            raise IncompatibleError(
+                f"the models predict different classes: A {ba.meta.class_names[:6]}..., B {bb.meta.class_names[:6]}...",
+                "compare two builds of the same model",
+            )
+        notes = []
+        same_input = ba.meta.input_size == bb.meta.input_size
+        if not same_input:
+            notes.append(
+                f"input sizes differ (A {ba.meta.input_size}, B {bb.meta.input_size}): raw outputs are not comparable, "
+                "only detections and AP are"
+            )
+        cat_ids = None
+        if data_paths is not None:
+            from ..data.coco import CocoDataset
+
+            dataset = CocoDataset(*data_paths)
+            cat_ids = class_to_category_ids(ba.meta.class_names, dataset)
+        det_a = Detector(ba, conf=conf, iou=iou, max_det=max_det, max_batch=batch)
+        det_b = Detector(bb, conf=conf, iou=iou, max_det=max_det, max_batch=batch)
+        acc = _DiffAccumulator()
+        counts = {"a_dets": 0, "b_dets": 0, "matched": 0}
+        iou_sum = score_sum = 0.0
+        results: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(ids), desc="compare", unit="img")
+        try:
+            for start in range(0, len(ids), batch):
+                ks = list(range(start, min(start + batch, len(ids))))
+                frames = [load(k) for k in ks]
+                xa, infos_a = det_a.preprocess(frames)
+                out_a = ba.infer(xa)
+                xb, infos_b = det_b.preprocess(frames)
+                out_b = bb.infer(xb)
+                if same_input:
+                    acc.add(out_a, out_b)
+                da = postprocess(out_a, infos_a, conf, iou, max_det)
+                db = postprocess(out_b, infos_b, conf, iou, max_det)
+                for x, y in zip(da, db):
+                    pairs = match_detections(x, y, match_iou)
+                    counts["a_dets"] += len(x)
+                    counts["b_dets"] += len(y)
+                    counts["matched"] += len(pairs)
+                    iou_sum += sum(p[2] for p in pairs)
+                    score_sum += sum(abs(float(x.scores[i]) - float(y.scores[j])) for i, j, _ in pairs)
+                if cat_ids is not None:
+                    for key, out, infos in (("a", out_a, infos_a), ("b", out_b, infos_b)):
+                        for k, d in zip(ks, postprocess(out, infos, eval_conf, eval_iou, max_det)):
+                            results[key].extend(detections_to_coco(int(ids[k]), d, cat_ids))  # type: ignore[arg-type]
+                if bar is not None:
+                    bar.update(len(ks))
+        finally:
+            if bar is not None:
+                bar.close()
+        desc_a, desc_b = _describe(a, ba), _describe(b, bb)
+    na, nb, m = counts["a_dets"], counts["b_dets"], counts["matched"]
+    if na == 0 and nb == 0:
+        notes.append(f"neither model detected anything at conf {conf}: lower --conf to compare detections")
+    matching = {
+        "conf": conf,
+        "nms_iou": iou,
+        "match_iou": match_iou,
+        "a_dets": float(na),
+        "b_dets": float(nb),
+        "matched": float(m),
+        "matched_a": m / na if na else 1.0,
+        "matched_b": m / nb if nb else 1.0,
+        "mean_iou": iou_sum / m if m else 0.0,
+        "mean_score_diff": score_sum / m if m else 0.0,
+    }
+    if acc.skipped:
+        skipped = ", ".join(sorted(acc.skipped))
+        notes.append(f"outputs not compared (absent or of different shape in one model): {skipped}")
+    ap = None
+    if data_paths is not None:
+        image_ids = [int(i) for i in ids]  # type: ignore[arg-type]
+        ma, _ = coco_bbox_metrics(dataset, results["a"], image_ids)
+        mb, _ = coco_bbox_metrics(dataset, results["b"], image_ids)
+        ap = {"a": ma, "b": mb, "delta": {k: round(mb[k] - ma[k], 4) for k in ma}}
+    return CompareResult(desc_a, desc_b, len(ids), source, acc.result(), matching, ap, notes)
+
+
+__all__ = ["CompareResult", "compare", "match_detections"]

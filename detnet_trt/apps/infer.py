@@ -1,0 +1,178 @@
+"""Detect objects in image files with any backend: annotated images plus a JSON of detections.
+
+``run_inference(model, ["a.jpg", "photos/"], "out/")`` writes ``out/a.jpg`` (boxes, class names,
+scores drawn on the image), one such file per input, and ``out/detections.json``::
+
+    {"model": ..., "backend": {...}, "conf": ..., "iou": ..., "max_det": ...,
+     "images": [{"file": "a.jpg", "output": "a.jpg", "width": W, "height": H,
+                 "detections": [{"box": [x1, y1, x2, y2], "score": s, "class_id": c,
+                                 "class_name": "..."}, ...]}, ...],
+     "failed": [{"file": "broken.jpg", "error": "..."}]}
+
+Boxes are xyxy in the original image's pixels. An image that cannot be read is reported (in
+``failed`` and through ``on_error``) and skipped; the others still run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..core.errors import InputError
+from ..core.fileio import atomic_write_bytes, atomic_write_text, check_writable
+from ..runtime.backends import Backend, load_backend
+from ..runtime.detector import Detector
+from ..core.config import DEFAULT_CONF
+from ..runtime.postprocess import Detections
+from .visualize import draw_detections
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"})
+JSON_NAME = "detections.json"
+
+
+@dataclass
+class InferResult:
+    """What :func:`run_inference` did: files written, per-image detections, failures."""
+
+    out_dir: Path
+    json_path: Path
+    outputs: list[Path] = field(default_factory=list)
+    detections: dict[str, Detections] = field(default_factory=dict)  # input path -> detections
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (input path, reason)
+
+
+def collect_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files named directly (any suffix) plus the image files directly inside named folders
+    (sorted). A path that does not exist is kept, so that it is reported as unreadable."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            files.append(p)
+    return files
+
+
+def read_image(path: Path) -> np.ndarray:
+    """BGR uint8 image (grey and 16-bit images are converted); :class:`InputError` if unreadable."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror or err}") from err
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise InputError(f"cannot read {path}: not an image, or corrupt", "check the file")
+    return img
+
+
+def _output_names(files: Sequence[Path]) -> list[str]:
+    """One output file name per input: the input's name, de-duplicated with ``_1``, ``_2``..."""
+    used: set[str] = {JSON_NAME}
+    names = []
+    for f in files:
+        stem, suffix = f.stem, f.suffix.lower()
+        if suffix not in IMAGE_SUFFIXES or suffix in (".pgm", ".ppm", ".jp2"):
+            suffix = ".jpg"
+        name, i = f"{stem}{suffix}", 0
+        while name in used:
+            i += 1
+            name = f"{stem}_{i}{suffix}"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def run_inference(
+    model: str | os.PathLike[str] | Backend,
+    inputs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    conf: float = DEFAULT_CONF,
+    iou: float = 0.5,
+    max_det: int = 100,
+    batch: int = 1,
+    force: bool = False,
+    backend_kwargs: dict[str, Any] | None = None,
+    on_error: Callable[[Path, str], None] | None = None,
+    progress: bool = True,
+) -> InferResult:
+    """Run ``model`` (a model file for :func:`load_backend`, or a Backend) on image files.
+
+    Raises :class:`InputError` when no input names an image at all, and
+    :class:`~detnet_trt.core.errors.OutputExistsError` (before anything runs) when an output file
+    exists and ``force`` is false.
+    """
+    if not 0.0 <= conf <= 1.0 or not 0.0 < iou <= 1.0 or max_det < 1 or batch < 1:
+        raise InputError(f"need 0 <= conf <= 1, 0 < iou <= 1, max_det >= 1, batch >= 1; got "
+                         f"conf={conf}, iou={iou}, max_det={max_det}, batch={batch}")
+    backend = model if isinstance(model, Backend) else load_backend(model, **(backend_kwargs or {}))
+    files = collect_images(inputs)
+    if not files:
+        raise InputError(f"no images found in {[str(i) for i in inputs]}",
+                         f"name image files or folders holding {', '.join(sorted(IMAGE_SUFFIXES))} files")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file", "name a folder for the annotated images")
+    names = _output_names(files)
+    for name in [*names, JSON_NAME]:
+        check_writable(out / name, force)
+    result = InferResult(out_dir=out, json_path=out / JSON_NAME)
+    records: list[dict[str, Any]] = []
+
+    def fail(path: Path, reason: str) -> None:
+        result.failed.append((str(path), reason))
+        if on_error is not None:
+            on_error(path, reason)
+
+    from tqdm import tqdm
+
+    with backend:
+        detector = Detector(backend, conf=conf, iou=iou, max_det=max_det, max_batch=batch)
+        pending: list[tuple[Path, str, np.ndarray]] = []
+
+        def flush() -> None:
+            dets = detector([img for _, _, img in pending])
+            for (path, name, img), det in zip(pending, dets):
+                annotated = draw_detections(img, det, detector.class_names)
+                ok, enc = cv2.imencode(Path(name).suffix, annotated)
+                if not ok:  # pragma: no cover - every suffix kept by _output_names encodes
+                    fail(path, f"cannot encode {name}")
+                    continue
+                result.outputs.append(atomic_write_bytes(out / name, enc.tobytes(), force=True))
+                result.detections[str(path)] = det
+                h, w = img.shape[:2]
+                records.append({"file": str(path), "output": name, "width": w, "height": h,
+                                "detections": det.to_list(detector.class_names)})
+            pending.clear()
+
+        for path, name in tqdm(list(zip(files, names)), desc="infer", unit="img", disable=not progress):
+            try:
+                img = read_image(path)
+            except InputError as err:
+                fail(path, err.message)
+                continue
+            pending.append((path, name, img))
+            if len(pending) == batch:
+                flush()
+        if pending:
+            flush()
+        doc = {
+            "model": str(getattr(backend, "path", None) or backend.meta.model),
+            "backend": backend.describe(),
+            "class_names": backend.meta.class_names,
+            "conf": conf,
+            "iou": iou,
+            "max_det": max_det,
+            "images": records,
+            "failed": [{"file": f, "error": e} for f, e in result.failed],
+        }
+    atomic_write_text(result.json_path, json.dumps(doc, indent=1) + "\n", force=True)
+    return result

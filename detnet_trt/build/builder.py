@@ -1,0 +1,287 @@
+"""The TensorRT builder steps: parse ONNX -> configure (precision, profile, timing cache, progress)
+-> build serialized -> save with the sidecar. ``tensorrt`` is imported lazily; version
+differences go through :mod:`detnet_trt.trt.compat`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._version import __version__
+from ..core.fileio import atomic_write_bytes, sha256_bytes, sha256_file
+from ..core.meta import INPUT_NAME, ModelMeta
+from ..core.onnx_meta import read_onnx_meta
+from ..core.sidecar import EngineInfo, write_sidecar
+from ..trt import compat
+from .options import BuildOptions, EngineBuildError
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+
+def _installed_api() -> compat.TrtApi | None:
+    if not compat.have_tensorrt():
+        return None
+    compat.require_tensorrt("the engine build")
+    import tensorrt as trt
+
+    return compat.api_of(trt)
+
+
+def _build_with_tensorrt(
+    api: compat.TrtApi, src: Path, onnx_path: Path, out: Path, opts: BuildOptions, calib_sha: str, log: _Steps
+) -> Path:
+    import tensorrt as trt
+
+    from ..trt.cuda import device_info
+    from ..trt.plugins import load_plugin_libraries
+
+    meta = read_onnx_meta(onnx_path).with_updates(precision=opts.precision)
+    logger = trt.Logger(trt.Logger.VERBOSE if opts.verbose else trt.Logger.WARNING)
+    load_plugin_libraries(opts.plugins)
+    plugins_ok = compat.init_plugins(logger)
+    builder = create_builder(logger)
+    if not plugins_ok and opts.nms == "efficient":
+        raise EngineBuildError(
+            "TensorRT's bundled plugins (EfficientNMS_TRT) could not be registered",
+            "install libnvinfer-plugin (JetPack ships it; x86: the tensorrt wheel), or build with --nms host",
+        )
+    gpu_name, cc = device_info(0)  # TensorRT builds on the current device: pick it with CUDA_VISIBLE_DEVICES
+    _check_precision(api, builder, opts, gpu_name, cc)
+
+    log.step(f"parse {onnx_path.name} (TensorRT {api.version}, {gpu_name}, sm {cc[0]}{cc[1]})")
+    network = builder.create_network(compat.network_flags(api, strongly_typed=api.strongly_typed_only))
+    parser = trt.OnnxParser(network, logger)
+    parse_onnx(parser, onnx_path)
+    _check_network(network, meta, onnx_path)
+
+    config = builder.create_builder_config()
+    precision_flags = configure(api, builder, network, config, meta, opts)
+    cache_path = None if opts.no_timing_cache else (opts.timing_cache or default_timing_cache(api.version, gpu_name, cc))
+    if cache_path is not None:
+        load_timing_cache(config, cache_path)
+
+    monitor = _attach_progress(api, config, opts.progress)
+    log.step(f"build {opts.precision.upper()} engine, batch {opts.batch[0]}..{opts.batch[2]} (this takes minutes)")
+    t0 = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    if monitor is not None:
+        monitor.close()
+    if serialized is None:
+        raise EngineBuildError(
+            f"TensorRT could not build an engine from {onnx_path.name} (see TensorRT's messages above)",
+            "rerun with --verbose; a larger --workspace helps with out-of-memory tactics",
+        )
+    data = bytes(memoryview(serialized))
+    seconds = time.perf_counter() - t0
+    if cache_path is not None:
+        save_timing_cache(config, cache_path)
+
+    log.step(f"save {out.name} ({len(data) / 2**20:.1f} MiB, built in {seconds:.0f} s)")
+    atomic_write_bytes(out, data, force=True)
+    info = EngineInfo(
+        meta=meta,
+        tensorrt_version=api.version,
+        gpu_name=gpu_name,
+        compute_capability=cc,
+        onnx_sha256=sha256_file(onnx_path),
+        calib_sha256=calib_sha,
+        engine_sha256=sha256_bytes(data),
+        build={
+            **{k: v for k, v in asdict(opts).items() if k not in ("force", "progress", "extra", "verbose")},
+            "calib": str(opts.calib) if opts.calib else None,
+            "timing_cache": str(cache_path) if cache_path else None,
+            "plugins": [str(p) for p in opts.plugins],
+            "batch": list(opts.batch),
+            "source": str(src),
+            "source_sha256": sha256_file(src),
+            "onnx": str(onnx_path),
+            "builder_flags": precision_flags,
+            "strongly_typed": api.strongly_typed_only,
+            "fp16_mode": api.fp16_mode if opts.precision == "fp16" else None,
+            "build_seconds": round(seconds, 1),
+            "detnet_trt_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **opts.extra,
+        },
+    )
+    write_sidecar(out, info, force=True)
+    return out
+
+
+def create_builder(logger: trt.ILogger) -> trt.Builder:
+    """``trt.Builder``; a :class:`~.compat.GpuUnavailableError` when TensorRT cannot use a GPU."""
+    import tensorrt as trt
+
+    try:
+        return trt.Builder(logger)
+    except (TypeError, RuntimeError) as err:  # pybind11: "factory function returned nullptr"
+        raise compat.GpuUnavailableError(
+            f"TensorRT {trt.__version__} could not create a Builder: no usable CUDA GPU ({err})",
+            "check the driver and device (nvidia-smi, or tegrastats on a Jetson); "
+            "without a GPU, keep the ONNX file and build on the target",
+        ) from None
+
+
+def _check_precision(
+    api: compat.TrtApi, builder: trt.Builder, opts: BuildOptions, gpu_name: str, cc: tuple[int, int]
+) -> None:
+    if opts.dla_core is not None:
+        cores = int(builder.num_DLA_cores)
+        if opts.dla_core >= cores:
+            raise compat.UnsupportedPrecisionError(
+                f"--dla {opts.dla_core}: {gpu_name} has {cores} DLA core(s)",
+                "DLA cores exist on Jetson AGX/NX Orin and Xavier; drop --dla elsewhere",
+            )
+        return  # the DLA runs FP16 and INT8 (checked in validate); other layers fall back to the GPU
+    if not compat.platform_supports(api, builder, opts.precision, cc):
+        raise compat.UnsupportedPrecisionError(
+            f"{gpu_name} (compute capability {cc[0]}.{cc[1]}) has no fast {opts.precision.upper()} "
+            f"support in TensorRT {api.version}",
+            "build with --fp32 (or --fp16 where INT8 is missing); nothing was built",
+        )
+
+
+def parse_onnx(parser: trt.OnnxParser, onnx_path: Path) -> None:
+    """Parse the ONNX file; print every parser error and raise :class:`EngineBuildError` on failure."""
+    ok = parser.parse_from_file(str(onnx_path))
+    errors = [format_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
+    for line in errors:
+        print(f"TensorRT ONNX parser: {line}", file=sys.stderr)
+    if not ok or errors:
+        first = errors[0] if errors else "no message"
+        raise EngineBuildError(
+            f"TensorRT could not parse {onnx_path.name}: {len(errors)} error(s), first: {first}",
+            "unsupported ops need a plugin (--plugin) or another export (--opset)",
+        )
+
+
+def format_parser_error(err: trt.ParserError) -> str:
+    return f"{err.code().name} at node {err.node()}: {err.desc()} ({err.func()} {err.file()}:{err.line()})"
+
+
+def _check_network(network: trt.INetworkDefinition, meta: ModelMeta, onnx_path: Path) -> None:
+    names = [network.get_input(i).name for i in range(network.num_inputs)]
+    if names != [INPUT_NAME]:
+        raise EngineBuildError(f"{onnx_path.name}: inputs {names}, expected [{INPUT_NAME!r}]")
+    outputs = [network.get_output(i).name for i in range(network.num_outputs)]
+    if sorted(outputs) != sorted(meta.output_names):
+        raise EngineBuildError(f"{onnx_path.name}: outputs {outputs}, expected {list(meta.output_names)}")
+
+
+def configure(
+    api: compat.TrtApi,
+    builder: trt.Builder,
+    network: trt.INetworkDefinition,
+    config: trt.IBuilderConfig,
+    meta: ModelMeta,
+    opts: BuildOptions,
+) -> list[str]:
+    """Workspace, precision flags, batch profile and DLA; returns the builder flags set."""
+    import tensorrt as trt
+
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_mib) << 20)
+    flags = compat.set_precision_flags(api, config, opts.precision)
+    profile = builder.create_optimization_profile()
+    lo, opt, hi = opts.batch
+    profile.set_shape(INPUT_NAME, meta.input_shape(lo), meta.input_shape(opt), meta.input_shape(hi))
+    if config.add_optimization_profile(profile) < 0:
+        raise EngineBuildError(f"TensorRT refused the batch profile {lo},{opt},{hi} for {INPUT_NAME!r}")
+    if opts.dla_core is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = int(opts.dla_core)
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        flags.append("GPU_FALLBACK")
+    return flags
+
+
+def default_timing_cache(version: str, gpu_name: str, cc: tuple[int, int]) -> Path:
+    """Per-user timing cache, one per TensorRT version and GPU: reused by every later build."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "detnet-trt" / "timing"
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name).strip("-").lower() or "gpu"
+    return root / f"trt-{version}-{slug}-sm{cc[0]}{cc[1]}.cache"
+
+
+def load_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
+    data = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if cache is None or not config.set_timing_cache(cache, False):
+        # A cache from another TensorRT/GPU: start an empty one rather than fail the build.
+        print(f"detnet-trt build: timing cache {path} does not match, starting a new one", file=sys.stderr)
+        config.set_timing_cache(config.create_timing_cache(b""), False)
+
+
+def save_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
+    cache = config.get_timing_cache()
+    if cache is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, bytes(memoryview(cache.serialize())), force=True)
+
+
+class _Steps:
+    """One line per chain step on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.n = 0
+
+    def step(self, text: str) -> None:
+        self.n += 1
+        if self.enabled:
+            print(f"detnet-trt build [{self.n}] {text}", file=sys.stderr, flush=True)
+
+    def note(self, text: str) -> None:
+        print(f"detnet-trt build: note: {text}", file=sys.stderr, flush=True)
+
+
+def _attach_progress(api: compat.TrtApi, config: trt.IBuilderConfig, enabled: bool) -> Any:
+    """tqdm bars for TensorRT's build phases (10.x / 11.x); on 8.6 a note that none is reported."""
+    if not enabled:
+        return None
+    base = compat.progress_monitor_base() if api.has_progress_monitor else None
+    if base is None:
+        print(f"detnet-trt build: TensorRT {api.version} reports no build progress; please wait",
+              file=sys.stderr)
+        return None
+    monitor = _make_monitor(base)
+    compat.attach_progress_monitor(config, monitor)
+    return monitor
+
+
+def _make_monitor(base: Any) -> Any:
+    from tqdm import tqdm
+
+    class _TqdmMonitor(base):  # type: ignore[misc]  # trt.IProgressMonitor on 10.x / 11.x
+        def __init__(self) -> None:
+            base.__init__(self)
+            self._bars: dict[str, Any] = {}
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            depth = len(self._bars)
+            self._bars[phase_name] = tqdm(total=num_steps, desc=("  " * depth) + phase_name,
+                                          position=depth, leave=depth == 0, file=sys.stderr)
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            bar = self._bars.get(phase_name)
+            if bar is not None:
+                bar.update(step + 1 - bar.n)
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            bar = self._bars.pop(phase_name, None)
+            if bar is not None:
+                bar.close()
+
+        def close(self) -> None:
+            for bar in self._bars.values():
+                bar.close()
+            self._bars.clear()
+
+    return _TqdmMonitor()

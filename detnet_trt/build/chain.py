@@ -1,0 +1,155 @@
+"""Build a TensorRT engine from a checkpoint or an ONNX file: a chain of small, checked steps.
+
+    (export)      checkpoint -> FP32 ONNX (host NMS)                     no TensorRT needed
+    (quantize)    --int8: FP32 ONNX + calibration set -> Q/DQ ONNX        no TensorRT needed
+    (fp16 types)  --fp16 on TensorRT 11: FP32 ONNX -> FP16-typed ONNX
+    (nms)         --nms efficient: append EfficientNMS_TRT (graph surgery)
+    parse         TensorRT's ONNX parser; every parser error is printed
+    configure     workspace limit, precision, optimisation profile for the dynamic batch,
+                  DLA core with GPU fallback, timing cache (reused across builds)
+    build         serialized network, with progress
+    save          engine written atomically + sidecar JSON (see :mod:`.sidecar`)
+
+Without TensorRT the ONNX steps still run and their files are kept (a Q/DQ ONNX built here can
+be compiled on the Jetson); the chain then stops with one line saying TensorRT is missing.
+``tensorrt`` is imported lazily, only inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import InputError, ModelFileError
+from ..core.fileio import check_writable
+from ..core.sidecar import sidecar_path
+from ..trt import compat
+from .builder import _build_with_tensorrt, _installed_api, _Steps
+from .options import CHECKPOINT_SUFFIXES, BuildOptions, EngineBuildError
+
+if TYPE_CHECKING:
+    pass
+
+
+
+
+# --- the chain -----------------------------------------------------------------------------
+def build_engine(
+    onnx_or_ckpt: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    precision: str,
+    calib: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> Path:
+    """Build ``output`` (a TensorRT engine) and its sidecar from a checkpoint or ONNX file.
+
+    ``precision``: ``fp32``, ``fp16`` or ``int8``. INT8 needs ``calib`` (a calibration set file)
+    unless the ONNX is already quantized (Q/DQ). See :class:`BuildOptions` for the other options.
+    Raises :class:`~detnet_trt.trt.compat.TensorRTMissingError` after the ONNX steps when
+    TensorRT is not installed (the ONNX files are kept).
+    """
+    opts = BuildOptions(precision=precision, calib=Path(calib) if calib else None, **options)
+    opts.plugins = tuple(Path(p) for p in opts.plugins)
+    opts.validate()
+    src = Path(onnx_or_ckpt)
+    if not src.is_file():
+        raise ModelFileError(f"{src}: no such file", "pass a checkpoint (.pt) or an ONNX file")
+    out = check_writable(output, opts.force)
+    if out.suffix.lower() == ".onnx":
+        raise InputError(f"-o {out}: the engine file must not end in .onnx", "use .engine or .plan")
+    check_writable(sidecar_path(out), opts.force)
+    log = _Steps(opts.progress)
+
+    api = _installed_api()
+    onnx_path, calib_sha = prepare_onnx(src, out, opts, api, log)
+    if api is None:
+        kept = f"kept {onnx_path}" + (" (Q/DQ INT8)" if opts.precision == "int8" else "")
+        raise compat.TensorRTMissingError(
+            f"TensorRT is not installed; {kept}: build the engine on the target with "
+            f"`detnet-trt build {onnx_path} --{opts.precision} -o {out.name}`",
+            compat.INSTALL_HINT,
+        )
+    return _build_with_tensorrt(api, src, onnx_path, out, opts, calib_sha, log)
+
+
+def prepare_onnx(
+    src: Path, out: Path, opts: BuildOptions, api: compat.TrtApi | None, log: _Steps
+) -> tuple[Path, str]:
+    """The ONNX steps (export, quantize, FP16 types, NMS plugin); returns (ONNX to parse, calib sha256)."""
+    from ..quantize.calibrate import is_qdq_onnx, read_quant_provenance
+
+    base = out.with_suffix("")
+    is_ckpt = src.suffix.lower() in CHECKPOINT_SUFFIXES
+    qdq = (not is_ckpt) and is_qdq_onnx(src)
+    if opts.precision == "int8" and not qdq and opts.calib is None:
+        kind = "a checkpoint" if is_ckpt else "an FP32 ONNX"
+        raise InputError(
+            f"--int8 from {kind} ({src.name}) needs --calib SET: INT8 scales come from calibration images",
+            "make a set with `detnet-trt calib-set`, or pass an already quantized (Q/DQ) ONNX",
+        )
+    if qdq and opts.precision != "int8":
+        raise InputError(f"{src.name} is a quantized (Q/DQ) ONNX", "build it with --int8")
+    if qdq and opts.calib is not None:
+        from ..quantize.calibrate import check_quantized
+
+        check_quantized(src, calib=opts.calib)  # refuses a Q/DQ ONNX calibrated on another set
+
+    current = src
+    if is_ckpt:
+        from ..export.onnx import export_onnx
+
+        log.step(f"export {src.name} -> ONNX")
+        current = export_onnx(src, base.with_name(base.name + ".onnx"), layout=opts.layout, topk=opts.topk,
+                              nms="host", force=opts.force)
+    calib_sha = ""
+    if opts.precision == "int8" and not qdq and opts.calib is not None:
+        from ..quantize.calibrate import quantize_onnx
+        from ..quantize.calibset import read_calib_set
+
+        cs = read_calib_set(opts.calib)
+        calib_sha = cs.sha256
+        log.step(f"quantize {current.name} with {len(cs.files)} calibration images ({opts.calib_method})")
+        current = quantize_onnx(current, cs, _derived(base, "int8"), method=opts.calib_method,
+                                force=opts.force, progress=opts.progress)
+    elif qdq:
+        prov = read_quant_provenance(src) or {}
+        calib_sha = str(prov.get("calib_set_sha256", ""))
+    if api is not None and api.needs_typed_fp16_onnx(opts.precision):
+        from .fp16 import convert_to_fp16, is_fp16_onnx
+
+        if not is_fp16_onnx(current):
+            log.step(f"FP16-typed ONNX for TensorRT {api.version} (strongly typed)")
+            current = convert_to_fp16(current, _derived(base, "fp16"), force=opts.force)
+    if opts.nms == "efficient":
+        from ..export.efficient_nms import add_efficient_nms
+
+        log.step(f"add EfficientNMS_TRT (max_det={opts.max_det}, iou={opts.nms_iou})")
+        current = add_efficient_nms(current, _derived(base, current_tag(current) + "nms"),
+                                    max_det=opts.max_det, conf=opts.nms_conf, iou=opts.nms_iou, force=opts.force)
+    return Path(current), calib_sha
+
+
+def current_tag(path: Path) -> str:
+    """``model.int8.onnx`` -> ``"int8."`` (the precision tag of a derived file), else ``""``."""
+    parts = path.name.split(".")
+    return f"{parts[-2]}." if len(parts) >= 3 and parts[-2] in ("int8", "fp16") else ""
+
+
+def _derived(base: Path, tag: str) -> Path:
+    return base.with_name(f"{base.name}.{tag}.onnx")
+
+
+
+# --- TensorRT steps ------------------------------------------------------------------------
+
+
+# --- timing cache --------------------------------------------------------------------------
+
+
+# --- progress ------------------------------------------------------------------------------
+
+
+__all__: Sequence[str] = ["BuildOptions", "EngineBuildError", "build_engine", "parse_batch", "prepare_onnx"]

@@ -1,0 +1,146 @@
+"""TensorRT plugin integration: in-engine NMS (``EfficientNMS_TRT``) and custom plugin libraries.
+
+In-engine NMS (``detnet-trt build --nms efficient``): the exported graph ends with per-image top-K
+candidates (``boxes`` N x K x 4 xyxy, ``scores`` N x K, ``class_ids`` N x K). :func:`add_efficient_nms`
+appends, by graph surgery with onnx-graphsurgeon, TensorRT's bundled ``EfficientNMS_TRT`` plugin
+(class-aware NMS): the candidates' scores are spread to an N x K x C score tensor (score at the
+candidate's class, 0 elsewhere), the plugin keeps ``max_det`` boxes per image, and its outputs are
+renamed to the in-graph NMS contract of :mod:`detnet_trt.core.meta` (``det_boxes``, ``det_scores``,
+``det_class_ids``, ``num_dets`` of shape N). TensorRT's ONNX parser finds the plugin by op name
+once the bundled plugins are registered (``init_libnvinfer_plugins``, done by the engine builder and
+runtime). ONNX Runtime cannot run the plugin; the graph before it still runs there.
+
+Custom plugin libraries (``--plugin libmyplugins.so``): :func:`load_plugin_libraries` loads each
+shared library into the process with ``RTLD_GLOBAL`` before parsing or deserializing; a library
+registers its plugin creators when loaded (``REGISTER_TENSORRT_PLUGIN``). See ``plugins/README.md``.
+This module itself never imports TensorRT.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import MissingDependencyError, ModelFileError
+from ..core.fileio import atomic_write_bytes, check_writable
+from ..core.meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS
+from ..core.onnx_meta import meta_of, set_meta
+from ..trt.plugins import PluginError
+
+EFFICIENT_NMS_OP = "EfficientNMS_TRT"
+# The plugin's own output names, in its output order.
+_PLUGIN_OUTPUTS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes")
+
+
+
+
+# --- custom plugin libraries ---------------------------------------------------------------
+
+
+# --- EfficientNMS_TRT by graph surgery -----------------------------------------------------
+def add_efficient_nms(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    max_det: int = 100,
+    conf: float = 0.001,
+    iou: float = 0.5,
+    force: bool = False,
+) -> Path:
+    """Append ``EfficientNMS_TRT`` to a host-NMS ONNX ``src``; write the result to ``dst``.
+
+    ``conf`` is the plugin's score threshold (keep it low; the post-processing applies the user's
+    threshold afterwards), ``iou`` its IoU threshold, ``max_det`` the padded detections per image.
+    """
+    try:
+        import onnx
+        import onnx_graphsurgeon as gs
+    except ImportError:
+        raise MissingDependencyError(
+            "onnx-graphsurgeon is not installed, --nms efficient needs it",
+            "pip install 'detnet-trt[plugins]'",
+        ) from None
+    if max_det < 1 or not 0.0 <= conf <= 1.0 or not 0.0 < iou <= 1.0:
+        raise PluginError(f"EfficientNMS settings out of range: max_det={max_det}, conf={conf}, iou={iou}")
+    out = check_writable(dst, force)
+    model = onnx.load(str(src))
+    meta = meta_of(model)
+    if meta is None:
+        raise ModelFileError(f"{src}: not a detnet_trt ONNX (no metadata)", "export it with `detnet-trt export`")
+    if meta.nms != "host":
+        raise PluginError(
+            f"{src}: has nms={meta.nms!r}; EfficientNMS is added to a host-NMS export",
+            "export with --nms host",
+        )
+    graph = gs.import_onnx(model)
+    outs = {t.name: t for t in graph.outputs}
+    missing = [n for n in HOST_NMS_OUTPUTS if n not in outs]
+    if missing:
+        raise PluginError(f"{src}: outputs {missing} not found (has {sorted(outs)})")
+    boxes, scores, class_ids = (outs[n] for n in HOST_NMS_OUTPUTS)
+    num_classes = meta.num_classes
+
+    # scores N x K -> N x K x C: score at the candidate's class, 0 elsewhere (class-aware NMS).
+    classes = gs.Constant("nms_class_range", np.arange(num_classes, dtype=np.int32).reshape(1, 1, -1))
+    axis = gs.Constant("nms_axis_last", np.array([-1], dtype=np.int64))
+    cls_i32 = _node(graph, "Cast", [class_ids], np.int32, attrs={"to": onnx.TensorProto.INT32})
+    cls_3d = _node(graph, "Unsqueeze", [cls_i32, axis], np.int32)
+    onehot = _node(graph, "Equal", [cls_3d, classes], np.bool_)
+    onehot_f = _node(graph, "Cast", [onehot], np.float32, attrs={"to": onnx.TensorProto.FLOAT})
+    scores_3d = _node(graph, "Unsqueeze", [scores, axis], np.float32)
+    class_scores = _node(graph, "Mul", [scores_3d, onehot_f], np.float32, name="nms_class_scores")
+
+    n = boxes.shape[0] if boxes.shape else "N"
+    det_outputs = [
+        gs.Variable("nms_num_detections", dtype=np.int32, shape=[n, 1]),
+        gs.Variable("det_boxes", dtype=np.float32, shape=[n, max_det, 4]),
+        gs.Variable("det_scores", dtype=np.float32, shape=[n, max_det]),
+        gs.Variable("det_class_ids", dtype=np.int32, shape=[n, max_det]),
+    ]
+    graph.layer(
+        op=EFFICIENT_NMS_OP,
+        name="efficient_nms",
+        inputs=[boxes, class_scores],
+        outputs=det_outputs,
+        attrs={
+            "plugin_version": "1",
+            "background_class": -1,  # every class is a real class
+            "max_output_boxes": int(max_det),
+            "score_threshold": float(conf),
+            "iou_threshold": float(iou),
+            "score_activation": 0,  # scores are already probabilities
+            "class_agnostic": 0,
+            "box_coding": 0,  # corners: x1, y1, x2, y2
+        },
+    )
+    num_dets = gs.Variable("num_dets", dtype=np.int32, shape=[n])
+    squeeze_axis = gs.Constant("nms_axis_1", np.array([1], dtype=np.int64))
+    graph.layer(op="Squeeze", name="num_dets_squeeze", inputs=[det_outputs[0], squeeze_axis], outputs=[num_dets])
+    graph.outputs = [det_outputs[1], det_outputs[2], det_outputs[3], num_dets]
+    graph.cleanup().toposort()
+    if tuple(t.name for t in graph.outputs) != GRAPH_NMS_OUTPUTS:
+        raise PluginError("graph surgery produced unexpected outputs")  # pragma: no cover
+
+    new_model = gs.export_onnx(graph)
+    new_model.ir_version = model.ir_version
+    new_meta = meta.with_updates(nms="efficient", max_det=int(max_det))
+    new_meta.extra = {**meta.extra, "efficient_nms": {"conf": float(conf), "iou": float(iou), "max_det": int(max_det)}}
+    del new_model.metadata_props[:]
+    new_model.metadata_props.extend(model.metadata_props)
+    set_meta(new_model, new_meta)
+    atomic_write_bytes(out, new_model.SerializeToString(), force=True)
+    return out
+
+
+def _node(graph: Any, op: str, inputs: list[Any], dtype: type, attrs: dict[str, Any] | None = None,
+          name: str | None = None) -> Any:
+    """Add one node with one new output variable (named after the node) and return that variable."""
+    import onnx_graphsurgeon as gs
+
+    node_name = name or f"nms_{op.lower()}_{len(graph.nodes)}"
+    out = gs.Variable(node_name + "_out", dtype=dtype)
+    graph.layer(op=op, name=node_name, inputs=inputs, outputs=[out], attrs=attrs or {})
+    return out

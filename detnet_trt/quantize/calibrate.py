@@ -1,0 +1,426 @@
+"""INT8 post-training quantization: FP32 ONNX + calibration set -> Q/DQ ONNX.
+
+The quantizer is ONNX Runtime's static QDQ quantizer (``onnxruntime.quantization``), configured
+for TensorRT's explicit quantization (NVIDIA's guidance for CNNs):
+
+- ``QuantFormat.QDQ``; signed INT8 weights **per output channel** and INT8 activations, both
+  **symmetric** (every zero point is 0, as TensorRT requires); conv biases stay float.
+- Q/DQ on the inputs of the convolutions and of the ``Add`` nodes fed by a convolution (residual
+  and FPN adds that TensorRT fuses into the convolution); a dedicated Q/DQ pair per consumer.
+- Only the feature extractor is quantized: the head's final convolutions (those with no
+  convolution downstream: class scores and box regression) and everything after them (sigmoid,
+  box decode, top-k) stay float, as does the in-graph cast and normalisation. ``keep_float``
+  patterns (globs over node names; ``re:`` prefix for a regular expression) keep more in float.
+
+Calibration feeds the calibration set through :class:`~detnet_trt.runtime.letterbox.Letterboxer`, the
+runtime's own letterbox, and ONNX Runtime, one batch at a time so that histogram methods
+(``entropy``, ``percentile``) never hold the activations of the whole set in memory. The tensor ranges can be
+kept in a calibration cache; the cache and the written model carry their provenance (FP32 ONNX
+sha256, calibration set sha256 and image-data sha256, method, pre-processing), and a cache or an
+existing output made from anything else is refused with a message, never reused silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import IncompatibleError, InputError, MissingDependencyError, ModelFileError
+from ..core.fileio import atomic_write_bytes, atomic_write_text, check_writable, sha256_file
+from ..core.meta import ModelMeta
+from ..core.onnx_meta import meta_of, set_meta
+from .calibset import CalibSet, read_calib_set
+from .placement import (
+    _QDQ_OPS,
+    OP_TYPES,
+    _drop_unused_opsets,
+    _name_nodes,
+    _unquantize_float_inputs,
+    plan_quantization,
+    weight_labels,
+)
+from .reader import LetterboxDataReader, _hash_images, preprocessing_id
+
+METHODS = ("entropy", "minmax", "percentile")
+FORMAT = "detnet_trt.int8/1"
+CACHE_FORMAT = "detnet_trt.calib_cache/1"
+DEFAULT_PERCENTILE = 99.999
+
+log = logging.getLogger(__name__)
+
+
+# --- small helpers ----------------------------------------------------------------------------
+def _onnx() -> Any:
+    import onnx
+
+    return onnx
+
+
+def _load(path: Path) -> Any:
+    onnx = _onnx()
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such file", "pass the FP32 ONNX written by detnet-trt export")
+    try:
+        return onnx.load(str(path))
+    except Exception as err:  # noqa: BLE001 - any parse failure is a bad file
+        raise ModelFileError(f"{path} is not a readable ONNX file ({err})", "re-export it with detnet-trt export") from None
+
+
+def is_qdq_onnx(path: str | os.PathLike[str]) -> bool:
+    """True when the ONNX file at ``path`` contains QuantizeLinear/DequantizeLinear nodes."""
+    model = _load(Path(path))
+    return any(n.op_type in _QDQ_OPS for n in model.graph.node)
+
+
+def read_quant_provenance(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``quantization`` provenance stored in a Q/DQ ONNX written by :func:`quantize_onnx`."""
+    meta = meta_of((_load(Path(path))))
+    if meta is None:
+        return None
+    prov = meta.extra.get("quantization")
+    return prov if isinstance(prov, dict) else None
+
+
+def _describe_mismatch(want: dict[str, Any], got: dict[str, Any], keys: Sequence[str]) -> list[str]:
+    out = []
+    for k in keys:
+        if want.get(k) != got.get(k):
+            a, b = got.get(k), want.get(k)
+            if isinstance(a, str) and isinstance(b, str) and len(a) == 64 and len(b) == 64:
+                a, b = a[:12], b[:12]
+            out.append(f"{k}: made with {a!r}, now {b!r}")
+    return out
+
+
+# --- calibration data ---------------------------------------------------------------------------
+
+
+# --- which nodes to quantize ----------------------------------------------------------------------
+
+
+# --- the pipeline -------------------------------------------------------------------------------------
+def prepare_fp32(model_path: Path, out_path: Path) -> tuple[Any, dict[str, str]]:
+    """ONNX Runtime's quantization pre-processing (shape inference + basic graph optimisation,
+    which folds batch norms into convolutions), after naming unnamed nodes. Returns the model and
+    the exported model's weight names of its nodes (folding renames weights; node names stay)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    onnx = _onnx()
+    model = _load(model_path)
+    _name_nodes(model)
+    weights = weight_labels(model)
+    named = out_path.with_name(out_path.stem + ".named.onnx")
+    onnx.save(model, str(named))
+    with contextlib.redirect_stdout(io.StringIO()):
+        quant_pre_process(str(named), str(out_path), skip_symbolic_shape=True)
+    prepared = onnx.load(str(out_path))
+    _name_nodes(prepared)
+    onnx.save(prepared, str(out_path))
+    return prepared, weights
+
+
+def _fp32_meta(model: Any, path: Path) -> ModelMeta:
+    meta = meta_of((model))
+    if meta is None:
+        raise ModelFileError(
+            f"{path} carries no detnet_trt metadata", "quantize the ONNX written by detnet-trt export"
+        )
+    if any(n.op_type in _QDQ_OPS for n in model.graph.node) or meta.precision == "int8":
+        raise InputError(
+            f"{path} is already quantized (it has Q/DQ nodes)", "quantize the FP32 ONNX written by detnet-trt export"
+        )
+    return meta
+
+
+def ort_has_cache_api() -> bool:
+    """Whether this onnxruntime's ``quantize_static`` takes ``calibration_cache_path`` (older ones
+    calibrate inside ``quantize_static``; ranges can then be neither cached nor reused)."""
+    from onnxruntime.quantization import quantize_static
+
+    return "calibration_cache_path" in inspect.signature(quantize_static).parameters
+
+
+def _ort_method(method: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method]
+
+
+def _calibrate(
+    prepared: Path,
+    reader: LetterboxDataReader,
+    method: str,
+    percentile: float,
+    workdir: Path,
+) -> dict[str, Any]:
+    """Run the calibrator batch by batch; returns ONNX Runtime's TensorsData as a JSON-able dict."""
+    from onnxruntime.quantization import create_calibrator
+    from onnxruntime.quantization.calibrate import CalibrationCacheEncoder
+
+    options: dict[str, Any] = {"symmetric": True}
+    if method == "percentile":
+        options["percentile"] = percentile
+    with contextlib.redirect_stdout(io.StringIO()):
+        calibrator = create_calibrator(
+            prepared,
+            list(OP_TYPES),
+            augmented_model_path=str(workdir / "augmented.onnx"),
+            calibrate_method=_ort_method(method),
+            extra_options=options,
+        )
+        # one collect_data call per batch: histogram methods then hold one batch of activations
+        while (inputs := reader.get_next()) is not None:
+            calibrator.collect_data(_OneShot(inputs))
+        if reader.used == 0:
+            raise InputError("no calibration image could be read", "check the calibration set's images")
+        tensors = calibrator.compute_data()
+    return json.loads(json.dumps(tensors.to_dict(), cls=CalibrationCacheEncoder))
+
+
+class _OneShot:
+    """A CalibrationDataReader that yields one batch (keeps each collect_data call small)."""
+
+    def __init__(self, inputs: dict[str, np.ndarray]) -> None:
+        self._inputs: dict[str, np.ndarray] | None = inputs
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        out, self._inputs = self._inputs, None
+        return out
+
+
+_CACHE_KEYS = ("fp32_sha256", "calib_set_sha256", "calib_data_sha256", "method", "percentile", "preprocessing",
+               "op_types", "onnxruntime")
+
+
+def _cache_provenance(base: dict[str, Any]) -> dict[str, Any]:
+    return {k: base[k] for k in _CACHE_KEYS}
+
+
+def _read_cache(path: Path, want: dict[str, Any]) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise IncompatibleError(f"calibration cache {path} is unreadable ({err})", "delete it to recalibrate") from None
+    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+        raise IncompatibleError(
+            f"{path} is not a detnet_trt calibration cache", "pass another --calib-cache path, or delete the file"
+        )
+    diff = _describe_mismatch(want, data.get("provenance", {}), _CACHE_KEYS)
+    if diff:
+        raise IncompatibleError(
+            f"calibration cache {path} was made for another model, set or pre-processing ({'; '.join(diff)})",
+            "delete the cache (or pass a new --calib-cache path) to recalibrate",
+        )
+    return data["ranges"]
+
+
+def check_quantized(path: str | os.PathLike[str], *, fp32: str | os.PathLike[str] | None = None,
+                    calib: str | os.PathLike[str] | CalibSet | None = None) -> dict[str, Any]:
+    """Verify that the Q/DQ ONNX at ``path`` was made from ``fp32`` and/or calibration set ``calib``.
+
+    Returns its provenance; raises :class:`IncompatibleError` naming what differs. For callers
+    that are handed a quantized model (the TensorRT build) and must not use a stale one.
+    """
+    p = Path(path)
+    prov = read_quant_provenance(p)
+    if prov is None:
+        raise IncompatibleError(f"{p} has no detnet_trt quantization provenance", "make it with detnet-trt quantize")
+    problems = []
+    if fp32 is not None and prov.get("fp32_sha256") != sha256_file(fp32):
+        problems.append(f"it was quantized from another FP32 ONNX than {fp32}")
+    if calib is not None:
+        cs = calib if isinstance(calib, CalibSet) else read_calib_set(calib)
+        if prov.get("calib_set_sha256") != cs.sha256:
+            problems.append(f"it was calibrated on another set than {cs.path or 'the given set'}")
+    if problems:
+        raise IncompatibleError(f"{p}: {'; '.join(problems)}", "re-run detnet-trt quantize with --force")
+    return prov
+
+
+def quantize_onnx(
+    model: str | os.PathLike[str],
+    calib: str | os.PathLike[str] | CalibSet,
+    output: str | os.PathLike[str],
+    *,
+    method: str = "entropy",
+    keep_float: Sequence[str] = (),
+    force: bool = False,
+    progress: bool = True,
+    keep_head_float: bool = True,
+    percentile: float = DEFAULT_PERCENTILE,
+    calib_cache: str | os.PathLike[str] | None = None,
+    calib_images: str | os.PathLike[str] | None = None,
+    batch: int = 1,
+    min_images: int = 1,
+) -> Path:
+    """Quantize the FP32 ONNX ``model`` to a Q/DQ INT8 ONNX at ``output`` (see the module docstring).
+
+    ``calib``: a set file (``detnet-trt calib-set``) or a :class:`CalibSet`; ``calib_images``
+    overrides the folder its paths are relative to. ``calib_cache``: a JSON file of tensor ranges,
+    written after calibration and reused (only) when its provenance matches. An existing
+    ``output`` is reused when its provenance matches these inputs, refused otherwise unless
+    ``force``. Unreadable calibration images are skipped and counted (warning); fewer than
+    ``min_images`` readable ones is an error.
+    """
+    if method not in METHODS:
+        raise InputError(f"unknown calibration method {method!r}", f"use one of {', '.join(METHODS)}")
+    import onnxruntime
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    src = Path(model)
+    fp32 = _load(src)
+    meta = _fp32_meta(fp32, src)
+    cs = calib if isinstance(calib, CalibSet) else read_calib_set(calib, calib_images)
+    out = Path(output)
+    keep_float = list(keep_float)
+
+    data_sha, unreadable = _hash_images(cs.files)
+    provenance: dict[str, Any] = {
+        "format": FORMAT,
+        "fp32_file": src.name,
+        "fp32_sha256": sha256_file(src),
+        "calib_set_file": cs.path.name if cs.path else None,
+        "calib_set_sha256": cs.sha256,
+        "calib_data_sha256": data_sha,
+        "calib_images": len(cs.files) - len(unreadable),
+        "calib_skipped": len(unreadable),
+        "method": method,
+        "percentile": percentile if method == "percentile" else None,
+        "preprocessing": preprocessing_id(meta),
+        "op_types": list(OP_TYPES),
+        "onnxruntime": onnxruntime.__version__,
+    }
+    if out.exists() and not force:
+        old = read_quant_provenance(out) if out.suffix == ".onnx" else None
+        want = dict(provenance, keep_float=keep_float, keep_head_float=keep_head_float)
+        keys = (*_CACHE_KEYS, "keep_float", "keep_head_float")
+        if old is not None and not _describe_mismatch(want, old, keys):
+            log.warning("%s is up to date (same FP32 model, calibration set, method and settings): reusing it", out)
+            return out
+        why = "; ".join(_describe_mismatch(want, old, keys)) if old else "it is not a detnet_trt Q/DQ ONNX"
+        raise IncompatibleError(f"{out} exists and was not made from these inputs ({why})", "pass --force to overwrite it")
+    check_writable(out, force)
+    if unreadable:
+        names = ", ".join(f"{f.name} ({why})" for f, why in unreadable[:10])
+        more = f" and {len(unreadable) - 10} more" if len(unreadable) > 10 else ""
+        log.warning("calibration: skipped %d unreadable image(s): %s%s", len(unreadable), names, more)
+    if provenance["calib_images"] < max(1, min_images):
+        raise InputError(
+            f"only {provenance['calib_images']} of {len(cs.files)} calibration images are readable "
+            f"(need at least {max(1, min_images)})",
+            "check the calibration set's images folder (--calib-images)",
+        )
+
+    with tempfile.TemporaryDirectory(prefix="detnet_trt_quant_") as tmp:
+        work = Path(tmp)
+        prepared_path = work / "prepared.onnx"
+        prepared, weights = prepare_fp32(src, prepared_path)
+        exclude, plan = plan_quantization(prepared, keep_float, keep_head_float, weights)
+
+        cache_path = Path(calib_cache) if calib_cache is not None else None
+        cache_prov = _cache_provenance(provenance)
+        has_cache_api = ort_has_cache_api()
+        if cache_path is not None and not has_cache_api:
+            raise MissingDependencyError(
+                f"--calib-cache needs an onnxruntime whose quantize_static takes calibration_cache_path "
+                f"(this is {onnxruntime.__version__})",
+                "upgrade onnxruntime, or quantize without --calib-cache",
+            )
+        ranges: dict[str, Any] | None = None
+        if not has_cache_api:
+            pass
+        elif cache_path is not None and cache_path.exists():
+            ranges = _read_cache(cache_path, cache_prov)
+            log.info("calibration: reusing tensor ranges from %s", cache_path)
+        else:
+            from tqdm import tqdm
+
+            with tqdm(total=len(cs.files), desc=f"calibrating ({method})", unit="img", disable=not progress) as bar:
+                reader = LetterboxDataReader(cs.files, meta, batch=batch, progress=bar)
+                ranges = _calibrate(prepared_path, reader, method, percentile, work)
+            if cache_path is not None:
+                payload = {"format": CACHE_FORMAT, "provenance": cache_prov, "ranges": ranges}
+                atomic_write_text(cache_path, json.dumps(payload), force=True)
+        ort_cache = work / "ranges.json"
+        if ranges is not None:
+            ort_cache.write_text(json.dumps(ranges), encoding="utf-8")
+
+        extra_options: dict[str, Any] = {
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+            "QuantizeBias": False,  # TensorRT takes float biases
+            "DedicatedQDQPair": True,  # one Q/DQ pair per consumer, as TensorRT's fusions expect
+            "OpTypesToExcludeOutputQuantization": list(OP_TYPES),  # Q/DQ on inputs only
+            "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1, "Gemm": 0},
+        }
+        q_path = work / "quantized.onnx"
+        if has_cache_api:
+            source: dict[str, Any] = {"calibration_data_reader": None, "calibration_cache_path": str(ort_cache)}
+        else:  # older onnxruntime calibrates itself, over the same letterboxed images
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(cs.files), desc=f"calibrating ({method})", unit="img", disable=not progress)
+            source = {"calibration_data_reader": LetterboxDataReader(cs.files, meta, batch=batch, progress=bar)}
+            extra_options.update(CalibTensorRangeSymmetric=True)
+            if method == "percentile":
+                extra_options["CalibPercentile"] = percentile
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(
+                str(prepared_path),
+                str(q_path),
+                **source,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(OP_TYPES),
+                per_channel=True,
+                reduce_range=False,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
+                calibrate_method=_ort_method(method),
+                extra_options=extra_options,
+            )
+        onnx = _onnx()
+        qmodel = onnx.load(str(q_path))
+        _unquantize_float_inputs(qmodel, set(exclude))
+        _drop_unused_opsets(qmodel)
+
+    provenance.update(
+        keep_float=keep_float,
+        keep_head_float=keep_head_float,
+        plan=plan,
+        quantizer={
+            "tool": "onnxruntime.quantization.quantize_static",
+            "format": "QDQ",
+            "per_channel": True,
+            "weights": "int8 symmetric per-channel",
+            "activations": "int8 symmetric per-tensor",
+            "extra_options": extra_options,
+        },
+    )
+    extra = dict(meta.extra)
+    extra["quantization"] = provenance
+    new_meta = meta.with_updates(precision="int8", extra=extra)
+    set_meta(qmodel, new_meta)
+    qmodel.producer_name = "detnet_trt.quantize (onnxruntime.quantization)"
+    from ..export.check import check_graph
+
+    problems = check_graph(qmodel, new_meta)
+    if problems:
+        log.warning("%s may not build with TensorRT 8.6: %s", out, "; ".join(problems[:5]))
+    atomic_write_bytes(out, qmodel.SerializeToString(), force=True)
+    return out
+
+
+# --- accuracy gate --------------------------------------------------------------------------------
+
+

@@ -1,0 +1,309 @@
+"""Calibration sets: a fixed, seeded, versioned list of image files for INT8 calibration.
+
+A set file is plain text: ``#``-prefixed header lines ``# key: value`` (format, source, rule,
+seed, counts, skipped images, and the ``sha256`` of the list), then one image path per line,
+relative to the set's ``root`` folder (itself stored relative to the set file). The same images
+folder, annotations, ``num`` and ``seed`` always give the same list, on any machine.
+
+The rule (``stratified-rarest-first/v1`` with COCO annotations, ``uniform/v1`` without):
+
+1. Candidates are the image files under ``images_dir`` (recursively; with annotations only those
+   the annotation file lists and that exist), ordered by ``sha256(f"{seed}:{relative path}")``,
+   an order that depends on nothing but the seed and the names.
+2. With annotations, categories are visited rarest first (fewest candidate images, then lowest
+   category id), round-robin: each visit takes the category's next not-yet-taken image in the
+   seeded order, so every category that has images is represented before any gets a second one.
+   When every category is exhausted, the remaining candidates (including images without
+   annotations) follow in the seeded order.
+3. Images are taken in that priority order; one that cannot be decoded (missing, truncated,
+   not an image) is skipped, counted and named in the header, and the next one is taken.
+   Fewer than ``min_images`` readable images is an error, never a silent short set.
+4. The list is written sorted by path; ``sha256`` is the hash of those lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import IncompatibleError, InputError
+from ..core.fileio import atomic_write_text, check_writable, sha256_file
+
+FORMAT = "detnet_trt.calib_set/1"
+RULE_STRATIFIED = "stratified-rarest-first/v1"
+RULE_UNIFORM = "uniform/v1"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+MIN_IMAGES = 16  # fewer readable images than min(MIN_IMAGES, num) is an error
+_MAX_NAMED_SKIPS = 20  # the header names at most this many skipped files
+
+
+@dataclass
+class CalibSet:
+    """A calibration set read from its file: absolute image paths, the list hash, the header."""
+
+    files: list[Path]
+    sha256: str
+    header: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+# --- the rule --------------------------------------------------------------------------------
+def _order_key(seed: int, rel: str) -> str:
+    return hashlib.sha256(f"{seed}:{rel}".encode()).hexdigest()
+
+
+def list_hash(rel_paths: Iterable[str]) -> str:
+    """The set's identity: sha256 of the sorted relative paths, one per line."""
+    return hashlib.sha256("".join(p + "\n" for p in sorted(rel_paths)).encode("utf-8")).hexdigest()
+
+
+def _scan_images(images_dir: Path) -> list[str]:
+    rels = []
+    for root, dirs, files in os.walk(images_dir):
+        dirs.sort()
+        for name in files:
+            if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
+                rels.append((Path(root) / name).relative_to(images_dir).as_posix())
+    return sorted(rels)
+
+
+def _load_annotations(ann_file: Path, images_dir: Path, on_disk: set[str]) -> tuple[list[str], dict[int, list[str]]]:
+    """Candidate images listed in ``ann_file`` and present on disk, and category id -> images."""
+    try:
+        data = json.loads(ann_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"annotation file {ann_file} not found", "pass a COCO instances_*.json to --annotations") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{ann_file} is not valid JSON ({err})", "pass a COCO instances_*.json") from None
+    if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
+        raise InputError(
+            f"{ann_file} is not a COCO instances file", "expected a JSON object with 'images', 'annotations', 'categories'"
+        )
+    by_base: dict[str, str] = {}
+    for rel in on_disk:
+        by_base.setdefault(rel.rsplit("/", 1)[-1], rel)
+    id_to_rel: dict[int, str] = {}
+    for im in data["images"]:
+        name = str(im.get("file_name", ""))
+        found = name if name in on_disk else by_base.get(name.rsplit("/", 1)[-1])
+        if found is not None:
+            id_to_rel[int(im["id"])] = found
+    per_cat: dict[int, set[str]] = {int(c["id"]): set() for c in data["categories"]}
+    for a in data["annotations"]:
+        img = id_to_rel.get(int(a["image_id"]))
+        if img is not None and not a.get("iscrowd", 0):
+            per_cat.setdefault(int(a["category_id"]), set()).add(img)
+    return sorted(set(id_to_rel.values())), {c: sorted(s) for c, s in per_cat.items()}
+
+
+def _priority_order(
+    candidates: Sequence[str], per_cat: dict[int, list[str]] | None, seed: int
+) -> list[str]:
+    """Every candidate once, in the order images are taken (see the module docstring)."""
+    key = {rel: _order_key(seed, rel) for rel in candidates}
+    seeded = sorted(candidates, key=lambda r: key[r])
+    if not per_cat:
+        return seeded
+    queues = {c: sorted(imgs, key=lambda r: key[r]) for c, imgs in per_cat.items() if imgs}
+    cats = sorted(queues, key=lambda c: (len(queues[c]), c))
+    pos = dict.fromkeys(cats, 0)
+    taken: set[str] = set()
+    order: list[str] = []
+    active = list(cats)
+    while active:
+        still = []
+        for c in active:
+            q = queues[c]
+            while pos[c] < len(q) and q[pos[c]] in taken:
+                pos[c] += 1
+            if pos[c] < len(q):
+                rel = q[pos[c]]
+                taken.add(rel)
+                order.append(rel)
+                pos[c] += 1
+                still.append(c)
+        active = still
+    order.extend(r for r in seeded if r not in taken)
+    return order
+
+
+def is_readable_image(path: Path) -> str | None:
+    """``None`` when OpenCV decodes ``path`` as a colour image, else why not (a short phrase)."""
+    import cv2
+    import numpy as np
+
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as err:
+        return f"cannot open ({err.strerror or err})"
+    if data.size == 0:
+        return "empty file"
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None or img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
+        return "cannot decode"
+    return None
+
+
+def _format_skipped(skipped: list[tuple[str, str]]) -> str:
+    if not skipped:
+        return "0"
+    named = ", ".join(f"{rel} ({why})" for rel, why in skipped[:_MAX_NAMED_SKIPS])
+    more = f", and {len(skipped) - _MAX_NAMED_SKIPS} more" if len(skipped) > _MAX_NAMED_SKIPS else ""
+    return f"{len(skipped)} unreadable: {named}{more}"
+
+
+def make_calib_set(
+    images_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    annotations: str | os.PathLike[str] | None = None,
+    num: int = 512,
+    seed: int = 0,
+    force: bool = False,
+    min_images: int = MIN_IMAGES,
+    progress: bool = False,
+) -> Path:
+    """Choose ``num`` calibration images from ``images_dir`` and write the set file ``out``.
+
+    Stratified over categories when COCO ``annotations`` are given (see the module docstring for
+    the rule). Unreadable images are skipped, counted and named in the header; fewer than
+    ``min(min_images, num)`` readable images raise :class:`~detnet_trt.core.errors.InputError`.
+    """
+    images = Path(images_dir)
+    if not images.is_dir():
+        raise InputError(f"image folder {images} does not exist", "pass the folder holding the images to --images")
+    if num < 1:
+        raise InputError(f"--num must be at least 1, got {num}")
+    out_path = check_writable(out, force)
+    on_disk = _scan_images(images)
+    if not on_disk:
+        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {images}", "check the --images folder")
+    per_cat: dict[int, list[str]] | None = None
+    ann_desc = "none"
+    if annotations is not None:
+        ann = Path(annotations)
+        candidates, per_cat = _load_annotations(ann, images, set(on_disk))
+        if not candidates:
+            raise InputError(
+                f"none of the images listed in {ann} is under {images}",
+                "pass the image folder that matches the annotation file",
+            )
+        ann_desc = f"{ann.name} sha256={sha256_file(ann)}"
+        rule = RULE_STRATIFIED
+    else:
+        candidates = on_disk
+        rule = RULE_UNIFORM
+    order = _priority_order(candidates, per_cat, seed)
+
+    chosen: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    it: Iterable[str] = order
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(order, desc="calib-set: checking images", unit="img", leave=False)
+    for rel in it:
+        if len(chosen) >= num:
+            break
+        why = is_readable_image(images / rel)
+        if why is None:
+            chosen.append(rel)
+        else:
+            skipped.append((rel, why))
+    need = min(min_images, num)
+    if len(chosen) < need:
+        raise InputError(
+            f"only {len(chosen)} readable images in {images} ({_format_skipped(skipped)}); "
+            f"a calibration set needs at least {need}",
+            "add images, or lower --num",
+        )
+    covered = ""
+    if per_cat is not None:
+        chosen_set = set(chosen)
+        have = [c for c, imgs in per_cat.items() if imgs]
+        hit = [c for c in have if chosen_set.intersection(per_cat[c])]
+        covered = f"{len(hit)} of {len(per_cat)} (with images: {len(have)})"
+
+    rels = sorted(chosen)
+    try:
+        root = Path(os.path.relpath(images.resolve(), out_path.resolve().parent)).as_posix()
+    except ValueError:  # another drive on Windows
+        root = images.resolve().as_posix()
+    header: dict[str, Any] = {
+        "format": FORMAT,
+        "source": images.as_posix(),
+        "root": root,
+        "annotations": ann_desc,
+        "rule": rule,
+        "seed": seed,
+        "requested": num,
+        "count": len(rels),
+        "candidates": len(candidates),
+    }
+    if covered:
+        header["categories covered"] = covered
+    header["skipped"] = _format_skipped(skipped)
+    header["sha256"] = list_hash(rels)
+    lines = ["# detnet_trt calibration set (detnet-trt calib-set; rule in calibration/README.md)"]
+    lines += [f"# {k}: {v}" for k, v in header.items()]
+    lines += rels
+    atomic_write_text(out_path, "\n".join(lines) + "\n", force=True)
+    return out_path
+
+
+def read_calib_set(path: str | os.PathLike[str], images_dir: str | os.PathLike[str] | None = None) -> CalibSet:
+    """Read a set file; image paths are resolved against ``images_dir`` if given, else the
+    header's ``root`` (relative to the set file). Refuses a list whose hash does not match."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(
+            f"{p} is a folder, not a calibration set file",
+            f"make one with: detnet-trt calib-set --images {p} -o set.txt",
+        )
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"calibration set {p} not found", "make one with detnet-trt calib-set") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{p} is not a text calibration set file", "make one with detnet-trt calib-set") from None
+    header: dict[str, str] = {}
+    rels: list[str] = []
+    for line in text.splitlines():
+        s = line.strip()
+        if not s:
+            continue
+        if s.startswith("#"):
+            key, sep, value = s[1:].strip().partition(": ")
+            if sep:
+                header[key.strip()] = value.strip()
+        else:
+            rels.append(s)
+    if header.get("format") != FORMAT:
+        raise InputError(
+            f"{p} is not a detnet_trt calibration set (format {header.get('format')!r}, expected {FORMAT!r})",
+            "make one with detnet-trt calib-set",
+        )
+    if not rels:
+        raise InputError(f"calibration set {p} lists no images")
+    digest = list_hash(rels)
+    if header.get("sha256") != digest:
+        raise IncompatibleError(
+            f"calibration set {p} was changed after it was made: its list hashes to {digest[:12]}, "
+            f"the header says {str(header.get('sha256'))[:12]}",
+            "re-make it with detnet-trt calib-set instead of editing it",
+        )
+    if images_dir is not None:
+        root = Path(images_dir)
+    else:
+        root = Path(header.get("root", "."))
+        if not root.is_absolute():
+            root = p.resolve().parent / root
+    return CalibSet([root / r for r in rels], digest, header, p)

@@ -1,0 +1,145 @@
+"""The INT8 accuracy gate: COCO AP of the FP32 and the Q/DQ ONNX through ONNX Runtime, failing when
+the drop exceeds the budget, with the most sensitive layers named (:func:`accuracy_check`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import DetnetError
+from ..core.onnx_meta import meta_of
+from .calibrate import DEFAULT_PERCENTILE, _load, ort_has_cache_api, quantize_onnx, read_quant_provenance
+from .calibset import CalibSet, read_calib_set
+
+AP_BUDGET = 0.3  # AP points (0-100 scale); NVIDIA's and mmdeploy's published INT8 detector losses: 0.2-0.3
+
+
+class AccuracyDropError(DetnetError):
+    """The INT8 model lost more AP than ``--max-ap-drop`` allows."""
+
+    exit_code = 3
+
+
+@dataclass
+class AccuracyReport:
+    """FP32 vs INT8 COCO metrics (0-100) and, over budget, the layers to keep in float."""
+
+    fp32: dict[str, float]
+    int8: dict[str, float]
+    budget: float
+    sensitive: list[Any] = field(default_factory=list)  # sensitivity.LayerError, most harmful first
+    fix_patterns: list[str] = field(default_factory=list)
+    fix_drop: float | None = None  # AP drop measured with fix_patterns kept float (None: none found)
+    fix_tries: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def drop(self) -> float:
+        return self.fp32["AP"] - self.int8["AP"]
+
+    @property
+    def over_budget(self) -> bool:
+        return self.drop > self.budget
+
+    def table(self) -> str:
+        rows = [f"  {'':<6} {'AP':>7} {'AP50':>7} {'AP75':>7}"]
+        for name, m in (("FP32", self.fp32), ("INT8", self.int8)):
+            rows.append(f"  {name:<6} {m['AP']:7.2f} {m['AP50']:7.2f} {m['AP75']:7.2f}")
+        d = {k: self.int8[k] - self.fp32[k] for k in ("AP", "AP50", "AP75")}
+        rows.append(f"  {'delta':<6} {d['AP']:+7.2f} {d['AP50']:+7.2f} {d['AP75']:+7.2f}   (budget: -{self.budget:.2f} AP)")
+        return "\n".join(rows)
+
+    def advice(self) -> str:
+        if not self.over_budget:
+            return f"INT8 is within the {self.budget:.2f} AP budget (drop {self.drop:.2f} AP)."
+        lines = [f"WARNING: INT8 loses {self.drop:.2f} AP, over the {self.budget:.2f} AP budget."]
+        if self.sensitive:
+            from .sensitivity import format_layer_table
+
+            lines += ["Most sensitive layers (relative error power vs FP32 on calibration images):",
+                      format_layer_table(self.sensitive, top=5)]
+        flags = " ".join(f"--keep-float '{p}'" for p in self.fix_patterns)
+        if self.fix_patterns and self.fix_drop is not None and self.fix_drop <= self.budget:
+            lines.append(f"Keeping them in float fixes it (measured drop {self.fix_drop:.2f} AP): re-run with {flags}")
+        elif self.fix_patterns:
+            got = f"{self.fix_drop:.2f}" if self.fix_drop is not None else "?"
+            lines.append(f"Keeping the top layers in float was tried (best drop {got} AP, still over budget): "
+                         f"try {flags} plus more layers from the table, or --method percentile / minmax")
+        return "\n".join(lines)
+
+
+def _ap(model: Path, ann: Path, images: Path, progress: bool, max_images: int | None) -> dict[str, float]:
+    from ..evaluation.coco_eval import evaluate
+
+    return evaluate(model, ann, images, progress=progress, max_images=max_images).metrics
+
+
+def accuracy_check(
+    fp32: str | os.PathLike[str],
+    int8: str | os.PathLike[str],
+    val_data: str | os.PathLike[str],
+    *,
+    calib: str | os.PathLike[str] | CalibSet | None = None,
+    budget: float = AP_BUDGET,
+    max_ap_drop: float | None = None,
+    split: str = "val",
+    progress: bool = True,
+    max_images: int | None = None,
+    calib_cache: str | os.PathLike[str] | None = None,
+    sensitivity_images: int = 4,
+    fix_steps: Sequence[int] = (1, 3, 6),
+) -> AccuracyReport:
+    """Evaluate FP32 and INT8 with ONNX Runtime on the COCO-layout ``val_data`` folder.
+
+    Over ``budget`` AP: rank layers by their own error against FP32 (:mod:`.sensitivity`) on a
+    few calibration images, then re-quantize with the top 1, 3, 6 of them kept in float (reusing
+    the calibration ranges in ``calib_cache``) until the drop is within budget, and report the
+    ``--keep-float`` patterns that did it. With ``max_ap_drop``, a larger drop raises
+    :class:`AccuracyDropError` (after the report is complete).
+    """
+    from ..data.coco import resolve_coco_dir
+
+    fp32_p, int8_p = Path(fp32), Path(int8)
+    ann, images = resolve_coco_dir(val_data, split)
+    report = AccuracyReport(_ap(fp32_p, ann, images, progress, max_images),
+                            _ap(int8_p, ann, images, progress, max_images), budget)
+    if report.over_budget:
+        from .sensitivity import layer_errors, sample_inputs
+
+        prov = read_quant_provenance(int8_p) or {}
+        meta = meta_of(_load(fp32_p))
+        cs = calib if isinstance(calib, CalibSet) else (read_calib_set(calib) if calib is not None else None)
+        if cs is not None and meta is not None:
+            batches = sample_inputs(cs.files, meta, sensitivity_images)
+            report.sensitive = layer_errors(fp32_p, int8_p, batches)
+            base = list(prov.get("keep_float", []))
+            with tempfile.TemporaryDirectory(prefix="detnet_trt_fix_") as tmp:
+                cache = (calib_cache or Path(tmp) / "ranges.json") if ort_has_cache_api() else None
+                for k in fix_steps:
+                    # one pattern per weight: a shared head conv shows once per FPN level
+                    pats = list(dict.fromkeys(le.keep_float_pattern() for le in report.sensitive[:k]))
+                    if not pats or (report.fix_patterns and len(pats) == len(report.fix_patterns)):
+                        break
+                    trial = Path(tmp) / f"fix{k}.onnx"
+                    quantize_onnx(fp32_p, cs, trial, method=prov.get("method", "entropy"), keep_float=base + pats,
+                                  keep_head_float=prov.get("keep_head_float", True), force=True, progress=False,
+                                  calib_cache=cache, percentile=prov.get("percentile") or DEFAULT_PERCENTILE)
+                    drop = report.fp32["AP"] - _ap(trial, ann, images, progress, max_images)["AP"]
+                    report.fix_tries.append({"keep_float": pats, "drop": drop})
+                    if report.fix_drop is None or drop < report.fix_drop:
+                        report.fix_patterns, report.fix_drop = pats, drop
+                    if drop <= budget:
+                        break
+    if max_ap_drop is not None and report.drop > max_ap_drop:
+        err = AccuracyDropError(
+            f"INT8 loses {report.drop:.2f} AP (FP32 {report.fp32['AP']:.2f} -> INT8 {report.int8['AP']:.2f}), "
+            f"more than --max-ap-drop {max_ap_drop:g}",
+            "see the sensitive layers above; keep them in float with --keep-float",
+        )
+        err.report = report  # type: ignore[attr-defined]
+        raise err
+    return report

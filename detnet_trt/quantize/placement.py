@@ -1,0 +1,192 @@
+"""Q/DQ placement: which nodes get quantized. Inputs of convolutions (and of the residual Adds fed
+by them), weights per-channel; the head and any ``--keep-float`` pattern stay float.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from ..core.errors import InputError
+
+_QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")
+
+
+_WEIGHT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _name_nodes(model: Any) -> None:
+    """Give every node a unique, non-empty name (the quantizer's node lists need names)."""
+    seen: set[str] = set()
+    for i, n in enumerate(model.graph.node):
+        if not n.name or n.name in seen:
+            base = n.name or f"{n.op_type}_{i}"
+            name, k = base, 0
+            while name in seen:
+                k += 1
+                name = f"{base}_{k}"
+            n.name = name
+        seen.add(n.name)
+
+
+def feature_nodes(model: Any) -> tuple[set[str], list[str]]:
+    """``(feature extractor node names, head's final convolutions)``.
+
+    A node belongs to the feature extractor when some convolution lies downstream of it (so it
+    feeds the backbone, neck or the head's inner convolutions), or when it is a convolution that
+    itself has a convolution downstream. The head's final convolutions are the convolutions with
+    no convolution downstream; they and everything after them (decode, top-k) are not features.
+    """
+    nodes = list(model.graph.node)
+    consumers: dict[str, list[int]] = {}
+    for i, n in enumerate(nodes):
+        for t in n.input:
+            consumers.setdefault(t, []).append(i)
+    conv_types = {"Conv", "ConvTranspose"}
+    # reverse topological pass (ONNX node lists are topologically sorted)
+    has_conv_below = [False] * len(nodes)
+    for i in range(len(nodes) - 1, -1, -1):
+        below = False
+        for t in nodes[i].output:
+            for j in consumers.get(t, ()):
+                if nodes[j].op_type in conv_types or has_conv_below[j]:
+                    below = True
+                    break
+            if below:
+                break
+        has_conv_below[i] = below
+    features = {n.name for i, n in enumerate(nodes) if has_conv_below[i]}
+    finals = [n.name for i, n in enumerate(nodes) if n.op_type in conv_types and not has_conv_below[i]]
+    return features, finals
+
+
+def _adds_fed_by_conv(model: Any) -> set[str]:
+    producer = {t: n for n in model.graph.node for t in n.output}
+    return {
+        n.name
+        for n in model.graph.node
+        if n.op_type == "Add" and any(producer.get(t) is not None and producer[t].op_type in _WEIGHT_OPS for t in n.input)
+    }
+
+
+def weight_name(node: Any, initializers: set[str]) -> str | None:
+    """The initializer name of a Conv/Gemm/MatMul node's weight (``backbone.layer1.0.conv1.weight``
+    in a dynamo export), which names the layer better than an exporter's node name."""
+    if node.op_type in _WEIGHT_OPS and len(node.input) > 1 and node.input[1] in initializers:
+        return str(node.input[1])
+    return None
+
+
+def weight_labels(model: Any) -> dict[str, str]:
+    """Node name -> weight initializer name, for the nodes that have one (see :func:`weight_name`)."""
+    inits = {i.name for i in model.graph.initializer}
+    return {n.name: w for n in model.graph.node if (w := weight_name(n, inits))}
+
+
+def match_nodes(model: Any, patterns: Sequence[str], weights: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Node names matched by each pattern: a glob over the whole node name or the node's weight
+    name (``re:`` prefix: a regular expression searched in either). A pattern that matches
+    nothing is an error (a typo would otherwise be silently ignored). ``weights``: node name ->
+    weight name from the exported model (pre-processing renames the weights it folds)."""
+    weights = weight_labels(model) if weights is None else weights
+    labels = []
+    for n in model.graph.node:
+        w = weights.get(n.name)
+        labels.append((n.name, [n.name] + ([w] if w else [])))
+    names = [n for n, _ in labels]
+    out: dict[str, list[str]] = {}
+    for pat in patterns:
+        if pat.startswith("re:"):
+            try:
+                rx = re.compile(pat[3:])
+            except re.error as err:
+                raise InputError(f"--keep-float {pat!r}: bad regular expression ({err})") from None
+            hits = [n for n, keys in labels if any(rx.search(k) for k in keys)]
+        else:
+            hits = [n for n, keys in labels if any(fnmatch.fnmatchcase(k, pat) for k in keys)]
+        if not hits:
+            example = ", ".join([repr(n) for n in names if not n.startswith(("Constant", "/Constant"))][:3])
+            raise InputError(
+                f"--keep-float {pat!r} matches no node of the model",
+                f"patterns are globs over node names (e.g. {example}) or weight names; prefix 're:' for a regex",
+            )
+        out[pat] = hits
+    return out
+
+
+def plan_quantization(
+    model: Any, keep_float: Sequence[str] = (), keep_head_float: bool = True, weights: dict[str, str] | None = None
+) -> tuple[list[str], dict[str, Any]]:
+    """``(nodes_to_exclude, description)`` for :func:`onnxruntime.quantization.quantize_static`."""
+    weights = weight_labels(model) if weights is None else weights
+    features, finals = feature_nodes(model)
+    conv_adds = _adds_fed_by_conv(model)
+    matched = match_nodes(model, keep_float, weights)
+    user = {n for hits in matched.values() for n in hits}
+    exclude: list[str] = []
+    quantized: list[str] = []
+    for n in model.graph.node:
+        if n.op_type not in OP_TYPES:
+            continue
+        keep = n.name in user
+        if keep_head_float and n.name not in features:
+            keep = True
+        if n.op_type == "Add" and n.name not in conv_adds:
+            keep = True  # an Add TensorRT cannot fuse into a convolution gains nothing from INT8
+        (exclude if keep else quantized).append(n.name)
+    desc = {
+        "op_types": list(OP_TYPES),
+        "head_final_layers": finals if keep_head_float else [],
+        "head_final_weights": sorted({weights[f] for f in finals if f in weights}) if keep_head_float else [],
+        "keep_head_float": keep_head_float,
+        "keep_float_patterns": list(keep_float),
+        "keep_float_matched": {p: len(h) for p, h in matched.items()},
+        "quantized_nodes": len(quantized),
+        "float_nodes_of_quantizable_types": len(exclude),
+    }
+    return exclude, desc
+
+
+def _unquantize_float_inputs(model: Any, float_nodes: set[str]) -> None:
+    """Feed nodes kept in float the float tensor itself, not a Q/DQ pair made for another consumer
+    of the same tensor (ONNX Runtime quantizes a tensor for all its consumers), and drop the pairs
+    left without a consumer. Removes Q/DQ only; it never places one."""
+    producer = {t: n for n in model.graph.node for t in n.output}
+    for n in model.graph.node:
+        if n.name not in float_nodes:
+            continue
+        for i, t in enumerate(n.input):
+            dq = producer.get(t)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                n.input[i] = q.input[0]
+    while True:
+        used = {t for n in model.graph.node for t in n.input} | {o.name for o in model.graph.output}
+        dead = [n for n in model.graph.node if n.op_type in _QDQ_OPS and not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            model.graph.node.remove(n)
+    used = {t for n in model.graph.node for t in n.input}
+    keep = [i for i in model.graph.initializer if i.name in used or not i.name.endswith(("_scale", "_zero_point"))]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+
+
+def _drop_unused_opsets(model: Any) -> None:
+    """Keep only the opset imports the graph uses (ONNX Runtime's optimiser adds its own
+    domains; a TensorRT parser need not see them)."""
+    used = {n.domain for n in model.graph.node} | {""}
+    keep = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+
+
+def quantizable_nodes(model: Any, keep_float: Sequence[str] = (), keep_head_float: bool = True) -> list[str]:
+    """Names of the nodes :func:`quantize_onnx` would quantize in ``model`` (an exported FP32
+    ONNX, before pre-processing) with these settings, in graph order."""
+    exclude = set(plan_quantization(model, keep_float, keep_head_float)[0])
+    return [n.name for n in model.graph.node if n.op_type in OP_TYPES and n.name not in exclude]

@@ -1,0 +1,285 @@
+"""``TensorRTBackend``: a TensorRT engine behind the common backend interface (pycuda buffers).
+
+Life cycle (see :class:`~detnet_trt.runtime.backends.base.Backend`): the constructor reads the sidecar
+only (no GPU needed); ``open()`` checks the sidecar against the running TensorRT version and GPU,
+deserializes the engine, and allocates page-locked host and device buffers for the largest batch
+once; ``infer()`` copies the batch into the pinned input buffer, then on one stream: async
+host-to-device copy, enqueue (``execute_async_v3`` with tensor addresses on 10/11, bindings and
+``execute_async_v2`` on 8.6: :class:`~.compat.Enqueue`), async device-to-host copies, and one
+synchronisation per batch. Every call makes the backend's CUDA context current and pops it after,
+so a backend opened on one thread can run on another (one call at a time: a lock serialises them).
+``close()`` frees everything. ``cuda_graph=True`` captures the enqueue of each batch size as a
+CUDA graph after its first run and replays it (fixed shapes only).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...core.errors import InputError, ModelFileError
+from ...core.fileio import sha256_bytes
+from ...core.meta import INPUT_NAME
+from ...core.sidecar import check_compatible, read_sidecar
+from ...trt import compat
+from ...trt.cuda import CudaContext, CudaError, CudaGraph, DeviceBuffer, Event, HostBuffer, Stream, check
+from .base import Backend
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+
+class _Tensor:
+    __slots__ = ("name", "is_input", "dtype", "host", "device")
+
+    def __init__(self, name: str, is_input: bool, dtype: np.dtype[Any]) -> None:
+        self.name = name
+        self.is_input = is_input
+        self.dtype = dtype
+        self.host = HostBuffer()
+        self.device = DeviceBuffer()
+
+
+class TensorRTBackend(Backend):
+    """Runs a ``detnet-trt build`` engine (``.engine`` / ``.plan`` with its ``.json`` sidecar)."""
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: int = 0,
+        plugins: tuple[str | os.PathLike[str], ...] | list[str] | None = None,
+        cuda_graph: bool = False,
+        max_batch: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelFileError(f"{self.path}: no such engine file", "build one with `detnet-trt build`")
+        self.info = read_sidecar(self.path)
+        lo, _, hi = self.info.batch_range
+        if max_batch is not None and max_batch > hi:
+            raise InputError(
+                f"max_batch {max_batch} is above the engine's largest batch {hi}",
+                f"rebuild with --batch {lo},{lo},{max_batch}",
+            )
+        super().__init__(self.info.meta, max_batch=max_batch or hi)
+        self.min_batch = lo
+        self.device = device
+        self.plugins = list(plugins) if plugins is not None else list(self.info.build.get("plugins") or [])
+        self.cuda_graph = cuda_graph
+        self.verbose = verbose
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._ctx: CudaContext | None = None
+        self._logger: trt.ILogger | None = None
+        self._plugin_handles: list[Any] = []
+        self._runtime: trt.Runtime | None = None
+        self._engine: trt.ICudaEngine | None = None
+        self._context: trt.IExecutionContext | None = None
+        self._enqueue: compat.Enqueue | None = None
+        self._stream: Stream | None = None
+        self._tensors: list[_Tensor] = []
+        self._graphs: dict[int, CudaGraph] = {}
+        self._batch = 0
+        self._events: list[Event] = []
+        self._timed = False
+        self.trt_version = ""
+        self.gpu_name = ""
+
+    # --- life cycle ------------------------------------------------------------------------
+    def _open(self) -> None:
+        compat.require_tensorrt("the TensorRT backend")
+        import tensorrt as trt
+
+        from ...trt.plugins import load_plugin_libraries
+
+        api = compat.api_of(trt)
+        ctx = self._ctx = CudaContext(self.device)
+        try:
+            with ctx.active():
+                check_compatible(self.info, self.path, tensorrt_version=api.version, gpu_name=ctx.name,
+                                 compute_capability=ctx.compute_capability)
+                data = self.path.read_bytes()
+                if self.info.engine_sha256 and sha256_bytes(data) != self.info.engine_sha256:
+                    raise ModelFileError(f"{self.path}: the engine does not match its sidecar (sha256 differs)",
+                                         "rebuild it, or copy the engine and its .json together")
+                self._plugin_handles = load_plugin_libraries(self.plugins)
+                # TensorRT keeps a pointer to the logger: it must live as long as the runtime.
+                logger = self._logger = trt.Logger(trt.Logger.VERBOSE if self.verbose else trt.Logger.WARNING)
+                compat.init_plugins(logger)
+                self._runtime = create_runtime(logger)
+                dla_core = self.info.build.get("dla_core")
+                if dla_core is not None:  # an engine built for a DLA core runs on that core
+                    self._runtime.DLA_core = int(dla_core)
+                engine = self._engine = self._runtime.deserialize_cuda_engine(data)
+                if engine is None:
+                    raise ModelFileError(f"{self.path}: TensorRT {api.version} could not deserialize the engine",
+                                         "see TensorRT's message above; rebuild it here")
+                context = self._context = check(engine.create_execution_context(), "creating an execution context")
+                self._tensors = _io_tensors(engine)
+                self._check_io()
+                self._stream = Stream()
+                self._allocate(context, self.max_batch or self.info.batch_range[2])
+                self._enqueue = compat.Enqueue(api, engine, context)
+                self._enqueue.bind({t.name: t.device.address for t in self._tensors})
+                self._events = [Event() for _ in range(4)]
+                self.trt_version, self.gpu_name = api.version, ctx.name
+        except BaseException:
+            self._release()
+            raise
+
+    def _check_io(self) -> None:
+        inputs = [t.name for t in self._tensors if t.is_input]
+        outputs = sorted(t.name for t in self._tensors if not t.is_input)
+        if inputs != [INPUT_NAME] or outputs != sorted(self.meta.output_names):
+            raise ModelFileError(
+                f"{self.path}: engine tensors {inputs} -> {outputs} do not match the sidecar "
+                f"({INPUT_NAME!r} -> {list(self.meta.output_names)})", "rebuild the engine"
+            )
+
+    def _allocate(self, context: trt.IExecutionContext, batch: int) -> None:
+        """Size every buffer for ``batch`` images, once (buffers only grow)."""
+        self._set_batch(context, batch)
+        for t in self._tensors:
+            shape = _dims(context.get_tensor_shape(t.name))
+            nbytes = int(np.prod(shape, dtype=np.int64)) * t.dtype.itemsize
+            t.host.ensure(nbytes)
+            t.device.ensure(nbytes)
+
+    def _set_batch(self, context: trt.IExecutionContext, n: int) -> None:
+        if n != self._batch:
+            shape = self.meta.input_shape(n)
+            if not context.set_input_shape(INPUT_NAME, shape):
+                raise InputError(f"the engine refused input shape {shape}",
+                                 f"its batch range is {self.info.batch_range}")
+            self._batch = n
+            self._free_graphs()
+
+    def _close(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        ctx = self._ctx
+        if ctx is not None:
+            try:
+                with ctx.active():
+                    self._free_graphs()
+                    for t in self._tensors:
+                        t.device.free()
+                        t.host.free()
+                    # TensorRT objects go while the context is current, in reverse order of creation.
+                    self._enqueue = None
+                    self._context = None
+                    self._engine = None
+                    self._runtime = None
+                    self._logger = None
+                    self._events = []
+                    if self._stream is not None:
+                        self._stream.free()
+            finally:
+                ctx.close()
+        self._reset()
+
+    def _free_graphs(self) -> None:
+        for g in self._graphs.values():
+            g.free()
+        self._graphs.clear()
+
+    # --- inference -------------------------------------------------------------------------
+    def validate(self, images: np.ndarray) -> None:
+        super().validate(images)
+        if images.shape[0] < self.min_batch:
+            raise InputError(
+                f"input {INPUT_NAME!r} has batch {images.shape[0]}, this engine needs at least {self.min_batch}",
+                "pad the batch, or rebuild with --batch 1,...",
+            )
+
+    def _infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        ctx, context, stream, enqueue = self._ctx, self._context, self._stream, self._enqueue
+        if ctx is None or context is None or stream is None or enqueue is None:
+            raise CudaError("the TensorRT backend is not open")
+        n = int(images.shape[0])
+        with self._lock, ctx.active():
+            self._set_batch(context, n)
+            ev = self._events
+            ev[0].record(stream)
+            views: dict[str, np.ndarray] = {}
+            for t in self._tensors:
+                if t.is_input:
+                    host = t.host.view(images.shape, t.dtype)
+                    np.copyto(host, images)
+                    t.device.copy_from(host, stream)
+            ev[1].record(stream)
+            graph = self._graphs.get(n)
+            if graph is not None:
+                graph.launch(stream)
+            else:
+                check(enqueue(stream.handle), "TensorRT enqueue")
+            ev[2].record(stream)
+            for t in self._tensors:
+                if not t.is_input:
+                    host = t.host.view(_dims(context.get_tensor_shape(t.name)), t.dtype)
+                    t.device.copy_to(host, stream)
+                    views[t.name] = host
+            ev[3].record(stream)
+            stream.synchronize()
+            self._timed = True
+            result = {name: np.array(v, copy=True) for name, v in views.items()}
+            if self.cuda_graph and graph is None:
+                self._graphs[n] = CudaGraph(stream, lambda: enqueue(stream.handle))
+        return result
+
+    def gpu_timings(self) -> dict[str, float] | None:
+        """GPU-side split of the last ``infer()`` in ms (CUDA events): h2d, compute, d2h."""
+        if not self._timed or self._ctx is None or len(self._events) < 4:
+            return None
+        with self._lock, self._ctx.active():
+            e = self._events
+            return {"h2d": e[1].ms_since(e[0]), "compute": e[2].ms_since(e[1]), "d2h": e[3].ms_since(e[2])}
+
+    def describe(self) -> dict[str, str]:
+        d = super().describe()
+        d.update({
+            "engine": self.path.name,
+            "tensorrt": self.trt_version or self.info.tensorrt_version,
+            "device": self.gpu_name or self.info.gpu_name,
+            "cuda_graph": str(self.cuda_graph),
+        })
+        return d
+
+
+def create_runtime(logger: trt.ILogger) -> trt.Runtime:
+    """``trt.Runtime``; :class:`~.compat.GpuUnavailableError` when TensorRT cannot use a GPU."""
+    import tensorrt as trt
+
+    try:
+        return trt.Runtime(logger)
+    except (TypeError, RuntimeError) as err:
+        raise compat.GpuUnavailableError(
+            f"TensorRT {trt.__version__} could not create a Runtime: no usable CUDA GPU ({err})",
+            "check the driver and device (nvidia-smi, or tegrastats on a Jetson)",
+        ) from None
+
+
+def _dims(dims: trt.Dims) -> tuple[int, ...]:
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
+def _io_tensors(engine: trt.ICudaEngine) -> list[_Tensor]:
+    import tensorrt as trt
+
+    tensors = []
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+        tensors.append(_Tensor(name, is_input, np.dtype(trt.nptype(engine.get_tensor_dtype(name)))))
+    return tensors

@@ -1,0 +1,2 @@
+"""Scaling out: NVIDIA Triton Inference Server (:mod:`.triton`).
+"""

@@ -1,0 +1,262 @@
+"""The one place where TensorRT 8.6, 10.x and 11.x differ.
+
+Everything else in :mod:`detnet_trt.build`, :mod:`detnet_trt.trt` and the TensorRT backend uses names that exist, with the same meaning, in all
+four versions the project checks against (8.6.1, 10.3.0, 10.16.1.11, 11.4.0.106: see
+``tools/trt_api.py``). The names that exist only in some versions are reached here, through
+``getattr`` on names listed in :data:`VERSION_SPECIFIC_NAMES`; the tests check those names against
+the real bindings of every version, and mypy checks the rest of the layer against each version's
+stubs.
+
+The decisions, by major version:
+
+============================  ===============  ===============  ======================
+what                          8.6              10.x             11.x
+============================  ===============  ===============  ======================
+network creation flags        EXPLICIT_BATCH   none, or         STRONGLY_TYPED
+                                               STRONGLY_TYPED   (the only kind)
+                                               for typed ONNX
+FP16                          BuilderFlag.FP16 BuilderFlag.FP16 FP16-typed ONNX
+INT8 (Q/DQ ONNX)              BuilderFlag.INT8 BuilderFlag.INT8 Q/DQ types decide
+fast FP16/INT8 check          builder          builder          compute capability
+enqueue                       bindings +       tensor addresses tensor addresses +
+                              execute_async_v2 + execute_async  execute_async_v3
+                                               _v3
+build progress                none (a line)    IProgressMonitor IProgressMonitor
+============================  ===============  ===============  ======================
+
+INT8 is always explicit quantization (a Q/DQ ONNX); the implicit-quantization calibrators of 8.6
+and 10.x are not used, so one INT8 path serves every version.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from ..core.errors import DetnetError, MissingDependencyError
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+#: How to get TensorRT, in the one line the user sees when it is missing.
+INSTALL_HINT = (
+    "on a Jetson, JetPack ships it (python3-libnvinfer; use a venv with --system-site-packages); "
+    "on x86: pip install 'detnet-trt[tensorrt]'"
+)
+
+#: Names that exist only in some versions; ``tests/test_engine_compat.py`` checks each one
+#: against the real bindings of every version (present where used, absent where not).
+VERSION_SPECIFIC_NAMES: dict[str, tuple[int, ...]] = {
+    # name -> majors in which it is used here
+    "NetworkDefinitionCreationFlag.EXPLICIT_BATCH": (8,),
+    "NetworkDefinitionCreationFlag.STRONGLY_TYPED": (10, 11),
+    "BuilderFlag.FP16": (8, 10),
+    "BuilderFlag.INT8": (8, 10),
+    "Builder.platform_has_fast_fp16": (8, 10),
+    "Builder.platform_has_fast_int8": (8, 10),
+    "IExecutionContext.execute_async_v2": (8,),
+    "ICudaEngine.get_binding_index": (8,),
+    "IProgressMonitor": (10, 11),
+    "IBuilderConfig.progress_monitor": (10, 11),
+}
+
+_MIN_MAJOR, _MAX_MAJOR = 8, 11
+
+
+class TensorRTMissingError(MissingDependencyError):
+    """TensorRT's Python package is not importable here."""
+
+
+class GpuUnavailableError(MissingDependencyError):
+    """TensorRT is installed but cannot use a GPU (no device, no driver, wrong CUDA): as missing as
+    TensorRT itself for whoever catches :class:`MissingDependencyError` (the demo)."""
+
+
+class UnsupportedPrecisionError(DetnetError):
+    """The GPU (or DLA, or TensorRT version) cannot build the requested precision."""
+
+
+def have_tensorrt() -> bool:
+    """Whether ``import tensorrt`` would find a package (does not import it)."""
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def require_tensorrt(what: str = "this step") -> None:
+    """Raise :class:`TensorRTMissingError` (one line: what, and how to get it) if TensorRT is absent."""
+    if not have_tensorrt():
+        raise TensorRTMissingError(f"TensorRT is not installed, {what} needs it", INSTALL_HINT)
+    try:
+        importlib.import_module("tensorrt")
+    except (ImportError, OSError) as err:  # e.g. the bindings without their libnvinfer
+        raise TensorRTMissingError(f"TensorRT is installed but does not load ({err}), {what} needs it",
+                                   INSTALL_HINT) from None
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """``"10.3.0"`` / ``"8.6.1.6"`` / ``"11.4.0.106"`` -> ``(major, minor, patch)``."""
+    m = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
+    if m is None:
+        raise ValueError(f"not a TensorRT version: {text!r}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+@dataclass(frozen=True)
+class TrtApi:
+    """The choices for one TensorRT version; pure data, testable without TensorRT."""
+
+    version: str
+
+    @property
+    def major(self) -> int:
+        return parse_version(self.version)[0]
+
+    @property
+    def strongly_typed_only(self) -> bool:
+        """11.x: every network is strongly typed; no FP16/INT8 builder flags, no calibrators."""
+        return self.major >= 11
+
+    @property
+    def fp16_mode(self) -> str:
+        """``"builder-flag"`` (8.6 / 10.x: FP32 ONNX + BuilderFlag.FP16) or ``"typed-onnx"`` (11.x)."""
+        return "typed-onnx" if self.strongly_typed_only else "builder-flag"
+
+    @property
+    def enqueue_mode(self) -> str:
+        """``"bindings"`` (8.6: execute_async_v2) or ``"tensor-addresses"`` (10 / 11: execute_async_v3)."""
+        return "bindings" if self.major < 10 else "tensor-addresses"
+
+    @property
+    def has_progress_monitor(self) -> bool:
+        return self.major >= 10
+
+    def check_supported(self) -> None:
+        if not _MIN_MAJOR <= self.major <= _MAX_MAJOR:
+            raise DetnetError(
+                f"TensorRT {self.version} is not supported (supported: 8.6, 10.x, 11.x)",
+                "install one of these versions",
+            )
+
+    def network_flag_names(self, strongly_typed: bool) -> tuple[str, ...]:
+        """``NetworkDefinitionCreationFlag`` members for a network parsed from ONNX."""
+        if self.major < 10:
+            return ("EXPLICIT_BATCH",)
+        if strongly_typed or self.strongly_typed_only:
+            return ("STRONGLY_TYPED",)
+        return ()  # 10.x: explicit batch is the default and the flag is deprecated
+
+    def builder_flag_names(self, precision: str) -> tuple[str, ...]:
+        """``BuilderFlag`` members that enable ``precision`` (none on 11: the ONNX types decide)."""
+        if self.strongly_typed_only or precision == "fp32":
+            return ()
+        if precision == "fp16":
+            return ("FP16",)
+        if precision == "int8":
+            return ("INT8",)  # Q/DQ layers in INT8, the rest FP32: the same result as on 11.x
+        raise ValueError(f"unknown precision {precision!r}")
+
+    def needs_typed_fp16_onnx(self, precision: str) -> bool:
+        return precision == "fp16" and self.fp16_mode == "typed-onnx"
+
+
+# --- the few calls whose names differ ------------------------------------------------------
+def api_of(trt_module: Any) -> TrtApi:
+    api = TrtApi(str(trt_module.__version__))
+    api.check_supported()
+    return api
+
+
+def network_flags(api: TrtApi, strongly_typed: bool) -> int:
+    import tensorrt as trt
+
+    flags = 0
+    for name in api.network_flag_names(strongly_typed):
+        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    return flags
+
+
+def set_precision_flags(api: TrtApi, config: trt.IBuilderConfig, precision: str) -> list[str]:
+    """Set the builder flags for ``precision``; returns their names (recorded in the sidecar)."""
+    import tensorrt as trt
+
+    names = list(api.builder_flag_names(precision))
+    for name in names:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    return names
+
+
+# Compute capabilities with fast FP16 / INT8 tensor math (what TensorRT's own platform checks
+# report: FP16 on 5.3, 6.0, 6.2 and >= 7.0; INT8 (DP4A) from 6.1). Used where the builder has no
+# ``platform_has_fast_*`` (11.x), and as a second check elsewhere.
+def cc_supports(precision: str, cc: tuple[int, int]) -> bool:
+    if precision == "fp32":
+        return True
+    if precision == "fp16":
+        return cc in ((5, 3), (6, 0), (6, 2)) or cc >= (7, 0)
+    if precision == "int8":
+        return cc >= (6, 1)
+    raise ValueError(f"unknown precision {precision!r}")
+
+
+def platform_supports(api: TrtApi, builder: trt.Builder, precision: str, cc: tuple[int, int]) -> bool:
+    """Whether this GPU runs ``precision`` natively (a slow emulation counts as not supported)."""
+    if not cc_supports(precision, cc):
+        return False
+    if api.strongly_typed_only or precision == "fp32":
+        return True
+    attr = {"fp16": "platform_has_fast_fp16", "int8": "platform_has_fast_int8"}[precision]
+    return bool(getattr(builder, attr))
+
+
+def progress_monitor_base() -> Any:
+    """``trt.IProgressMonitor`` where it exists (10.x, 11.x), else ``None`` (8.6)."""
+    import tensorrt as trt
+
+    return getattr(trt, "IProgressMonitor", None)
+
+
+def attach_progress_monitor(config: trt.IBuilderConfig, monitor: Any) -> None:
+    # 10.x / 11.x only (callers check ``has_progress_monitor``); absent from 8.6's IBuilderConfig.
+    setattr(config, "progress_monitor", monitor)
+
+
+def init_plugins(logger: trt.ILogger) -> bool:
+    """Register TensorRT's bundled plugins (EfficientNMS_TRT, ...) with the global registry."""
+    import tensorrt as trt
+
+    # The bindings take the logger as an opaque pointer (typed as a capsule in the stubs).
+    return bool(trt.init_libnvinfer_plugins(cast(Any, logger), ""))
+
+
+class Enqueue:
+    """Binds buffer addresses once and enqueues the engine on a stream, in the version's way."""
+
+    def __init__(self, api: TrtApi, engine: trt.ICudaEngine, context: trt.IExecutionContext) -> None:
+        self.api = api
+        self._engine = engine
+        self._context = context
+        self._bindings: list[int] = []
+
+    def bind(self, addresses: dict[str, int]) -> None:
+        """Set the device address of every I/O tensor (call again only when a buffer moves)."""
+        if self.api.enqueue_mode == "bindings":
+            get_index = getattr(self._engine, "get_binding_index")
+            bindings = [0] * len(addresses)
+            for name, address in addresses.items():
+                index = int(get_index(name))
+                if not 0 <= index < len(bindings):
+                    raise DetnetError(f"engine has no binding named {name!r}")
+                bindings[index] = int(address)
+            self._bindings = bindings
+            return
+        for name, address in addresses.items():
+            if not self._context.set_tensor_address(name, int(address)):
+                raise DetnetError(f"TensorRT refused the device address of tensor {name!r}")
+
+    def __call__(self, stream_handle: int) -> bool:
+        if self.api.enqueue_mode == "bindings":
+            execute_v2 = getattr(self._context, "execute_async_v2")
+            return bool(execute_v2(bindings=self._bindings, stream_handle=stream_handle))
+        return bool(self._context.execute_async_v3(stream_handle))

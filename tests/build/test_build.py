@@ -1,0 +1,173 @@
+"""The build chain up to TensorRT, on CPU: options, the INT8/calibration rules, and what
+``detnet-trt build`` does without TensorRT (export and quantize for real, keep the ONNX, one
+line, exit 2). The TensorRT steps themselves are covered by the real-bindings tests in
+``test_engine_compat.py`` (no GPU) and the ``gpu`` tests in ``test_engine_gpu.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from detnet_trt.cli import main
+from detnet_trt.trt import compat
+from detnet_trt.build.options import BuildOptions, parse_batch
+from detnet_trt.build.chain import build_engine, current_tag
+from detnet_trt.build.builder import default_timing_cache
+from detnet_trt.core.errors import InputError, OutputExistsError
+
+no_tensorrt = pytest.mark.skipif(compat.have_tensorrt(), reason="TensorRT is installed: these test its absence")
+
+
+@pytest.fixture(scope="module")
+def calib_set(tmp_path_factory) -> Path:
+    from detnet_trt.quantize.calibset import make_calib_set
+
+    d = tmp_path_factory.mktemp("calib")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        small = rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)
+        cv2.imwrite(str(d / f"{i}.png"), cv2.resize(small, (96 + 8 * i, 80), interpolation=cv2.INTER_CUBIC))
+    return make_calib_set(d, d / "set.txt", num=6, min_images=1)
+
+
+@pytest.fixture(scope="module")
+def qdq_onnx(tiny_onnx, calib_set, tmp_path_factory) -> Path:
+    from detnet_trt.quantize.calibrate import quantize_onnx
+
+    return quantize_onnx(tiny_onnx, calib_set, tmp_path_factory.mktemp("qdq") / "tiny.int8.onnx", progress=False)
+
+
+# --- options -------------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "want"), [("1,4,8", (1, 4, 8)), ("8", (8, 8, 8)), (" 2, 2 ,4", (2, 2, 4))])
+def test_parse_batch(text, want) -> None:
+    assert parse_batch(text) == want
+
+
+@pytest.mark.parametrize("text", ["1,4", "a,b,c", "1,2,3,4"])
+def test_parse_batch_rejects(text) -> None:
+    with pytest.raises(InputError, match="--batch"):
+        parse_batch(text)
+
+
+@pytest.mark.parametrize(
+    ("opts", "match"),
+    [
+        ({"batch": (4, 2, 8)}, r"1 <= min <= opt <= max"),
+        ({"batch": (0, 1, 1)}, r"1 <= min"),
+        ({"precision": "fp32", "dla_core": 0}, "the DLA has no FP32 mode"),
+        ({"precision": "bf16"}, "unknown precision"),
+        ({"workspace_mib": 1}, "too small"),
+        ({"nms": "onnx"}, "--nms"),
+    ],
+)
+def test_invalid_options(opts, match) -> None:
+    with pytest.raises(InputError, match=match):
+        BuildOptions(**opts).validate()
+
+
+def test_default_timing_cache_is_per_version_and_gpu(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    a = default_timing_cache("10.3.0", "Orin (nvgpu)", (8, 7))
+    assert a == tmp_path / "detnet-trt" / "timing" / "trt-10.3.0-orin-nvgpu-sm87.cache"
+    assert default_timing_cache("10.3.0", "NVIDIA H100 80GB HBM3", (9, 0)) != a
+    assert default_timing_cache("11.4.0.106", "Orin (nvgpu)", (8, 7)) != a
+
+
+def test_current_tag() -> None:
+    assert current_tag(Path("m.int8.onnx")) == "int8."
+    assert current_tag(Path("m.fp16.onnx")) == "fp16."
+    assert current_tag(Path("m.onnx")) == ""
+
+
+# --- the INT8 rules ------------------------------------------------------------------------
+def test_int8_from_checkpoint_needs_calib(tiny_checkpoint, tmp_path) -> None:
+    with pytest.raises(InputError, match=r"--int8 from a checkpoint \(detnet_tiny.pt\) needs --calib"):
+        build_engine(tiny_checkpoint, tmp_path / "m.engine", precision="int8", progress=False)
+    assert list(tmp_path.iterdir()) == []  # failed before exporting anything
+
+
+def test_int8_from_fp32_onnx_needs_calib(tiny_onnx, tmp_path) -> None:
+    with pytest.raises(InputError, match=r"--int8 from an FP32 ONNX .* needs --calib SET"):
+        build_engine(tiny_onnx, tmp_path / "m.engine", precision="int8", progress=False)
+
+
+def test_qdq_onnx_is_int8_only(qdq_onnx, tmp_path) -> None:
+    with pytest.raises(InputError, match="quantized .*build it with --int8"):
+        build_engine(qdq_onnx, tmp_path / "m.engine", precision="fp16", progress=False)
+
+
+def test_engine_output_must_not_be_onnx(tiny_onnx, tmp_path) -> None:
+    with pytest.raises(InputError, match="must not end in .onnx"):
+        build_engine(tiny_onnx, tmp_path / "m.onnx", precision="fp16", progress=False)
+
+
+def test_existing_engine_needs_force(tiny_onnx, tmp_path) -> None:
+    (tmp_path / "m.engine").write_bytes(b"old")
+    with pytest.raises(OutputExistsError, match="--force"):
+        build_engine(tiny_onnx, tmp_path / "m.engine", precision="fp16", progress=False)
+    assert (tmp_path / "m.engine").read_bytes() == b"old"
+
+
+# --- without TensorRT: the ONNX steps run, then one line and exit 2 ------------------------
+def _last_line(capsys) -> tuple[str, str]:
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    return lines[-1], err
+
+
+@no_tensorrt
+def test_build_int8_without_tensorrt_keeps_the_qdq_onnx(tiny_onnx, calib_set, tmp_path, capsys) -> None:
+    from detnet_trt.quantize.calibrate import is_qdq_onnx
+
+    out = tmp_path / "m.engine"
+    code = main(["build", str(tiny_onnx), "--int8", "--calib", str(calib_set), "-o", str(out), "--no-progress"])
+    assert code == 2
+    last, err = _last_line(capsys)
+    assert last.startswith("detnet-trt build: error: TensorRT is not installed; kept ")
+    assert "m.int8.onnx (Q/DQ INT8)" in last and "detnet-trt[tensorrt]" in last and "JetPack" in last
+    assert "Traceback" not in err
+    assert is_qdq_onnx(tmp_path / "m.int8.onnx")
+    assert not out.exists()
+
+
+@no_tensorrt
+def test_build_from_qdq_onnx_without_tensorrt_needs_no_calib(qdq_onnx, tmp_path, capsys) -> None:
+    code = main(["build", str(qdq_onnx), "--int8", "-o", str(tmp_path / "m.engine"), "--no-progress"])
+    assert code == 2
+    last, _ = _last_line(capsys)
+    assert f"kept {qdq_onnx} (Q/DQ INT8)" in last
+    assert list(tmp_path.iterdir()) == []  # nothing to derive from an already quantized ONNX
+
+
+@no_tensorrt
+def test_qdq_onnx_from_another_calibration_set_is_refused(qdq_onnx, tmp_path) -> None:
+    from detnet_trt.core.errors import IncompatibleError
+
+    other = tmp_path / "other.txt"
+    d = tmp_path / "imgs"
+    d.mkdir()
+    cv2.imwrite(str(d / "x.png"), np.full((64, 64, 3), 7, np.uint8))
+    from detnet_trt.quantize.calibset import make_calib_set
+
+    make_calib_set(d, other, num=1, min_images=1)
+    with pytest.raises(IncompatibleError):
+        build_engine(qdq_onnx, tmp_path / "m.engine", precision="int8", calib=other, progress=False)
+
+
+@no_tensorrt
+def test_build_from_checkpoint_without_tensorrt_exports_first(tiny_checkpoint, tmp_path, capsys) -> None:
+    from detnet_trt.core.onnx_meta import read_onnx_meta
+
+    code = main(["build", str(tiny_checkpoint), "--fp16", "--nms", "efficient", "--max-det", "50",
+                 "-o", str(tmp_path / "m.engine")])
+    assert code == 2
+    last, err = _last_line(capsys)
+    assert "[1] export detnet_tiny.pt -> ONNX" in err  # progress lines, one per step
+    assert "[2] add EfficientNMS_TRT" in err
+    assert "TensorRT is not installed; kept " in last and "m.nms.onnx" in last
+    assert (tmp_path / "m.onnx").is_file()
+    meta = read_onnx_meta(tmp_path / "m.nms.onnx")
+    assert meta.nms == "efficient" and meta.max_det == 50

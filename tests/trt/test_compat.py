@@ -1,0 +1,220 @@
+"""The compatibility module: its choices per TensorRT version, checked as data and against the
+real Python bindings of 8.6.1, 10.3.0, 10.16.1.11 and 11.4.0.106.
+
+The bindings come from ``tools/trt_api.py``, cached by ``make trt-bindings`` (part of
+``make test``) under ``.cache/trt-api/<version>/runtime``: the real ``tensorrt`` module of that
+version over stand-in native libraries, where creating a Builder or Runtime fails as it does on a
+machine without a usable GPU. Each version runs in its own interpreter (one ``tensorrt`` per
+process). Nothing here builds or runs an engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from detnet_trt.trt import compat
+from detnet_trt.trt.compat import TrtApi
+
+ROOT = Path(__file__).resolve().parents[2]
+BINDINGS = ROOT / ".cache" / "trt-api"
+VERSIONS = ("8.6.1", "10.3.0", "10.16.1.11", "11.4.0.106")
+
+
+# --- choices as data -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("version", "major", "fp16", "enqueue", "net_flags", "fp16_flags", "int8_flags"),
+    [
+        ("8.6.1", 8, "builder-flag", "bindings", ("EXPLICIT_BATCH",), ("FP16",), ("INT8",)),
+        ("8.6.2.3", 8, "builder-flag", "bindings", ("EXPLICIT_BATCH",), ("FP16",), ("INT8",)),
+        ("10.3.0", 10, "builder-flag", "tensor-addresses", (), ("FP16",), ("INT8",)),
+        ("10.16.1.11", 10, "builder-flag", "tensor-addresses", (), ("FP16",), ("INT8",)),
+        ("11.4.0.106", 11, "typed-onnx", "tensor-addresses", ("STRONGLY_TYPED",), (), ()),
+    ],
+)
+def test_choices_per_version(version, major, fp16, enqueue, net_flags, fp16_flags, int8_flags) -> None:
+    api = TrtApi(version)
+    api.check_supported()
+    assert api.major == major
+    assert api.fp16_mode == fp16
+    assert api.enqueue_mode == enqueue
+    assert api.network_flag_names(strongly_typed=False) == net_flags
+    assert api.builder_flag_names("fp16") == fp16_flags
+    assert api.builder_flag_names("int8") == int8_flags
+    assert api.builder_flag_names("fp32") == ()
+    assert api.needs_typed_fp16_onnx("fp16") is (major >= 11)
+    assert api.needs_typed_fp16_onnx("int8") is False
+    assert api.has_progress_monitor is (major >= 10)
+
+
+def test_strongly_typed_network_on_10() -> None:
+    assert TrtApi("10.3.0").network_flag_names(strongly_typed=True) == ("STRONGLY_TYPED",)
+
+
+@pytest.mark.parametrize("version", ["7.2.3", "12.0.0"])
+def test_unsupported_version_is_an_error(version) -> None:
+    with pytest.raises(compat.DetnetError, match="not supported"):
+        TrtApi(version).check_supported()
+
+
+@pytest.mark.parametrize(
+    ("text", "want"), [("8.6.1", (8, 6, 1)), ("10.3.0", (10, 3, 0)), ("11.4.0.106", (11, 4, 0)), ("10.0", (10, 0, 0))]
+)
+def test_parse_version(text, want) -> None:
+    assert compat.parse_version(text) == want
+
+
+def test_parse_version_rejects_garbage() -> None:
+    with pytest.raises(ValueError, match="not a TensorRT version"):
+        compat.parse_version("tensorrt")
+
+
+@pytest.mark.parametrize(
+    ("precision", "cc", "ok"),
+    [
+        ("fp16", (8, 7), True),  # Jetson Orin
+        ("fp16", (7, 2), True),  # Jetson Xavier
+        ("fp16", (6, 1), False),  # Pascal consumer cards: slow FP16
+        ("fp16", (5, 3), True),  # Jetson Nano
+        ("int8", (6, 1), True),
+        ("int8", (5, 3), False),  # no DP4A on the Nano
+        ("int8", (9, 0), True),
+        ("fp32", (5, 0), True),
+    ],
+)
+def test_cc_supports(precision, cc, ok) -> None:
+    assert compat.cc_supports(precision, cc) is ok
+
+
+def test_require_tensorrt_names_the_fix(monkeypatch) -> None:
+    monkeypatch.setattr(compat, "have_tensorrt", lambda: False)
+    with pytest.raises(compat.TensorRTMissingError, match=r"TensorRT is not installed.*detnet-trt\[tensorrt\]"):
+        compat.require_tensorrt("building")
+
+
+# --- against the real bindings of each version ---------------------------------------------
+_PROBE = r"""
+import json, sys
+import tensorrt as trt
+from detnet_trt.trt import compat
+from detnet_trt.build.builder import create_builder
+from detnet_trt.runtime.backends.tensorrt import create_runtime
+
+api = compat.api_of(trt)
+out = {"version": trt.__version__, "major": api.major}
+
+def has(dotted):
+    obj = trt
+    for part in dotted.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return True
+
+# every version-specific name: present exactly in the majors that use it (IBuilderConfig
+# properties are checked on the class: a property is a class attribute in pybind11)
+out["names"] = {name: has(name) for name in compat.VERSION_SPECIFIC_NAMES}
+out["network_flags"] = [int(getattr(trt.NetworkDefinitionCreationFlag, n)) for n in api.network_flag_names(False)]
+out["fp16_flags"] = [str(getattr(trt.BuilderFlag, n)) for n in api.builder_flag_names("fp16")]
+out["int8_flags"] = [str(getattr(trt.BuilderFlag, n)) for n in api.builder_flag_names("int8")]
+out["network_flags_value"] = compat.network_flags(api, strongly_typed=api.strongly_typed_only)
+out["monitor_base"] = compat.progress_monitor_base() is not None
+out["calibrators"] = hasattr(trt, "IInt8EntropyCalibrator2")
+logger = trt.Logger(trt.Logger.WARNING)
+for what, fn in (("builder", create_builder), ("runtime", create_runtime)):
+    try:
+        fn(logger)
+        out[what] = "created"
+    except compat.GpuUnavailableError as err:
+        out[what] = str(err)
+print("PROBE" + json.dumps(out))
+"""
+
+
+def _bindings(version: str) -> Path:
+    path = BINDINGS / version / "runtime"
+    if not (path / "tensorrt").is_dir():
+        pytest.skip(f"TensorRT {version} bindings not cached: run `make trt-bindings`")
+    return path
+
+
+def _run(version: str, args: list[str], timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(_bindings(version)), str(ROOT)]))
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module", params=VERSIONS)
+def probe(request) -> dict:
+    res = _run(request.param, ["-c", _PROBE])
+    assert res.returncode == 0, res.stderr[-2000:]
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("PROBE"))
+    return json.loads(line[len("PROBE"):])
+
+
+def test_version_detection(probe) -> None:
+    assert probe["version"].startswith(("8.6.1", "10.3.0", "10.16.1", "11.4.0"))
+    assert probe["major"] == int(probe["version"].split(".")[0])
+
+
+def test_version_specific_names_exist_where_used(probe) -> None:
+    major = probe["major"]
+    for name, majors in compat.VERSION_SPECIFIC_NAMES.items():
+        if major in majors:
+            assert probe["names"][name], f"{name} missing in TensorRT {probe['version']}"
+    if major >= 11:  # strongly typed only: what 8.6/10 need is gone
+        assert not probe["names"]["BuilderFlag.FP16"]
+        assert not probe["names"]["BuilderFlag.INT8"]
+        assert not probe["calibrators"]
+    if major >= 10:
+        assert not probe["names"]["IExecutionContext.execute_async_v2"]
+    if major < 10:
+        assert not probe["names"]["IProgressMonitor"]
+
+
+def test_flags_resolve_to_real_members(probe) -> None:
+    major = probe["major"]
+    assert probe["fp16_flags"] == ([] if major >= 11 else ["BuilderFlag.FP16"])
+    assert probe["int8_flags"] == ([] if major >= 11 else ["BuilderFlag.INT8"])
+    want = {8: 1, 10: 0}.get(major)  # 8.6: 1 << EXPLICIT_BATCH (0); 10: none
+    if want is not None:
+        assert probe["network_flags_value"] == want
+    else:
+        assert probe["network_flags_value"] == 1 << probe["network_flags"][0]
+    assert probe["monitor_base"] is (major >= 10)
+
+
+def test_no_gpu_is_a_clear_error(probe) -> None:
+    for what in ("builder", "runtime"):
+        msg = probe[what]
+        assert f"TensorRT {probe['version']} could not create a {what.capitalize()}" in msg
+        assert "no usable CUDA GPU" in msg
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_build_cli_without_gpu_exits_2_in_one_line(version, tiny_onnx, tmp_path) -> None:
+    """``detnet-trt build`` with the real bindings but no GPU: the ONNX steps run, then one line."""
+    res = _run(version, ["-m", "detnet_trt", "build", str(tiny_onnx), "--fp16", "--no-progress",
+                         "--no-timing-cache", "-o", str(tmp_path / "m.engine")])
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("detnet-trt build: error: TensorRT ") and "could not create a Builder" in lines[-1]
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "m.engine").exists()
+    # TensorRT 11 has no FP16 flag: the FP16-typed ONNX was made before the builder was needed
+    assert (tmp_path / "m.fp16.onnx").exists() is version.startswith("11.")
+
+
+def test_engine_modules_do_not_import_tensorrt(tmp_path) -> None:
+    """Importing the package, the engine modules and the CLI leaves tensorrt and pycuda unimported."""
+    code = ("import sys, detnet_trt, detnet_trt.build.chain, detnet_trt.build.builder, detnet_trt.runtime.backends.tensorrt, "
+            "detnet_trt.export.efficient_nms, detnet_trt.trt.plugins, detnet_trt.trt.cuda, "
+            "detnet_trt.cli; detnet_trt.cli.build_parser(); "
+            "print(sorted(m for m in ('tensorrt', 'pycuda') if m in sys.modules))")
+    res = _run("10.3.0", ["-c", code])
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1] == "[]"
