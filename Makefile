@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH ?= torch==2.13.0
 
-.PHONY: test demo setup clean
+.PHONY: test demo setup clean lint
 
 setup: $(STAMP)
 
@@ -17,8 +17,12 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(MAKE) --no-print-directory typecheck-trt trt-bindings
+	$(MAKE) --no-print-directory lint typecheck trt-bindings
 	$(BIN)/python -m pytest -q tests
+
+# ruff (config: ruff.toml) over everything Python in the repository.
+lint: $(STAMP)
+	$(BIN)/ruff check --no-cache .
 
 # The main job on the shipped model, offline on CPU (a few minutes): export, INT8, AP table, annotated
 # pictures and video, latency plot, TensorRT build attempt. Everything lands in $(DEMO_OUT)/.
@@ -34,16 +38,17 @@ clean:
 # bindings) and $(TRT_CACHE)/<version>/runtime (the real bindings over stand-in native libraries,
 # importable with PYTHONPATH=...; used by tests/test_engine_compat.py). Built once (~20 s in all, PyPI
 # needed), then again only when tools/trt_api.py or the version list changes.
-# typecheck-trt: mypy over the TensorRT/pycuda code against the stubs of every version.
+# typecheck: mypy over the whole package (config: mypy.ini) once per version, against its stubs: the
+# TensorRT layer meets the real API of each version and the rest of the package is checked with it.
 TRT_VERSIONS := 8.6.1 10.3.0 10.16.1.11 11.4.0.106
 TRT_CACHE := .cache/trt-api
-TRT_CODE := detnet_trt/trt detnet_trt/build detnet_trt/runtime/backends/tensorrt.py detnet_trt/export/efficient_nms.py
 
-.PHONY: typecheck-trt trt-bindings
+.PHONY: typecheck trt-bindings
 
-typecheck-trt: $(STAMP) $(TRT_CACHE)/.stamp
-	@for v in $(TRT_VERSIONS); do echo "mypy: TensorRT $$v"; \
-	  MYPYPATH=$(TRT_CACHE)/$$v/stubs $(BIN)/python -m mypy --config-file mypy.ini --cache-dir .mypy_cache/trt-$$v $(TRT_CODE) || exit 1; done
+typecheck: $(STAMP) $(TRT_CACHE)/.stamp
+	@for v in $(TRT_VERSIONS); do echo "mypy: detnet_trt against TensorRT $$v"; \
+	  MYPYPATH=$(TRT_CACHE)/$$v/stubs $(BIN)/python -m mypy --config-file mypy.ini --cache-dir .mypy_cache/all detnet_trt || exit 1; done
+
 
 trt-bindings: $(TRT_CACHE)/.stamp
 

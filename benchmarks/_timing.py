@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 import sys
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,7 +67,7 @@ def machine() -> dict:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
     except OSError:
         lscpu = ""
-    fields = dict((k.strip(), v.strip()) for k, v in (ln.split(":", 1) for ln in lscpu.splitlines() if ":" in ln))
+    fields = {k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in lscpu.splitlines() if ":" in ln)}
     try:
         load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:

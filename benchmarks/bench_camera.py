@@ -31,11 +31,11 @@ import cv2
 import numpy as np
 from _timing import machine
 
-from detnet_trt.runtime.backends.base import Backend
 from detnet_trt.apps.camera import LiveSource, run_loop
 from detnet_trt.apps.camera.sinks import JsonLinesSink, Sink
 from detnet_trt.apps.camera.sources import Frame, FrameSource
 from detnet_trt.core.meta import ModelMeta
+from detnet_trt.runtime.backends.base import Backend
 from detnet_trt.runtime.detector import Detector
 
 
@@ -98,7 +98,7 @@ class SyntheticCamera:
         self.pool, self.period, self.i = frames, 1.0 / fps, 0
         self._next = time.perf_counter()
 
-    def isOpened(self) -> bool:  # noqa: N802
+    def isOpened(self) -> bool:
         return True
 
     def get(self, prop: int) -> float:

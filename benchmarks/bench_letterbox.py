@@ -24,7 +24,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from _timing import machine, time_interleaved, write_results
 
 from detnet_trt.core.meta import IMAGENET_MEAN, IMAGENET_STD

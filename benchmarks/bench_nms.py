@@ -25,7 +25,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from _timing import machine, time_interleaved, write_results
 
 from detnet_trt.runtime.letterbox import letterbox_geometry
@@ -49,9 +48,9 @@ def candidates(n: int, ncls: int, nobj: int, seed: int, img: float = 512.0):
 
 
 SCENARIOS = {
-    "clustered": dict(ncls=80, nobj=40),
-    "sparse": dict(ncls=80, nobj=400),
-    "one-class": dict(ncls=1, nobj=40),
+    "clustered": {"ncls": 80, "nobj": 40},
+    "sparse": {"ncls": 80, "nobj": 400},
+    "one-class": {"ncls": 1, "nobj": 40},
 }
 
 

@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 from _timing import machine
 
-from detnet_trt.runtime.backends import Backend, load_backend
 from detnet_trt.core.fileio import atomic_write_text
-from detnet_trt.runtime.postprocess import postprocess
+from detnet_trt.runtime.backends import Backend, load_backend
 from detnet_trt.runtime.letterbox import letterbox
+from detnet_trt.runtime.postprocess import postprocess
 from detnet_trt.serving.triton.client import DetnetClient
 from detnet_trt.serving.triton.server import DetnetTritonServer, free_port
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 from _timing import machine, write_results
 
-from detnet_trt.runtime.backends import load_backend
 from detnet_trt.apps.compare import match_detections
-from detnet_trt.data.coco import CocoDataset
-from detnet_trt.core.errors import InputError
-from detnet_trt.runtime.detector import Detector
 from detnet_trt.core.config import DEFAULT_CONF
+from detnet_trt.core.errors import InputError
+from detnet_trt.data.coco import CocoDataset
+from detnet_trt.runtime.backends import load_backend
+from detnet_trt.runtime.detector import Detector
 from detnet_trt.runtime.postprocess import Detections
 
 THRESHOLDS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)

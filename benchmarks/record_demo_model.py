@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from detnet_trt.apps.bench import machine_info
-from detnet_trt.models.checkpoint import read_checkpoint
 from detnet_trt.core.fileio import atomic_write_text, sha256_file
+from detnet_trt.models.checkpoint import read_checkpoint
 
 RESULTS = Path(__file__).parent / "results"
 KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from _timing import machine
 
-from detnet_trt.runtime.backends.torch_backend import TorchBackend
-from detnet_trt.models.checkpoint import load_checkpoint
+from detnet_trt.core.fileio import sha256_file
 from detnet_trt.data.coco import resolve_coco_dir
 from detnet_trt.evaluation.coco_eval import evaluate
-from detnet_trt.core.fileio import sha256_file
+from detnet_trt.models.checkpoint import load_checkpoint
+from detnet_trt.runtime.backends.torch_backend import TorchBackend
 
 KEYS = ("AP", "AP50", "AP75", "AR1", "AR10", "AR100")
 

@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 
 import torch
+from head_levels import _cpu_model  # type: ignore[import-not-found]
 
 from detnet_trt.core.fileio import atomic_write_text
 from detnet_trt.models import build_model
-
-from head_levels import _cpu_model  # type: ignore[import-not-found]
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detnet_trt.runtime.backends.base import Backend
 from detnet_trt.core.meta import ModelMeta
+from detnet_trt.runtime.backends.base import Backend
 
 CLASSES = ["blob", "other", "third"]
 
@@ -99,7 +99,7 @@ class FakeCamera:
         self.released = False
         self._next = time.perf_counter()
 
-    def isOpened(self) -> bool:  # noqa: N802
+    def isOpened(self) -> bool:
         return not self.released
 
     def get(self, prop: int) -> float:

@@ -48,7 +48,7 @@ TINY_CLASSES = ["circle", "square", "triangle"]
 TINY_INPUT = (128, 128)
 
 
-def _spread_head(model) -> None:  # noqa: ANN001 - a DetNetDetector
+def _spread_head(model) -> None:
     """Re-initialise the head so an untrained model gives varied scores and real-sized boxes.
 
     The detector's own init (scores all near sqrt(prior) and zero-size boxes) gives every
@@ -68,12 +68,12 @@ def _spread_head(model) -> None:  # noqa: ANN001 - a DetNetDetector
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory):
     """Path of a ``detnet_tiny`` checkpoint: 3 classes, 128 x 128 input, random init (seed 0)."""
     import torch
 
-    from detnet_trt.models.checkpoint import save_checkpoint
     from detnet_trt.models import build_model
+    from detnet_trt.models.checkpoint import save_checkpoint
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -83,7 +83,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 @pytest.fixture(scope="session")
-def tiny_onnx(tiny_checkpoint, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201
+def tiny_onnx(tiny_checkpoint, tmp_path_factory: pytest.TempPathFactory):
     """Path of ``tiny_checkpoint`` exported to FP32 ONNX (nchw, host NMS, the checkpoint's top-K)."""
     from detnet_trt.export.onnx import export_onnx
 

@@ -368,7 +368,7 @@ def build(out: Path, versions: Sequence[str], *, force: bool, jobs: int) -> int:
                         fut.result()
                     except StepError as err:
                         failed.append(err)
-                    except Exception as err:  # a bug here: still one line naming the version
+                    except Exception as err:  # noqa: BLE001 - a bug here: still one line naming the version
                         failed.append(StepError(futures[fut], "build", f"{type(err).__name__}: {err}"))
             if failed:  # the failing commands' last lines for the diagnosis, then one line per version
                 for f in failed:

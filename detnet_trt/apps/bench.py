@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from ..core.config import DEFAULT_CONF
 from ..core.errors import InputError
 from ..runtime.backends.base import Backend
-from ..core.config import DEFAULT_CONF
 
 CV_THRESHOLD = 0.10
 DEFAULT_FRAME_SIZE = (720, 1280)  # (H, W): a 720p camera frame for the end-to-end figure
@@ -137,6 +137,57 @@ def _frames(frame_size: tuple[int, int], count: int, seed: int = 0) -> list[np.n
 
 
 # --- the benchmark -------------------------------------------------------------------------------------
+
+def _time_infer(
+    backend: Backend, batch_input: np.ndarray, batch: int, hook: Callable[[], dict[str, Any] | None] | None,
+    loop: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``infer`` figure of one batch size (and the backend's GPU-side times, when it has a hook)."""
+    gpu: list[dict[str, float]] = []
+
+    def collect() -> None:
+        t = hook() if hook is not None else None
+        if t:
+            gpu.append({k: float(v) for k, v in t.items()})
+
+    samples, wall = _time_loop(lambda: backend.infer(batch_input), after=collect if hook is not None else None, **loop)
+    entry: dict[str, Any] = {"batch": batch, "infer": _figure(samples, wall, batch)}
+    if gpu:
+        keys = sorted({k for t in gpu for k in t})
+        entry["gpu_ms"] = {
+            k: {s: v for s, v in latency_stats([t[k] for t in gpu if k in t]).items() if s != "n"} for k in keys
+        }
+    return entry
+
+
+def _time_end_to_end(
+    detector: Any, backend: Backend, frames: list[np.ndarray], batch: int, loop: dict[str, Any],
+    frame_size: tuple[int, int],
+) -> dict[str, Any]:
+    """The letterbox + infer + NMS figure of one batch size, with each stage's share of the mean."""
+    stages = {"preprocess": 0.0, "infer": 0.0, "postprocess": 0.0}
+
+    def e2e() -> None:
+        t0 = time.perf_counter()
+        x, infos = detector.preprocess(frames)
+        t1 = time.perf_counter()
+        out = backend.infer(x)
+        t2 = time.perf_counter()
+        detector.postprocess(out, infos)
+        t3 = time.perf_counter()
+        stages["preprocess"] += t1 - t0
+        stages["infer"] += t2 - t1
+        stages["postprocess"] += t3 - t2
+
+    e_samples, e_wall = _time_loop(e2e, **loop)
+    fig = _figure(e_samples, e_wall, batch)
+    # stage sums include warm-up calls: report their shares of the mean instead of raw sums
+    total = sum(stages.values()) or 1.0
+    fig["stages_ms"] = {k: fig["latency_ms"]["mean"] * v / total for k, v in stages.items()}
+    fig["frame_size"] = list(frame_size)
+    return fig
+
+
 def benchmark(
     backend: Backend,
     batches: Sequence[int] = (1,),
@@ -197,46 +248,11 @@ def benchmark(
             frames = frames_all[:b]
             batch_input, _ = detector.preprocess(frames)
             batch_input = batch_input.copy()
-            gpu: list[dict[str, float]] = []
-
-            def collect() -> None:
-                t = hook() if hook is not None else None
-                if t:
-                    gpu.append({k: float(v) for k, v in t.items()})
-
-            samples, wall = _time_loop(
-                lambda: backend.infer(batch_input), after=collect if hook is not None else None, **loop
-            )
-            entry: dict[str, Any] = {"batch": b, "infer": _figure(samples, wall, b)}
-            if gpu:
-                keys = sorted({k for t in gpu for k in t})
-                entry["gpu_ms"] = {
-                    k: {s: v for s, v in latency_stats([t[k] for t in gpu if k in t]).items() if s != "n"} for k in keys
-                }
+            entry = _time_infer(backend, batch_input, b, hook, loop)
             if bar is not None:
                 bar.update(1)
             if end_to_end:
-                stages = {"preprocess": 0.0, "infer": 0.0, "postprocess": 0.0}
-
-                def e2e() -> None:
-                    t0 = time.perf_counter()
-                    x, infos = detector.preprocess(frames)
-                    t1 = time.perf_counter()
-                    out = backend.infer(x)
-                    t2 = time.perf_counter()
-                    detector.postprocess(out, infos)
-                    t3 = time.perf_counter()
-                    stages["preprocess"] += t1 - t0
-                    stages["infer"] += t2 - t1
-                    stages["postprocess"] += t3 - t2
-
-                e_samples, e_wall = _time_loop(e2e, **loop)
-                fig = _figure(e_samples, e_wall, b)
-                # stage sums include warm-up calls: report their shares of the mean instead of raw sums
-                total = sum(stages.values()) or 1.0
-                fig["stages_ms"] = {k: fig["latency_ms"]["mean"] * v / total for k, v in stages.items()}
-                fig["frame_size"] = list(frame_size)
-                entry["end_to_end"] = fig
+                entry["end_to_end"] = _time_end_to_end(detector, backend, frames, b, loop, frame_size)
                 if bar is not None:
                     bar.update(1)
             for name in ("infer", "end_to_end"):

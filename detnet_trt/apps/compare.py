@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from ..core.config import DEFAULT_CONF
 from ..core.errors import IncompatibleError, InputError
 from ..core.meta import HOST_NMS_OUTPUTS
 from ..runtime.backends.base import Backend
 from ..runtime.nms import box_iou
-from ..core.config import DEFAULT_CONF
 from ..runtime.postprocess import Detections, postprocess
 
 _AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")

@@ -340,7 +340,7 @@ def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
             fn(ctx)
         except DetnetError as err:
             raise DemoError(f"demo step {k}/{len(STEPS)} '{name}' failed: {err}") from err
-        except Exception as err:  # noqa: BLE001 - any failure stops the demo with the step's name
+        except Exception as err:
             raise DemoError(
                 f"demo step {k}/{len(STEPS)} '{name}' failed: {type(err).__name__}: {err}",
                 "run `detnet-trt --debug demo` for the traceback",

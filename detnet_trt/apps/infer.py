@@ -25,11 +25,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..core.config import DEFAULT_CONF
 from ..core.errors import InputError
 from ..core.fileio import atomic_write_bytes, atomic_write_text, check_writable
 from ..runtime.backends import Backend, load_backend
 from ..runtime.detector import Detector
-from ..core.config import DEFAULT_CONF
 from ..runtime.postprocess import Detections
 from .visualize import draw_detections
 

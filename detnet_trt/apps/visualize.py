@@ -13,7 +13,7 @@ from ..runtime.postprocess import Detections
 def class_color(class_id: int) -> tuple[int, int, int]:
     """A stable, distinct BGR colour per class id."""
     hue = (int(class_id) * 47) % 180
-    hsv = np.uint8([[[hue, 220, 255]]])
+    hsv = np.array([[[hue, 220, 255]]], dtype=np.uint8)
     b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
     return int(b), int(g), int(r)
 

@@ -27,7 +27,7 @@ from ..core.fileio import check_writable
 from ..core.sidecar import sidecar_path
 from ..trt import compat
 from .builder import _build_with_tensorrt, _installed_api, _Steps
-from .options import CHECKPOINT_SUFFIXES, BuildOptions, EngineBuildError
+from .options import CHECKPOINT_SUFFIXES, BuildOptions
 
 if TYPE_CHECKING:
     pass
@@ -152,4 +152,4 @@ def _derived(base: Path, tag: str) -> Path:
 # --- progress ------------------------------------------------------------------------------
 
 
-__all__: Sequence[str] = ["BuildOptions", "EngineBuildError", "build_engine", "parse_batch", "prepare_onnx"]
+__all__: Sequence[str] = ["build_engine", "prepare_onnx"]

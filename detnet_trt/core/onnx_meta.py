@@ -58,7 +58,7 @@ def read_onnx_meta(path: str | os.PathLike[str]) -> ModelMeta:
         raise ModelFileError(f"ONNX file {p}: no such file", "check the path")
     try:
         model = onnx.load(str(p), load_external_data=False)
-    except Exception as err:  # noqa: BLE001 - any parse failure means a bad file
+    except Exception as err:
         raise ModelFileError(
             f"{p} is not a readable ONNX file ({type(err).__name__})",
             "re-export it with `detnet-trt export CHECKPOINT -o model.onnx`",

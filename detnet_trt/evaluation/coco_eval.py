@@ -175,7 +175,7 @@ def class_to_category_ids(model_classes: Sequence[str], dataset: CocoDataset) ->
 
     Raises :class:`IncompatibleError` naming the differences when the sets of names differ.
     """
-    by_name = {n: cid for n, cid in zip(dataset.class_names, dataset.cat_ids)}
+    by_name = dict(zip(dataset.class_names, dataset.cat_ids))
     model_set, data_set = set(model_classes), set(by_name)
     if model_set != data_set or len(model_classes) != len(model_set):
         only_model = sorted(model_set - data_set)

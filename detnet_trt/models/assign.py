@@ -60,7 +60,7 @@ def fcos_targets(
 
 def centerness_targets(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """FCOS centerness ``sqrt(min(l,r)/max(l,r) * min(t,b)/max(t,b))`` for points inside boxes."""
-    l = points[:, 0] - boxes[:, 0]
+    l = points[:, 0] - boxes[:, 0]  # noqa: E741 - FCOS notation: l, t, r, b
     t = points[:, 1] - boxes[:, 1]
     r = boxes[:, 2] - points[:, 0]
     b = boxes[:, 3] - points[:, 1]

@@ -64,7 +64,7 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise ModelFileError(f"checkpoint {p} is not a file")
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - every unpickling failure is a bad file
+    except Exception as err:
         raise ModelFileError(
             f"checkpoint {p} cannot be read: truncated, corrupt or not a PyTorch file "
             f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})",

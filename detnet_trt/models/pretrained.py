@@ -97,7 +97,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         raise ModelFileError(f"{p}: no such file", "give the path of a DetNet_pytorch detnet59.pth")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
+    except Exception as err:
         raise ModelFileError(f"{p} is not a readable PyTorch weights file ({type(err).__name__}: {err})") from err
     return _as_state_dict(obj, str(p))
 

@@ -84,7 +84,7 @@ def is_qdq_onnx(path: str | os.PathLike[str]) -> bool:
 
 def read_quant_provenance(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The ``quantization`` provenance stored in a Q/DQ ONNX written by :func:`quantize_onnx`."""
-    meta = meta_of((_load(Path(path))))
+    meta = meta_of(_load(Path(path)))
     if meta is None:
         return None
     prov = meta.extra.get("quantization")
@@ -130,7 +130,7 @@ def prepare_fp32(model_path: Path, out_path: Path) -> tuple[Any, dict[str, str]]
 
 
 def _fp32_meta(model: Any, path: Path) -> ModelMeta:
-    meta = meta_of((model))
+    meta = meta_of(model)
     if meta is None:
         raise ModelFileError(
             f"{path} carries no detnet_trt metadata", "quantize the ONNX written by detnet-trt export"

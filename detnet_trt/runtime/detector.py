@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..core.config import DEFAULT_CONF
 from .backends.base import Backend
 from .letterbox import Letterboxer, LetterboxInfo
-from ..core.config import DEFAULT_CONF
 from .postprocess import Detections, postprocess
 
 

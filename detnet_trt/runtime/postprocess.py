@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.config import DEFAULT_CONF
 from ..core.meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS
 from .letterbox import LetterboxInfo
 from .nms import batched_nms
-from ..core.config import DEFAULT_CONF
+
 
 @dataclass
 class Detections:

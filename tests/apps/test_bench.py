@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from detnet_trt.runtime.backends.base import Backend
 from detnet_trt.apps.bench import benchmark, format_table, latency_stats, machine_info, plot_benchmark
 from detnet_trt.core.errors import InputError
 from detnet_trt.core.meta import ModelMeta
+from detnet_trt.runtime.backends.base import Backend
 
 
 class SleepBackend(Backend):

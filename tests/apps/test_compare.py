@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from detnet_trt.runtime.backends.base import Backend
-from detnet_trt.cli import main
 from detnet_trt.apps.compare import compare, match_detections
+from detnet_trt.cli import main
 from detnet_trt.core.errors import IncompatibleError
 from detnet_trt.core.meta import ModelMeta
+from detnet_trt.runtime.backends.base import Backend
 from detnet_trt.runtime.postprocess import Detections
 
 NAMES = ["circle", "square", "triangle", "star", "ring", "cross"]  # the synthetic dataset's classes

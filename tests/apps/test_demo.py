@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from detnet_trt.apps import demo
-from detnet_trt.models.checkpoint import load_checkpoint
 from detnet_trt.cli import main
 from detnet_trt.core.errors import InputError, MissingDependencyError, OutputExistsError
+from detnet_trt.models.checkpoint import load_checkpoint
 
 
 def test_shipped_model_is_small_and_loads():

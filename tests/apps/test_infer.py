@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from detnet_trt.runtime.backends.torch_backend import TorchBackend
-from detnet_trt.core.errors import InputError, OutputExistsError
 from detnet_trt.apps.infer import JSON_NAME, collect_images, read_image, run_inference
+from detnet_trt.core.errors import InputError, OutputExistsError
+from detnet_trt.runtime.backends.torch_backend import TorchBackend
 
 
 @pytest.fixture()

@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from detnet_trt.cli import main
-from detnet_trt.trt import compat
-from detnet_trt.build.options import BuildOptions, parse_batch
-from detnet_trt.build.chain import build_engine, current_tag
 from detnet_trt.build.builder import default_timing_cache
+from detnet_trt.build.chain import build_engine, current_tag
+from detnet_trt.build.options import BuildOptions, parse_batch
+from detnet_trt.cli import main
 from detnet_trt.core.errors import InputError, OutputExistsError
+from detnet_trt.trt import compat
 
 no_tensorrt = pytest.mark.skipif(compat.have_tensorrt(), reason="TensorRT is installed: these test its absence")
 

@@ -73,8 +73,8 @@ def int8_engine(tiny_onnx, calib_set, work) -> Path:
 
 
 def test_fp16_engine_matches_onnxruntime(fp16_engine, tiny_onnx) -> None:
-    from detnet_trt.runtime.backends.tensorrt import TensorRTBackend
     from detnet_trt.export.onnx import compare_outputs
+    from detnet_trt.runtime.backends.tensorrt import TensorRTBackend
 
     with TensorRTBackend(fp16_engine) as backend:
         for n in (1, 2, 4):  # every batch in the profile, buffers allocated once
@@ -87,9 +87,9 @@ def test_fp16_engine_matches_onnxruntime(fp16_engine, tiny_onnx) -> None:
 
 
 def test_int8_engine_matches_onnxruntime_on_the_qdq_onnx(int8_engine, work) -> None:
-    from detnet_trt.runtime.backends.tensorrt import TensorRTBackend
     from detnet_trt.core.sidecar import read_sidecar
     from detnet_trt.quantize.calibrate import is_qdq_onnx
+    from detnet_trt.runtime.backends.tensorrt import TensorRTBackend
 
     qdq = work / "tiny_int8.int8.onnx"
     assert is_qdq_onnx(qdq)  # kept beside the engine
@@ -112,9 +112,9 @@ def test_int8_engine_matches_onnxruntime_on_the_qdq_onnx(int8_engine, work) -> N
 def test_sidecar_records_the_build(fp16_engine, tiny_onnx, work) -> None:
     import tensorrt as trt
 
+    from detnet_trt.core.fileio import sha256_file
     from detnet_trt.core.sidecar import read_sidecar
     from detnet_trt.trt.cuda import device_info
-    from detnet_trt.core.fileio import sha256_file
 
     info = read_sidecar(fp16_engine)
     name, cc = device_info(0)
@@ -183,8 +183,8 @@ def test_cuda_graph_gives_the_same_outputs(fp16_engine) -> None:
 
 
 def test_efficient_nms_engine(tiny_onnx, work) -> None:
-    from detnet_trt.runtime.backends.tensorrt import TensorRTBackend
     from detnet_trt.build.chain import build_engine
+    from detnet_trt.runtime.backends.tensorrt import TensorRTBackend
     from detnet_trt.runtime.postprocess import postprocess
 
     engine = build_engine(tiny_onnx, work / "tiny_nms.engine", precision="fp32", nms="efficient", max_det=20,

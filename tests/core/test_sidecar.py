@@ -8,9 +8,9 @@ import warnings
 
 import pytest
 
-from detnet_trt.core.sidecar import EngineInfo, check_compatible, read_sidecar, sidecar_path, write_sidecar
 from detnet_trt.core.errors import IncompatibleError, ModelFileError, OutputExistsError
 from detnet_trt.core.meta import ModelMeta
+from detnet_trt.core.sidecar import EngineInfo, check_compatible, read_sidecar, sidecar_path, write_sidecar
 
 
 def _info(**changes) -> EngineInfo:

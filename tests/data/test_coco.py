@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from detnet_trt.data.coco import CocoDataset, list_images, resolve_coco_dir, resolve_dataset
 from detnet_trt.core.errors import InputError
+from detnet_trt.data.coco import CocoDataset, list_images, resolve_coco_dir, resolve_dataset
 
 
 def _write_coco(root, split="val", images_sub="images", cats=((90, "zebra"), (5, "bus"), (17, "cat"))):

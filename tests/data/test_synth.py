@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from detnet_trt.cli import main
-from detnet_trt.data.synth import CATEGORIES, make_synth_dataset, render_scene
 from detnet_trt.core.errors import InputError, OutputExistsError
+from detnet_trt.data.synth import CATEGORIES, make_synth_dataset, render_scene
 
 
 @pytest.fixture(scope="module")

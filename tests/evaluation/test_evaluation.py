@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from detnet_trt.runtime.backends.base import Backend
 from detnet_trt.cli import main
-from detnet_trt.data.coco import CocoDataset
 from detnet_trt.core.errors import IncompatibleError, OutputExistsError
-from detnet_trt.evaluation.coco_eval import METRIC_KEYS, class_to_category_ids, coco_bbox_metrics, evaluate
 from detnet_trt.core.meta import ModelMeta
+from detnet_trt.data.coco import CocoDataset
+from detnet_trt.evaluation.coco_eval import METRIC_KEYS, class_to_category_ids, coco_bbox_metrics, evaluate
+from detnet_trt.runtime.backends.base import Backend
 from detnet_trt.runtime.letterbox import letterbox_geometry
 
 CATS = [{"id": 3, "name": "cat"}, {"id": 11, "name": "dog"}]  # non-contiguous on purpose
@@ -219,8 +219,8 @@ def _dataset_for(class_names, root, tmp_path):
 def test_evaluate_tiny_onnx(tiny_onnx, tmp_path, capsys):
     """The real exported model through ONNX Runtime: well-formed metrics and results JSON, in the
     dataset's (non-contiguous) ids, with batching; then the same through the CLI."""
-    from detnet_trt.runtime.backends import load_backend
     from detnet_trt.data.synth import make_synth_dataset
+    from detnet_trt.runtime.backends import load_backend
 
     names = load_backend(tiny_onnx).meta.class_names
     root = make_synth_dataset(tmp_path / "d", images=6, size=(96, 128), val_fraction=0.5, progress=False)

@@ -7,14 +7,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from detnet_trt.runtime.backends.ort import OnnxRuntimeBackend
-from detnet_trt.runtime.backends.torch_backend import TorchBackend
 from detnet_trt.core.errors import InputError, ModelFileError, OutputExistsError
-from detnet_trt.export.check import DATA_DEPENDENT_OPS, ExportCheckError, check_graph, trt86_supported_ops
-from detnet_trt.export.onnx import compare_outputs, export_onnx, untied
-from detnet_trt.core.onnx_meta import read_onnx_meta
 from detnet_trt.core.fileio import sha256_file
 from detnet_trt.core.meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS, ModelMeta
+from detnet_trt.core.onnx_meta import read_onnx_meta
+from detnet_trt.export.check import DATA_DEPENDENT_OPS, ExportCheckError, check_graph, trt86_supported_ops
+from detnet_trt.export.onnx import compare_outputs, export_onnx, untied
+from detnet_trt.runtime.backends.ort import OnnxRuntimeBackend
+from detnet_trt.runtime.backends.torch_backend import TorchBackend
 from detnet_trt.runtime.postprocess import postprocess
 
 TINY_CLASSES = ["circle", "square", "triangle"]  # as tests/conftest.py builds tiny_checkpoint
@@ -249,4 +249,4 @@ def test_torchscript_exporter_gives_the_same_outputs(tiny_checkpoint, tiny_onnx,
     images = _batch(2, seed=3)
     with OnnxRuntimeBackend(path) as a, OnnxRuntimeBackend(tiny_onnx) as b:
         assert compare_outputs(a.infer(images), b.infer(images), TINY_INPUT) == []
-    assert HOST_NMS_OUTPUTS == tuple(o.name for o in model.graph.output)
+    assert tuple(o.name for o in model.graph.output) == HOST_NMS_OUTPUTS

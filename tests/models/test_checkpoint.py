@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from detnet_trt.models.checkpoint import FORMAT, checkpoint_sha256, load_checkpoint, save_checkpoint
 from detnet_trt.core.errors import ModelFileError, OutputExistsError
 from detnet_trt.core.fileio import sha256_file
 from detnet_trt.models import DetNetDetector, build_model
+from detnet_trt.models.checkpoint import FORMAT, checkpoint_sha256, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")

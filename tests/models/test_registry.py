@@ -9,7 +9,7 @@ from detnet_trt.models import MODELS, DetNet59Config, DetNetTinyConfig, build_mo
 
 
 def test_variants() -> None:
-    assert MODELS == {"detnet59": DetNet59Config, "detnet_tiny": DetNetTinyConfig}
+    assert {"detnet59": DetNet59Config, "detnet_tiny": DetNetTinyConfig} == MODELS
     cfg = model_config("detnet59")
     assert cfg.stage_blocks == (3, 4, 6, 3, 3) and cfg.stride_in == "3x3" and cfg.dilation == 2
     tiny = model_config("detnet_tiny")

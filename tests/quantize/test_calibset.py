@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from detnet_trt.quantize.calibset import list_hash, make_calib_set, read_calib_set
 from detnet_trt.core.errors import IncompatibleError, InputError, OutputExistsError
+from detnet_trt.quantize.calibset import list_hash, make_calib_set, read_calib_set
 
 
 def _write_images(folder: Path, n: int, seed: int = 0) -> list[str]:

@@ -19,11 +19,11 @@ import pytest
 import torch
 from torch import nn
 
-from detnet_trt.quantize.calibset import make_calib_set, read_calib_set
 from detnet_trt.core.errors import IncompatibleError, InputError, ModelFileError
 from detnet_trt.core.meta import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
-from detnet_trt.quantize.gate import AccuracyReport
 from detnet_trt.quantize.calibrate import check_quantized, is_qdq_onnx, quantize_onnx, read_quant_provenance
+from detnet_trt.quantize.calibset import make_calib_set, read_calib_set
+from detnet_trt.quantize.gate import AccuracyReport
 from detnet_trt.quantize.sensitivity import layer_errors, sample_inputs
 
 SIZE = 64
@@ -309,8 +309,8 @@ def test_real_export_quantizes_and_runs_in_the_ort_backend(
     from detnet_trt.runtime.letterbox import letterbox
 
     out = quantize_onnx(tiny_onnx, tiny_data["calib"], tmp_path / "tiny.int8.onnx", progress=False)
-    from detnet_trt.export.check import check_graph
     from detnet_trt.core.onnx_meta import read_onnx_meta
+    from detnet_trt.export.check import check_graph
 
     prov = read_quant_provenance(out)
     assert prov["plan"]["head_final_layers"] and prov["plan"]["quantized_nodes"] > 10

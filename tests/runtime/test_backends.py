@@ -8,10 +8,10 @@ import onnxruntime as ort
 import pytest
 
 from detnet_trt import Detector, load_backend
-from detnet_trt.runtime.backends.ort import OnnxRuntimeBackend, resolve_providers
-from detnet_trt.runtime.backends.torch_backend import TorchBackend
 from detnet_trt.core.errors import IncompatibleError, InputError, MissingDependencyError, ModelFileError
 from detnet_trt.core.meta import HOST_NMS_OUTPUTS
+from detnet_trt.runtime.backends.ort import OnnxRuntimeBackend, resolve_providers
+from detnet_trt.runtime.backends.torch_backend import TorchBackend
 
 H, W = 128, 128  # tiny_checkpoint's input size
 
@@ -65,9 +65,8 @@ def test_life_cycle_and_outputs(tiny_onnx) -> None:
     ],
 )
 def test_inputs_are_validated_with_the_tensor_name(tiny_onnx, images, match: str) -> None:
-    with OnnxRuntimeBackend(tiny_onnx, max_batch=2) as be:
-        with pytest.raises(InputError, match="'images'") as err:
-            be.infer(images)
+    with OnnxRuntimeBackend(tiny_onnx, max_batch=2) as be, pytest.raises(InputError, match="'images'") as err:
+        be.infer(images)
     assert err.match(match)
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from detnet_trt.core.meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS
-from detnet_trt.runtime.postprocess import Detections, postprocess, postprocess_image
-from detnet_trt.runtime.nms import batched_nms, nms
 from detnet_trt.runtime.letterbox import LetterboxInfo
+from detnet_trt.runtime.nms import batched_nms, nms
+from detnet_trt.runtime.postprocess import Detections, postprocess, postprocess_image
 
 # the module (the package re-exports the function `postprocess` under the same name)
 pp = importlib.import_module("detnet_trt.runtime.nms")

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detnet_trt.runtime.backends import load_backend
-from detnet_trt.trt import compat
-from detnet_trt.runtime.backends.tensorrt import TensorRTBackend
-from detnet_trt.core.sidecar import EngineInfo, write_sidecar
 from detnet_trt.core.errors import InputError, MissingDependencyError, ModelFileError
 from detnet_trt.core.meta import ModelMeta
+from detnet_trt.core.sidecar import EngineInfo, write_sidecar
+from detnet_trt.runtime.backends import load_backend
+from detnet_trt.runtime.backends.tensorrt import TensorRTBackend
+from detnet_trt.trt import compat
 
 ROOT = Path(__file__).resolve().parents[2]
 

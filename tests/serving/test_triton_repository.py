@@ -4,6 +4,7 @@ post-processing checked against the package's, and the Python-backend model run 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import subprocess
@@ -17,8 +18,8 @@ import pytest
 from detnet_trt.core.errors import InputError, ModelFileError, OutputExistsError
 from detnet_trt.core.fileio import sha256_file
 from detnet_trt.core.meta import ModelMeta
-from detnet_trt.runtime.postprocess import postprocess
 from detnet_trt.runtime.letterbox import letterbox_geometry
+from detnet_trt.runtime.postprocess import postprocess
 from detnet_trt.serving.triton import protocol
 from detnet_trt.serving.triton.repository import VENDOR_PACKAGE, export_triton, read_model
 
@@ -314,10 +315,8 @@ def test_repository_runs_in_bundled_tritonserver(repo, onnx_model, tmp_path):
         deadline = time.monotonic() + 90
         ready = False
         while time.monotonic() < deadline and proc.poll() is None and not ready:
-            try:
+            with contextlib.suppress(Exception):  # not listening yet
                 ready = client.is_model_ready("detnet")
-            except Exception:  # noqa: BLE001 - not listening yet
-                pass
             time.sleep(0.2)
         if not ready:
             tail = log.read_text(errors="replace")[-3000:]

@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detnet_trt.runtime.backends import load_backend
 from detnet_trt.core.errors import InputError
-from detnet_trt.runtime.postprocess import postprocess
+from detnet_trt.runtime.backends import load_backend
 from detnet_trt.runtime.letterbox import Letterboxer
+from detnet_trt.runtime.postprocess import postprocess
 
 pytest.importorskip("pytriton", reason="nvidia-pytriton not installed (pip install 'detnet-trt[triton]')")
 pytest.importorskip("tritonclient.http", reason="tritonclient[http] not installed")
 pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] not installed")
 
-from detnet_trt.serving.triton.client import DetnetClient, ServerError  # noqa: E402
-from detnet_trt.serving.triton.server import DetnetTritonServer, free_port  # noqa: E402
+from detnet_trt.serving.triton.client import DetnetClient, ServerError
+from detnet_trt.serving.triton.server import DetnetTritonServer, free_port
 
 pytestmark = pytest.mark.slow
 CONF, IOU, MAX_DET = 0.25, 0.5, 100

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from detnet_trt.training import trainer as train_mod
-from detnet_trt.models.checkpoint import load_checkpoint
 from detnet_trt.cli import main
-from detnet_trt.data.synth import make_synth_dataset
 from detnet_trt.core.errors import ModelFileError, OutputExistsError
+from detnet_trt.data.synth import make_synth_dataset
+from detnet_trt.models.checkpoint import load_checkpoint
+from detnet_trt.training import trainer as train_mod
 from detnet_trt.training.trainer import TrainConfig, TrainingError, last_path_for, train, warmup_cosine
 
 IMGSZ = (64, 64)
@@ -31,10 +31,10 @@ def synth_dir(tmp_path_factory):
 
 
 def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(
-        data=str(data), output=str(out), model="detnet_tiny", epochs=1, batch=4, imgsz=IMGSZ, workers=0,
-        device="cpu", progress=False, seed=0,
-    )
+    base = {
+        "data": str(data), "output": str(out), "model": "detnet_tiny", "epochs": 1, "batch": 4, "imgsz": IMGSZ, "workers": 0,
+        "device": "cpu", "progress": False, "seed": 0,
+    }
     base.update(kw)
     return TrainConfig(**base)
 
@@ -145,7 +145,7 @@ def test_ddp_two_gloo_processes_match_one_process(synth_dir, tmp_path):
     Not bit-identical: BatchNorm statistics are per process on CPU (SyncBatchNorm is CUDA-only)
     and the loss is normalised by each process's positives, so a tolerance applies.
     """
-    kw = dict(epochs=2, batch=4, lr=2e-3, val_every=0)
+    kw = {"epochs": 2, "batch": 4, "lr": 2e-3, "val_every": 0}
     single = train(_cfg(synth_dir, tmp_path / "single.pt", **kw))
     out = tmp_path / "ddp.pt"
     cmd = [

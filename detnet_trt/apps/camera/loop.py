@@ -33,12 +33,12 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..._version import __version__
+from ...core.config import DEFAULT_CONF
 from ...core.errors import DetnetError
 from ...core.fileio import atomic_write_text, check_writable
 from ...runtime.backends.base import Backend
 from ...runtime.detector import Detector
 from ...runtime.letterbox import Letterboxer, LetterboxInfo
-from ...core.config import DEFAULT_CONF
 from .sinks import FrameResult, Sink, display_available, make_sinks
 from .sources import Frame, FrameSource, StopLike, open_source
 from .timing import LoopTimer

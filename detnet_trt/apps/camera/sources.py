@@ -216,7 +216,7 @@ class Capture(Protocol):
 
     def read(self) -> tuple[bool, np.ndarray | None]: ...
 
-    def isOpened(self) -> bool: ...  # noqa: N802 - OpenCV's name
+    def isOpened(self) -> bool: ...
 
     def get(self, prop: int) -> float: ...
 
@@ -370,7 +370,7 @@ class VideoFileSource(FrameSource):
             return None
         ok, img = self._cap.read()
         if not ok or img is None:
-            if 0 < self.frame_count and self.frames_read < self.frame_count - 1:
+            if self.frame_count > 0 and self.frames_read < self.frame_count - 1:
                 log.warning("%s: decoding stopped at frame %d of %d", self.name, self.frames_read, self.frame_count)
             self.close()
             return None
@@ -473,7 +473,7 @@ class LiveSource(FrameSource):
                         self.dropped += 1
                     self._latest = frame
                     self._cond.notify_all()
-        except Exception:  # noqa: BLE001 - report it and end the source instead of hanging the loop
+        except Exception:
             log.exception("%s: capture thread failed", self.name)
         finally:
             if cap is not None:

@@ -88,7 +88,7 @@ class OnnxRuntimeBackend(Backend):
             opts.inter_op_num_threads = 1
         try:
             session = ort.InferenceSession(str(self.path), opts, providers=self.providers)
-        except Exception as err:  # noqa: BLE001 - ORT raises its own exception types
+        except Exception as err:
             raise ModelFileError(
                 f"ONNX Runtime cannot load {self.path}: {str(err).splitlines()[0][:300]}",
                 "re-export it with `detnet-trt export`",

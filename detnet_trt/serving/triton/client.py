@@ -9,6 +9,7 @@ shape from the server's model config, letterboxes each image with the package's 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -82,10 +83,8 @@ class DetnetClient:
     def close_quietly(self) -> None:
         client = getattr(self, "_client", None)
         if client is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a dead connection must not mask the error
                 client.close()
-            except Exception:  # noqa: BLE001
-                pass
 
     def close(self) -> None:
         self.close_quietly()

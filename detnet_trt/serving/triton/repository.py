@@ -43,10 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from ..._version import __version__
+from ...core.config import DEFAULT_CONF
 from ...core.errors import InputError, ModelFileError, OutputExistsError
 from ...core.fileio import atomic_write_text, sha256_bytes
 from ...core.meta import INPUT_NAME, ModelMeta
-from ...core.config import DEFAULT_CONF
 from . import protocol as _proto_mod  # the module itself (names of tensors)
 
 ENGINE_SUFFIXES = (".engine", ".plan")

@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from ...core.config import DEFAULT_CONF
 from ...core.errors import DetnetError, InputError, MissingDependencyError
 from ...runtime.backends.base import Backend
 from ...runtime.letterbox import LetterboxInfo, letterbox_geometry
-from ...core.config import DEFAULT_CONF
 from ...runtime.postprocess import postprocess
 from . import protocol
 

@@ -129,8 +129,9 @@ def test_stop_flag_from_another_thread_stops_a_waiting_loop() -> None:
 
 class _BadSource(FrameSource):
     def read(self, stop=None):
-        from detnet_trt.apps.camera.sources import Frame
         import numpy as np
+
+        from detnet_trt.apps.camera.sources import Frame
 
         return Frame(np.zeros((4, 4), np.uint8), 0, time.perf_counter(), time.time())
 

@@ -98,7 +98,7 @@ def test_csi_pipeline_uses_options(monkeypatch) -> None:
         def __init__(self, pipe, api):
             seen["pipe"], seen["api"] = pipe, api
 
-        def isOpened(self):  # noqa: N802
+        def isOpened(self):
             return True
 
     monkeypatch.setattr(sources, "has_gstreamer", lambda: True)
@@ -117,7 +117,7 @@ def test_rtsp_uses_gstreamer_pipeline_when_available(monkeypatch) -> None:
         def __init__(self, pipe, api, *params):
             seen["pipe"], seen["api"] = pipe, api
 
-        def isOpened(self):  # noqa: N802
+        def isOpened(self):
             return True
 
     monkeypatch.setattr(sources, "has_gstreamer", lambda: True)
@@ -136,7 +136,7 @@ def test_rtsp_ffmpeg_options_set_only_while_opening(monkeypatch, user_value) -> 
             seen["env"] = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
             seen["api"], seen["params"] = api, params
 
-        def isOpened(self):  # noqa: N802
+        def isOpened(self):
             return True
 
     if user_value is None:
