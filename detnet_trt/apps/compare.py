@@ -209,7 +209,7 @@ def _frames_source(
         n = len(ds) if num_images is None else min(len(ds), num_images)
         return f"{ds.ann_file}", [ds.image_ids[i] for i in range(n)], lambda k: ds[k].load()
     if images is not None:
-        from ..data.coco import list_images, read_image
+        from ..core.images import list_images, read_image
 
         files = list_images(images)
         if not files:

@@ -152,7 +152,7 @@ def _step_detect(ctx: _Ctx) -> None:
     import cv2
 
     from ..core.fileio import atomic_write_bytes
-    from ..data.coco import list_images
+    from ..core.images import list_images, read_image
     from ..runtime.backends import load_backend
     from ..runtime.detector import Detector
     from .visualize import draw_detections, draw_text
@@ -164,7 +164,7 @@ def _step_detect(ctx: _Ctx) -> None:
     with load_backend(ctx.paths["fp32"]) as fp32, load_backend(ctx.paths["int8"]) as int8:
         det_fp32, det_int8 = Detector(fp32), Detector(int8)
         for f in files:
-            frame = cv2.imread(str(f))
+            frame = read_image(f)
             panels = []
             for label, det in (("FP32", det_fp32), ("INT8", det_int8)):
                 dets = det([frame])[0]
@@ -217,7 +217,7 @@ def make_demo_video(
 
 
 def _step_camera(ctx: _Ctx) -> None:
-    from ..data.coco import list_images
+    from ..core.images import list_images
     from .camera.loop import run_camera
 
     folder = ctx.out / "camera"

@@ -28,12 +28,14 @@ import numpy as np
 from ..core.config import DEFAULT_CONF
 from ..core.errors import InputError
 from ..core.fileio import atomic_write_bytes, atomic_write_text, check_writable
+from ..core.images import IMAGE_SUFFIXES, list_images, read_image
 from ..runtime.backends import Backend, load_backend
 from ..runtime.detector import Detector
 from ..runtime.postprocess import Detections
 from .visualize import draw_detections
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"})
+# inputs in these formats are written back as .jpg
+_REWRITE_AS_JPG = (".pgm", ".ppm", ".jp2")
 JSON_NAME = "detections.json"
 
 
@@ -55,22 +57,11 @@ def collect_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
+            files.extend(list_images(p))
         else:
             files.append(p)
     return files
 
-
-def read_image(path: Path) -> np.ndarray:
-    """BGR uint8 image (grey and 16-bit images are converted); :class:`InputError` if unreadable."""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        raise InputError(f"cannot read {path}: {err.strerror or err}") from err
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise InputError(f"cannot read {path}: not an image, or corrupt", "check the file")
-    return img
 
 
 def _output_names(files: Sequence[Path]) -> list[str]:
@@ -79,7 +70,7 @@ def _output_names(files: Sequence[Path]) -> list[str]:
     names = []
     for f in files:
         stem, suffix = f.stem, f.suffix.lower()
-        if suffix not in IMAGE_SUFFIXES or suffix in (".pgm", ".ppm", ".jp2"):
+        if suffix not in IMAGE_SUFFIXES or suffix in _REWRITE_AS_JPG:
             suffix = ".jpg"
         name, i = f"{stem}{suffix}", 0
         while name in used:

@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import InputError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from ..core.images import list_images, read_image
 
 
 def resolve_coco_dir(data_dir: str | os.PathLike[str], split: str = "val") -> tuple[Path, Path]:
@@ -96,14 +95,6 @@ class CocoImage:
         """The image as an H x W x 3 BGR uint8 array."""
         return read_image(self.path)
 
-
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"cannot read image {path}", "check that the file exists and is a JPEG/PNG image")
-    return img
 
 
 class CocoDataset:
@@ -233,13 +224,6 @@ class CocoDataset:
                     "point --images (or --data) at the folder holding the dataset's images",
                 )
 
-
-def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise InputError(f"image folder {root} does not exist")
-    return sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 __all__ = ["CocoDataset", "CocoImage", "list_images", "read_image", "resolve_coco_dir", "resolve_dataset"]

@@ -33,11 +33,11 @@ from typing import Any
 
 from ..core.errors import IncompatibleError, InputError
 from ..core.fileio import atomic_write_text, check_writable, sha256_file
+from ..core.images import IMAGE_SUFFIXES, image_problem, is_image_file
 
 FORMAT = "detnet_trt.calib_set/1"
 RULE_STRATIFIED = "stratified-rarest-first/v1"
 RULE_UNIFORM = "uniform/v1"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MIN_IMAGES = 16  # fewer readable images than min(MIN_IMAGES, num) is an error
 _MAX_NAMED_SKIPS = 20  # the header names at most this many skipped files
 
@@ -70,7 +70,7 @@ def _scan_images(images_dir: Path) -> list[str]:
     for root, dirs, files in os.walk(images_dir):
         dirs.sort()
         for name in files:
-            if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
+            if is_image_file(name):
                 rels.append((Path(root) / name).relative_to(images_dir).as_posix())
     return sorted(rels)
 
@@ -135,22 +135,6 @@ def _priority_order(
     return order
 
 
-def is_readable_image(path: Path) -> str | None:
-    """``None`` when OpenCV decodes ``path`` as a colour image, else why not (a short phrase)."""
-    import cv2
-    import numpy as np
-
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as err:
-        return f"cannot open ({err.strerror or err})"
-    if data.size == 0:
-        return "empty file"
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if img is None or img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
-        return "cannot decode"
-    return None
-
 
 def _format_skipped(skipped: list[tuple[str, str]]) -> str:
     if not skipped:
@@ -213,7 +197,7 @@ def make_calib_set(
     for rel in it:
         if len(chosen) >= num:
             break
-        why = is_readable_image(images / rel)
+        why = image_problem(images / rel)
         if why is None:
             chosen.append(rel)
         else:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.images import decode_image, image_problem
 from ..core.meta import INPUT_NAME, ModelMeta
 
 
@@ -34,12 +35,10 @@ def preprocessing_id(meta: ModelMeta) -> dict[str, Any]:
 
 def _hash_images(files: Sequence[Path]) -> tuple[str, list[tuple[Path, str]]]:
     """sha256 over the bytes of the readable files in order; unreadable files are listed."""
-    from .calibset import is_readable_image
-
     h = hashlib.sha256()
     bad: list[tuple[Path, str]] = []
     for f in files:
-        why = is_readable_image(f)
+        why = image_problem(f)
         if why is not None:
             bad.append((f, why))
             continue
@@ -77,20 +76,13 @@ class LetterboxDataReader:
         self._it = None
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
-        import cv2
-
         frames: list[np.ndarray] = []
         for f in self.files[self._range[0] : self._range[1]]:
-            img = None
-            try:
-                data = np.fromfile(str(f), dtype=np.uint8)
-                img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-            except OSError:
-                img = None
+            img, problem = decode_image(f)
             if self.progress is not None:
                 self.progress.update(1)
             if img is None:
-                self.skipped.append((f, "cannot read or decode"))
+                self.skipped.append((f, problem or "cannot decode"))
                 continue
             frames.append(img)
             if len(frames) == self.batch:

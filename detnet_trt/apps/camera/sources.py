@@ -43,10 +43,10 @@ import cv2
 import numpy as np
 
 from ...core.errors import DetnetError
+from ...core.images import IMAGE_SUFFIXES, is_image_file, list_images
 
 log = logging.getLogger("detnet_trt.camera")
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 KINDS = ("usb", "v4l2", "csi", "rtsp", "http", "gstreamer", "file", "folder")
 LIVE_KINDS = ("usb", "v4l2", "csi", "rtsp", "http", "gstreamer")
 
@@ -166,7 +166,7 @@ def parse_source(text: str | int) -> SourceSpec:
     if p.is_dir():
         return SourceSpec("folder", str(p), s)
     if p.is_file():
-        return SourceSpec("folder" if p.suffix.lower() in IMAGE_SUFFIXES else "file", str(p), s)
+        return SourceSpec("folder" if is_image_file(p) else "file", str(p), s)
     if "://" in s:
         raise SourceError(f"unsupported source scheme in {_redact(s)!r}", "use csi://, rtsp://, http(s)://, a camera index, a file or a folder")
     raise SourceError(
@@ -390,7 +390,7 @@ class ImageFolderSource(FrameSource):
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         p = Path(folder)
-        files = [p] if p.is_file() else sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        files = [p] if p.is_file() else list_images(p)
         if not files:
             raise SourceError(f"no images in {p}", f"expected files ending in {', '.join(IMAGE_SUFFIXES)}")
         super().__init__(str(p))

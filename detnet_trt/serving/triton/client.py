@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ...core.errors import DetnetError, InputError, MissingDependencyError
+from ...core.images import read_image
 from ...runtime.letterbox import Letterboxer
 from ...runtime.postprocess import Detections
 from . import protocol
@@ -169,10 +170,7 @@ def run_client(
 
     frames = []
     for p in images:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"{p}: not a readable image", "pass JPEG/PNG/BMP files")
-        frames.append(img)
+        frames.append(read_image(p))
     with DetnetClient(url, model, protocol_name) as client:
         names = client.class_names
         if labels is not None:
