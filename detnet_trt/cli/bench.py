@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._backend_args import add_backend_args, backend_kwargs
+from ._options import add_backend_args, backend_kwargs
 
 
 def _ints(text: str) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..core.config import DEFAULT_CONF
-from ._backend_args import add_backend_args, backend_kwargs
+from ._options import add_backend_args, backend_kwargs
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import InputError
+
 #: Score threshold of the paths that return detections to a user (infer, camera, serve,
 #: the Triton post-processing, bench's end-to-end figure, compare's matching); evaluation uses
 #: 0.001, as COCO AP expects. The head's score is sqrt(sigmoid(cls) * sigmoid(ctr))
@@ -36,8 +38,6 @@ class PostprocessConfig:
     max_det: int = DEFAULT_MAX_DET
 
     def __post_init__(self) -> None:
-        from .errors import InputError
-
         if not 0.0 <= self.conf <= 1.0:
             raise InputError(f"score threshold {self.conf} is outside 0..1", "pass --conf between 0 and 1")
         if not 0.0 < self.iou <= 1.0:
@@ -49,3 +49,8 @@ class PostprocessConfig:
     def for_eval(cls, max_det: int = DEFAULT_MAX_DET) -> PostprocessConfig:
         """The thresholds COCO evaluation uses (score 0.001, IoU 0.6)."""
         return cls(conf=EVAL_CONF, iou=EVAL_IOU, max_det=max_det)
+
+
+#: The NMS baked into a graph (``export --nms onnx``, ``build --nms efficient``): a low score
+#: threshold so that the host's threshold (:data:`DEFAULT_CONF`) still decides what a user sees.
+GRAPH_NMS = PostprocessConfig(conf=EVAL_CONF, iou=DEFAULT_IOU, max_det=DEFAULT_MAX_DET)
