@@ -36,7 +36,7 @@ clean:
 # --- TensorRT layer without TensorRT (tools/trt_api.py, see tools/README.md) ------------------
 # trt-bindings: for every version in TRT_VERSIONS, $(TRT_CACHE)/<version>/stubs (type stubs of the real
 # bindings) and $(TRT_CACHE)/<version>/runtime (the real bindings over stand-in native libraries,
-# importable with PYTHONPATH=...; used by tests/test_engine_compat.py). Built once (~20 s in all, PyPI
+# importable with PYTHONPATH=...; used by tests/trt/test_compat.py). Built once (~20 s in all, PyPI
 # needed), then again only when tools/trt_api.py or the version list changes.
 # typecheck: mypy over the whole package (config: mypy.ini) once per version, against its stubs: the
 # TensorRT layer meets the real API of each version and the rest of the package is checked with it.
