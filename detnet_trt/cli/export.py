@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.config import GRAPH_NMS
+from ._options import add_postprocess_args, postprocess_config
+
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -21,11 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=None,
                    help="candidates per image before NMS (default: the checkpoint's, 1000 for detnet59; max 3840)")
     p.add_argument("--nms", choices=("host", "onnx"), default="host",
-                   help="host: NMS runs on the host (default); onnx: standard ONNX NonMaxSuppression in the graph")
-    p.add_argument("--max-det", type=int, default=100, help="--nms onnx: detections per image (padded; default 100)")
-    p.add_argument("--conf", type=float, default=0.001,
-                   help="--nms onnx: score threshold baked into the graph (default 0.001; the host can raise it)")
-    p.add_argument("--iou", type=float, default=0.5, help="--nms onnx: IoU threshold baked into the graph (default 0.5)")
+                   help="host: NMS runs on the host (default); onnx: standard ONNX NonMaxSuppression in the graph, "
+                   "with --conf, --iou and --max-det baked in (the host can raise --conf; rows are padded to --max-det)")
+    add_postprocess_args(p, GRAPH_NMS, note="--nms onnx: ")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, the newest TensorRT 8.6 reads)")
     p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo",
                    help="torch exporter (default dynamo; torchscript is torch's legacy exporter)")
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.onnx_meta import read_onnx_meta
     from ..export.onnx import export_onnx
 
+    post = postprocess_config(args, GRAPH_NMS)  # out-of-range values fail here, before the export starts
     output = args.output or str(Path(args.checkpoint).with_suffix(".onnx"))
     print(f"exporting {args.checkpoint} -> {output} (torch.export takes 10-60 s) ...", flush=True)
     path = export_onnx(
@@ -49,9 +51,7 @@ def run(args: argparse.Namespace) -> int:
         layout=args.layout,
         topk=args.topk,
         nms=args.nms,
-        max_det=args.max_det,
-        conf=args.conf,
-        iou=args.iou,
+        post=post,
         opset=args.opset,
         force=args.force,
         exporter=args.exporter,

@@ -10,10 +10,11 @@ renamed to the in-graph NMS contract of :mod:`detnet_trt.core.meta` (``det_boxes
 once the bundled plugins are registered (``init_libnvinfer_plugins``, done by the engine builder and
 runtime). ONNX Runtime cannot run the plugin; the graph before it still runs there.
 
-Custom plugin libraries (``--plugin libmyplugins.so``): :func:`load_plugin_libraries` loads each
-shared library into the process with ``RTLD_GLOBAL`` before parsing or deserializing; a library
-registers its plugin creators when loaded (``REGISTER_TENSORRT_PLUGIN``). See ``plugins/README.md``.
-This module itself never imports TensorRT.
+Custom plugin libraries (``--plugin libmyplugins.so``):
+:func:`detnet_trt.trt.plugins.load_plugin_libraries` loads each shared library into the process
+with ``RTLD_GLOBAL`` before parsing or deserializing; a library registers its plugin creators when
+loaded (``REGISTER_TENSORRT_PLUGIN``). See ``plugins/README.md``. This module itself never imports
+TensorRT.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from ..core.config import GRAPH_NMS, PostprocessConfig
 from ..core.errors import MissingDependencyError, ModelFileError
 from ..core.fileio import atomic_write_bytes, check_writable
-from ..core.meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS
+from ..core.meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS, ModelMeta
 from ..core.onnx_meta import meta_of, set_meta
 from ..trt.plugins import PluginError
 
@@ -35,26 +37,56 @@ EFFICIENT_NMS_OP = "EfficientNMS_TRT"
 _PLUGIN_OUTPUTS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes")
 
 
-
-
-# --- custom plugin libraries ---------------------------------------------------------------
-
-
 # --- EfficientNMS_TRT by graph surgery -----------------------------------------------------
 def add_efficient_nms(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     *,
-    max_det: int = 100,
-    conf: float = 0.001,
-    iou: float = 0.5,
+    post: PostprocessConfig = GRAPH_NMS,
     force: bool = False,
 ) -> Path:
     """Append ``EfficientNMS_TRT`` to a host-NMS ONNX ``src``; write the result to ``dst``.
 
-    ``conf`` is the plugin's score threshold (keep it low; the post-processing applies the user's
-    threshold afterwards), ``iou`` its IoU threshold, ``max_det`` the padded detections per image.
+    ``post.conf`` is the plugin's score threshold (keep it low, as :data:`GRAPH_NMS` does; the
+    post-processing applies the user's threshold afterwards), ``post.iou`` its IoU threshold,
+    ``post.max_det`` the padded detections per image.
     """
+    onnx, gs = _import_graphsurgeon()
+    if post.max_det < 1 or not 0.0 <= post.conf <= 1.0 or not 0.0 < post.iou <= 1.0:
+        raise PluginError(
+            f"EfficientNMS settings out of range: max_det={post.max_det}, conf={post.conf}, iou={post.iou}"
+        )
+    out = check_writable(dst, force)
+    model = onnx.load(str(src))
+    meta = _host_nms_meta(model, src)
+    graph = gs.import_onnx(model)
+    outs = {t.name: t for t in graph.outputs}
+    missing = [n for n in HOST_NMS_OUTPUTS if n not in outs]
+    if missing:
+        raise PluginError(f"{src}: outputs {missing} not found (has {sorted(outs)})")
+    boxes, scores, class_ids = (outs[n] for n in HOST_NMS_OUTPUTS)
+    class_scores = _class_scores(graph, scores, class_ids, meta.num_classes)
+    _append_plugin(graph, boxes, class_scores, post)
+    graph.cleanup().toposort()
+    if tuple(t.name for t in graph.outputs) != GRAPH_NMS_OUTPUTS:
+        raise PluginError("graph surgery produced unexpected outputs")  # pragma: no cover
+
+    new_model = gs.export_onnx(graph)
+    new_model.ir_version = model.ir_version
+    new_meta = meta.with_updates(nms="efficient", max_det=int(post.max_det))
+    new_meta.extra = {
+        **meta.extra,
+        "efficient_nms": {"conf": float(post.conf), "iou": float(post.iou), "max_det": int(post.max_det)},
+    }
+    del new_model.metadata_props[:]
+    new_model.metadata_props.extend(model.metadata_props)
+    set_meta(new_model, new_meta)
+    atomic_write_bytes(out, new_model.SerializeToString(), force=True)
+    return out
+
+
+def _import_graphsurgeon() -> tuple[Any, Any]:
+    """``(onnx, onnx_graphsurgeon)``, or a :class:`MissingDependencyError` naming the extra."""
     try:
         import onnx
         import onnx_graphsurgeon as gs
@@ -63,10 +95,11 @@ def add_efficient_nms(
             "onnx-graphsurgeon is not installed, --nms efficient needs it",
             "pip install 'detnet-trt[plugins]'",
         ) from None
-    if max_det < 1 or not 0.0 <= conf <= 1.0 or not 0.0 < iou <= 1.0:
-        raise PluginError(f"EfficientNMS settings out of range: max_det={max_det}, conf={conf}, iou={iou}")
-    out = check_writable(dst, force)
-    model = onnx.load(str(src))
+    return onnx, gs
+
+
+def _host_nms_meta(model: Any, src: str | os.PathLike[str]) -> ModelMeta:
+    """The metadata of a detnet_trt host-NMS export; :class:`ModelFileError` / :class:`PluginError` otherwise."""
     meta = meta_of(model)
     if meta is None:
         raise ModelFileError(f"{src}: not a detnet_trt ONNX (no metadata)", "export it with `detnet-trt export`")
@@ -75,15 +108,14 @@ def add_efficient_nms(
             f"{src}: has nms={meta.nms!r}; EfficientNMS is added to a host-NMS export",
             "export with --nms host",
         )
-    graph = gs.import_onnx(model)
-    outs = {t.name: t for t in graph.outputs}
-    missing = [n for n in HOST_NMS_OUTPUTS if n not in outs]
-    if missing:
-        raise PluginError(f"{src}: outputs {missing} not found (has {sorted(outs)})")
-    boxes, scores, class_ids = (outs[n] for n in HOST_NMS_OUTPUTS)
-    num_classes = meta.num_classes
+    return meta
 
-    # scores N x K -> N x K x C: score at the candidate's class, 0 elsewhere (class-aware NMS).
+
+def _class_scores(graph: Any, scores: Any, class_ids: Any, num_classes: int) -> Any:
+    """Scores N x K -> N x K x C: score at the candidate's class, 0 elsewhere (class-aware NMS)."""
+    import onnx
+    import onnx_graphsurgeon as gs
+
     classes = gs.Constant("nms_class_range", np.arange(num_classes, dtype=np.int32).reshape(1, 1, -1))
     axis = gs.Constant("nms_axis_last", np.array([-1], dtype=np.int64))
     cls_i32 = _node(graph, "Cast", [class_ids], np.int32, attrs={"to": onnx.TensorProto.INT32})
@@ -91,8 +123,14 @@ def add_efficient_nms(
     onehot = _node(graph, "Equal", [cls_3d, classes], np.bool_)
     onehot_f = _node(graph, "Cast", [onehot], np.float32, attrs={"to": onnx.TensorProto.FLOAT})
     scores_3d = _node(graph, "Unsqueeze", [scores, axis], np.float32)
-    class_scores = _node(graph, "Mul", [scores_3d, onehot_f], np.float32, name="nms_class_scores")
+    return _node(graph, "Mul", [scores_3d, onehot_f], np.float32, name="nms_class_scores")
 
+
+def _append_plugin(graph: Any, boxes: Any, class_scores: Any, post: PostprocessConfig) -> None:
+    """The plugin node and a Squeeze of its count; the graph's outputs become the in-graph NMS contract."""
+    import onnx_graphsurgeon as gs
+
+    max_det = post.max_det
     n = boxes.shape[0] if boxes.shape else "N"
     det_outputs = [
         gs.Variable("nms_num_detections", dtype=np.int32, shape=[n, 1]),
@@ -109,8 +147,8 @@ def add_efficient_nms(
             "plugin_version": "1",
             "background_class": -1,  # every class is a real class
             "max_output_boxes": int(max_det),
-            "score_threshold": float(conf),
-            "iou_threshold": float(iou),
+            "score_threshold": float(post.conf),
+            "iou_threshold": float(post.iou),
             "score_activation": 0,  # scores are already probabilities
             "class_agnostic": 0,
             "box_coding": 0,  # corners: x1, y1, x2, y2
@@ -120,19 +158,6 @@ def add_efficient_nms(
     squeeze_axis = gs.Constant("nms_axis_1", np.array([1], dtype=np.int64))
     graph.layer(op="Squeeze", name="num_dets_squeeze", inputs=[det_outputs[0], squeeze_axis], outputs=[num_dets])
     graph.outputs = [det_outputs[1], det_outputs[2], det_outputs[3], num_dets]
-    graph.cleanup().toposort()
-    if tuple(t.name for t in graph.outputs) != GRAPH_NMS_OUTPUTS:
-        raise PluginError("graph surgery produced unexpected outputs")  # pragma: no cover
-
-    new_model = gs.export_onnx(graph)
-    new_model.ir_version = model.ir_version
-    new_meta = meta.with_updates(nms="efficient", max_det=int(max_det))
-    new_meta.extra = {**meta.extra, "efficient_nms": {"conf": float(conf), "iou": float(iou), "max_det": int(max_det)}}
-    del new_model.metadata_props[:]
-    new_model.metadata_props.extend(model.metadata_props)
-    set_meta(new_model, new_meta)
-    atomic_write_bytes(out, new_model.SerializeToString(), force=True)
-    return out
 
 
 def _node(graph: Any, op: str, inputs: list[Any], dtype: type, attrs: dict[str, Any] | None = None,

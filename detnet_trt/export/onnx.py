@@ -10,7 +10,7 @@ The graph (tensor names from :mod:`detnet_trt.core.meta`):
 - ``nms="onnx"``: the same top-K followed by the standard ONNX ``NonMaxSuppression`` (class-aware
   through per-class coordinate offsets, like the host's ``batched_nms``), padded to a fixed count:
   ``det_boxes`` ``N x D x 4``, ``det_scores`` ``N x D``, ``det_class_ids`` ``N x D`` int32 (rows
-  past ``num_dets`` are zero) and ``num_dets`` int32 ``N``; D = ``max_det``. ONNX Runtime's
+  past ``num_dets`` are zero) and ``num_dets`` int32 ``N``; D = ``post.max_det``. ONNX Runtime's
   NonMaxSuppression keeps scores ``> conf`` where the host keeps ``>= conf``: they differ only
   for a score exactly at the threshold.
 
@@ -51,6 +51,7 @@ import onnx
 from onnx import helper
 
 from .._version import __version__
+from ..core.config import GRAPH_NMS, PostprocessConfig
 from ..core.errors import InputError
 from ..core.fileio import atomic_write_bytes, check_writable, sha256_file
 from ..core.meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS, INPUT_NAME, LAYOUTS, ModelMeta
@@ -65,23 +66,15 @@ _EXPORT_CACHE: dict[tuple[Any, ...], bytes] = {}
 _CACHE_MAX_BYTES = 64 << 20
 
 
-# --- the TensorRT 8.6 operator list ----------------------------------------------------------
-
-
-# --- reading the metadata back ---------------------------------------------------------------
-
-
 # --- export ----------------------------------------------------------------------------------
-def export_onnx(
+def export_onnx(  # 10 parameters: the interface `detnet-trt export` and the build chain call
     checkpoint: str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
     layout: str = "nchw",
     topk: int | None = None,
     nms: str = "host",
-    max_det: int = 100,
-    conf: float = 0.001,
-    iou: float = 0.5,
+    post: PostprocessConfig = GRAPH_NMS,
     opset: int = 17,
     force: bool = False,
     exporter: str = "dynamo",
@@ -93,17 +86,60 @@ def export_onnx(
         layout: ``"nchw"`` or ``"nhwc"`` uint8 input (NHWC spares the host a transpose).
         topk: candidates per image (default: the checkpoint's, see the module docstring).
         nms: ``"host"`` (top-K out; NMS on the host) or ``"onnx"`` (in-graph NonMaxSuppression).
-        max_det, conf, iou: only for ``nms="onnx"``: padded detection count, the score threshold
-            and IoU threshold baked into the graph (the host may raise ``conf`` further).
+        post: only for ``nms="onnx"``: the score threshold, IoU threshold and padded detection
+            count baked into the graph (the host may raise ``conf`` further); default
+            :data:`~detnet_trt.core.config.GRAPH_NMS`.
         opset: 17 (TensorRT 8.6) or newer (then the TensorRT 8.6 op check is skipped).
         force: overwrite an existing ``output``.
         exporter: ``"dynamo"`` (default) or ``"torchscript"`` (torch's legacy exporter).
         verify: run the file in ONNX Runtime on a random batch and compare with PyTorch.
     """
-    _check_args(layout, topk, nms, max_det, conf, iou, opset, exporter)
+    _check_args(layout, topk, nms, post, opset, exporter)
     if Path(output).is_dir():
         raise InputError(f"output {output} is a folder", "name the .onnx file to write")
     out = check_writable(output, force)
+    model, sha = _load_model(checkpoint, layout, topk)
+    meta = model.meta()
+    dummy = _random_batch(meta.input_shape(_DUMMY_BATCH), seed=0)
+    ref = _reference_outputs(model, dummy)
+    k = int(ref[1].shape[1])  # top-K after clamping to locations x classes
+    if nms == "onnx" and post.max_det > k:
+        raise InputError(f"--max-det {post.max_det} is larger than the top-K {k}", f"use --max-det <= {k}")
+    proto = _host_nms_graph(model, dummy, (sha, layout, k, opset, exporter))
+    if nms == "onnx":
+        _append_nms(proto, post)
+    meta = _export_meta(meta, checkpoint, sha, k, nms, post, exporter, opset)
+    set_meta(proto, meta)
+    proto.producer_name, proto.producer_version = "detnet_trt", __version__
+    proto.doc_string = f"DetNet detector {meta.model} exported by detnet_trt {__version__}"
+    _check_exported(proto, meta, opset)
+    data = proto.SerializeToString()
+    if verify:
+        _verify(data, dummy, ref, meta)
+    return atomic_write_bytes(out, data, force=True)
+
+
+def _check_args(layout: str, topk: int | None, nms: str, post: PostprocessConfig, opset: int, exporter: str) -> None:
+    if layout not in LAYOUTS:
+        raise InputError(f"unknown layout {layout!r}", f"use one of {LAYOUTS}")
+    if nms not in EXPORT_NMS_MODES:
+        hint = "TensorRT's EfficientNMS plugin is added to an exported file by detnet_trt.export.efficient_nms" if nms == "efficient" else ""
+        raise InputError(f"export supports nms in {EXPORT_NMS_MODES}, got {nms!r}", hint or None)
+    if topk is not None and not 1 <= int(topk) <= TRT_MAX_TOPK:
+        raise InputError(f"--topk must be in 1..{TRT_MAX_TOPK} (TensorRT's TopK limit), got {topk}")
+    if not 1 <= post.max_det <= TRT_MAX_TOPK:
+        raise InputError(f"--max-det must be in 1..{TRT_MAX_TOPK}, got {post.max_det}")
+    # PostprocessConfig allows conf == 1; NonMaxSuppression keeps scores > conf, which would keep nothing
+    if not 0.0 <= post.conf < 1.0 or not 0.0 < post.iou <= 1.0:
+        raise InputError(f"need 0 <= conf < 1 and 0 < iou <= 1, got conf={post.conf}, iou={post.iou}")
+    if opset < TRT86_MAX_OPSET:
+        raise InputError(f"opset {opset} is too old", f"use --opset {TRT86_MAX_OPSET} (TensorRT 8.6 reads up to 17)")
+    if exporter not in EXPORTERS:
+        raise InputError(f"unknown exporter {exporter!r}", f"use one of {EXPORTERS}")
+
+
+def _load_model(checkpoint: str | os.PathLike[str], layout: str, topk: int | None) -> tuple[Any, str]:
+    """The checkpoint's model in eval mode with the export's layout and top-K, and the file's sha256."""
     from ..models.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(checkpoint, map_location="cpu")
@@ -114,30 +150,42 @@ def export_onnx(
         model.topk = int(topk)
     if model.topk > TRT_MAX_TOPK:
         raise InputError(f"top-K {model.topk} is larger than TensorRT's limit {TRT_MAX_TOPK}", "pass --topk 1000")
+    return model, sha
 
+
+def _reference_outputs(model: Any, dummy: np.ndarray) -> list[np.ndarray]:
+    """PyTorch's host-NMS outputs (boxes, scores, class ids) for ``dummy``."""
     import torch
 
-    meta = model.meta()
-    dummy = _random_batch(meta.input_shape(_DUMMY_BATCH), seed=0)
     with torch.no_grad():
-        ref = [t.numpy() for t in model(torch.from_numpy(dummy))]
-    k = int(ref[1].shape[1])  # top-K after clamping to locations x classes
-    if nms == "onnx" and max_det > k:
-        raise InputError(f"--max-det {max_det} is larger than the top-K {k}", f"use --max-det <= {k}")
-    key = (sha, layout, k, opset, exporter)
-    if key in _EXPORT_CACHE:
-        proto = onnx.load_from_string(_EXPORT_CACHE[key])
-    else:
-        proto = _torch_to_onnx(model, torch.from_numpy(dummy), opset, exporter)
-        _tidy(proto, k)
-        _remember(key, proto)
-    if nms == "onnx":
-        _append_nms(proto, max_det=max_det, conf=conf, iou=iou)
+        return [t.numpy() for t in model(torch.from_numpy(dummy))]
 
-    meta = meta.with_updates(
+
+def _host_nms_graph(model: Any, dummy: np.ndarray, key: tuple[Any, ...]) -> onnx.ModelProto:
+    """The exported, tidied host-NMS graph; from the in-memory cache when ``key``
+    (checkpoint sha256, layout, K, opset, exporter) was exported before."""
+    import torch
+
+    if key in _EXPORT_CACHE:
+        return onnx.load_from_string(_EXPORT_CACHE[key])
+    _, _, k, opset, exporter = key
+    proto = _torch_to_onnx(model, torch.from_numpy(dummy), opset, exporter)
+    _tidy(proto, k)
+    _remember(key, proto)
+    return proto
+
+
+def _export_meta(  # 8 parameters: every one is a field the metadata records
+    meta: ModelMeta, checkpoint: str | os.PathLike[str], sha: str, k: int, nms: str, post: PostprocessConfig,
+    exporter: str, opset: int,
+) -> ModelMeta:
+    """The model's metadata with the export's top-K, NMS mode and provenance (``extra``)."""
+    import torch
+
+    return meta.with_updates(
         topk=k,
         nms=nms,
-        max_det=max_det if nms == "onnx" else meta.max_det,
+        max_det=post.max_det if nms == "onnx" else meta.max_det,
         checkpoint_sha256=sha,
         extra={
             "exporter": exporter,
@@ -146,47 +194,24 @@ def export_onnx(
             "onnx": onnx.__version__,
             "detnet_trt": __version__,
             "checkpoint": Path(checkpoint).name,
-            **({"nms_conf": conf, "nms_iou": iou} if nms == "onnx" else {}),
+            **({"nms_conf": post.conf, "nms_iou": post.iou} if nms == "onnx" else {}),
         },
     )
-    set_meta(proto, meta)
-    proto.producer_name, proto.producer_version = "detnet_trt", __version__
-    proto.doc_string = f"DetNet detector {meta.model} exported by detnet_trt {__version__}"
 
+
+def _check_exported(proto: onnx.ModelProto, meta: ModelMeta, opset: int) -> None:
+    """onnx.checker and the graph contract (:func:`check_graph`); raises :class:`ExportCheckError`."""
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as err:
         raise ExportCheckError(f"the exported graph fails onnx.checker: {str(err).splitlines()[0]}") from err
     problems = check_graph(proto, meta)
     if opset > TRT86_MAX_OPSET:
-        warnings.warn(f"opset {opset}: TensorRT 8.6 cannot parse this file (it reads opsets <= 17)", stacklevel=2)
+        # stacklevel 3: the warning points at the caller of export_onnx
+        warnings.warn(f"opset {opset}: TensorRT 8.6 cannot parse this file (it reads opsets <= 17)", stacklevel=3)
         problems = [p for p in problems if "TensorRT 8.6" not in p and "opset" not in p]
     if problems:
         raise ExportCheckError("the exported graph breaks the ONNX contract: " + "; ".join(problems[:5]))
-    data = proto.SerializeToString()
-    if verify:
-        _verify(data, dummy, ref, meta)
-    return atomic_write_bytes(out, data, force=True)
-
-
-def _check_args(
-    layout: str, topk: int | None, nms: str, max_det: int, conf: float, iou: float, opset: int, exporter: str
-) -> None:
-    if layout not in LAYOUTS:
-        raise InputError(f"unknown layout {layout!r}", f"use one of {LAYOUTS}")
-    if nms not in EXPORT_NMS_MODES:
-        hint = "TensorRT's EfficientNMS plugin is added to an exported file by detnet_trt.export.efficient_nms" if nms == "efficient" else ""
-        raise InputError(f"export supports nms in {EXPORT_NMS_MODES}, got {nms!r}", hint or None)
-    if topk is not None and not 1 <= int(topk) <= TRT_MAX_TOPK:
-        raise InputError(f"--topk must be in 1..{TRT_MAX_TOPK} (TensorRT's TopK limit), got {topk}")
-    if not 1 <= max_det <= TRT_MAX_TOPK:
-        raise InputError(f"--max-det must be in 1..{TRT_MAX_TOPK}, got {max_det}")
-    if not 0.0 <= conf < 1.0 or not 0.0 < iou <= 1.0:
-        raise InputError(f"need 0 <= conf < 1 and 0 < iou <= 1, got conf={conf}, iou={iou}")
-    if opset < TRT86_MAX_OPSET:
-        raise InputError(f"opset {opset} is too old", f"use --opset {TRT86_MAX_OPSET} (TensorRT 8.6 reads up to 17)")
-    if exporter not in EXPORTERS:
-        raise InputError(f"unknown exporter {exporter!r}", f"use one of {EXPORTERS}")
 
 
 def _random_batch(shape: tuple[Any, ...], seed: int) -> np.ndarray:

@@ -11,14 +11,24 @@ import onnx
 import pytest
 
 from detnet_trt.cli import main
+from detnet_trt.core.config import GRAPH_NMS, PostprocessConfig
 from detnet_trt.core.meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS, ModelMeta
 from detnet_trt.export.efficient_nms import EFFICIENT_NMS_OP, PluginError, add_efficient_nms
 from detnet_trt.trt.plugins import load_plugin_libraries
 
 
+def _unchecked(**fields) -> PostprocessConfig:
+    """A PostprocessConfig that skips its own range check, to reach the plugin's."""
+    post = object.__new__(PostprocessConfig)
+    for k, v in fields.items():
+        object.__setattr__(post, k, v)
+    return post
+
+
 @pytest.fixture(scope="module")
 def nms_onnx(tiny_onnx, tmp_path_factory):
-    return add_efficient_nms(tiny_onnx, tmp_path_factory.mktemp("nms") / "tiny.nms.onnx", max_det=20, iou=0.6)
+    post = PostprocessConfig(conf=GRAPH_NMS.conf, iou=0.6, max_det=20)
+    return add_efficient_nms(tiny_onnx, tmp_path_factory.mktemp("nms") / "tiny.nms.onnx", post=post)
 
 
 def test_efficient_nms_graph(nms_onnx) -> None:
@@ -72,7 +82,7 @@ def test_efficient_nms_only_on_host_nms_exports(nms_onnx, tmp_path) -> None:
 
 def test_efficient_nms_settings_checked(tiny_onnx, tmp_path) -> None:
     with pytest.raises(PluginError, match="out of range"):
-        add_efficient_nms(tiny_onnx, tmp_path / "x.onnx", iou=0.0)
+        add_efficient_nms(tiny_onnx, tmp_path / "x.onnx", post=_unchecked(conf=0.001, iou=0.0, max_det=100))
 
 
 # --- custom plugin libraries ---------------------------------------------------------------

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from detnet_trt.core.config import GRAPH_NMS, PostprocessConfig
 from detnet_trt.core.errors import InputError, ModelFileError, OutputExistsError
 from detnet_trt.core.fileio import sha256_file
 from detnet_trt.core.meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS, ModelMeta
@@ -128,7 +131,8 @@ def test_nhwc_export_matches_nchw(tiny_checkpoint, tiny_onnx, tmp_path) -> None:
 
 def test_onnx_nms_matches_host_nms(tiny_checkpoint, tiny_onnx, tmp_path) -> None:
     conf, iou, max_det = 0.55, 0.5, 20  # some images fill all 20 rows, others are padded
-    path = export_onnx(tiny_checkpoint, tmp_path / "nms.onnx", nms="onnx", conf=conf, iou=iou, max_det=max_det)
+    post = PostprocessConfig(conf=conf, iou=iou, max_det=max_det)
+    path = export_onnx(tiny_checkpoint, tmp_path / "nms.onnx", nms="onnx", post=post)
     meta = read_onnx_meta(path)
     assert meta.nms == "onnx" and meta.max_det == max_det and meta.output_names == GRAPH_NMS_OUTPUTS
     assert meta.extra["nms_conf"] == conf and meta.extra["nms_iou"] == iou
@@ -178,7 +182,8 @@ def test_failed_export_leaves_no_file(tiny_checkpoint, tiny_onnx, tmp_path, monk
         ({"nms": "efficient"}, "EfficientNMS"),
         ({"topk": 5000}, "3840"),
         ({"opset": 13}, "opset"),
-        ({"nms": "onnx", "max_det": 400}, "max-det"),  # more than the tiny model's top-K (300)
+        ({"nms": "onnx", "post": replace(GRAPH_NMS, max_det=400)}, "max-det"),  # more than the tiny model's top-K (300)
+        ({"nms": "onnx", "post": replace(GRAPH_NMS, conf=1.0)}, "conf < 1"),  # a config allows 1, the graph not
         ({"exporter": "tf"}, "exporter"),
     ],
 )
