@@ -38,7 +38,7 @@ from detnet_trt.runtime.backends import Backend, load_backend
 from detnet_trt.runtime.letterbox import letterbox
 from detnet_trt.runtime.postprocess import postprocess
 from detnet_trt.serving.triton.client import DetnetClient
-from detnet_trt.serving.triton.server import DetnetTritonServer, free_port
+from detnet_trt.serving.triton.server import DetnetTritonServer, ServeOptions, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CKPT = ROOT / "detnet_trt" / "assets" / "detnet_tiny_synth.pt"
@@ -162,11 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         image, info = letterbox(frame, backend.meta.input_size, backend.meta.layout)
         size = np.array([[info.orig_h, info.orig_w]], np.int32)
         servers = {
-            mode: DetnetTritonServer(
-                load_backend(model), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+            mode: DetnetTritonServer(load_backend(model), options=ServeOptions(
+                http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                 max_batch=args.max_batch, dynamic_batching=mode == "dynamic_batching",
                 queue_delay_us=args.queue_delay_us,
-            )
+            ))
             for mode in ("dynamic_batching", "no_batching")
         }
         slices: dict[str, list[dict]] = {mode: [] for mode in servers}

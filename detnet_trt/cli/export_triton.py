@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ..core.config import DEFAULT_CONF
+from ._options import add_postprocess_args, postprocess_config
+
+if TYPE_CHECKING:
+    from ..serving.triton.repository import TritonRepoOptions
 
 
 def _sizes(text: str) -> list[int]:
@@ -24,6 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="TensorRT engine (.engine/.plan, with its .json sidecar) or exported ONNX (.onnx)")
     p.add_argument("--repo", required=True, help="repository folder to write")
+    add_repo_args(p)
+    add_postprocess_args(p)
+    p.add_argument("--force", action="store_true", help="replace an existing repository folder")
+    p.set_defaults(func=run)
+    return p
+
+
+def add_repo_args(p: argparse.ArgumentParser) -> None:
+    """The flags of :class:`~detnet_trt.serving.triton.repository.TritonRepoOptions` (see :func:`repo_options`)."""
     p.add_argument("--name", default="detnet", help="ensemble name clients call (default detnet)")
     p.add_argument("--max-batch", type=int, default=8, help="max_batch_size of the models (default 8)")
     p.add_argument("--preferred-batch", type=_sizes, default=None,
@@ -33,21 +46,24 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--instances", type=int, default=1, help="model instances (instance_group count, default 1)")
     p.add_argument("--kind", choices=("gpu", "cpu"), default="gpu",
                    help="instance kind of the network (default gpu; cpu for ONNX on a CPU-only host)")
-    p.add_argument("--conf", type=float, default=DEFAULT_CONF, help="score threshold (default %(default)s)")
-    p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
-    p.add_argument("--max-det", type=int, default=100, help="detections per image (default 100)")
-    p.add_argument("--force", action="store_true", help="replace an existing repository folder")
-    p.set_defaults(func=run)
-    return p
+
+
+def repo_options(args: argparse.Namespace) -> TritonRepoOptions:
+    """The :class:`~detnet_trt.serving.triton.repository.TritonRepoOptions` of :func:`add_repo_args`' flags."""
+    from ..serving.triton.repository import TritonRepoOptions
+
+    return TritonRepoOptions(
+        name=args.name, max_batch=args.max_batch, instances=args.instances, kind=args.kind,
+        preferred_batch_sizes=None if args.preferred_batch is None else tuple(args.preferred_batch),
+        queue_delay_us=args.queue_delay_us,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..serving.triton.repository import export_triton
 
     plan = export_triton(
-        args.model, args.repo, name=args.name, max_batch=args.max_batch, instances=args.instances, kind=args.kind,
-        preferred_batch_sizes=args.preferred_batch, queue_delay_us=args.queue_delay_us, conf=args.conf,
-        iou=args.iou, max_det=args.max_det, force=args.force,
+        args.model, args.repo, options=repo_options(args), post=postprocess_config(args), force=args.force,
     )
     print(f"wrote {plan.repo}: {', '.join(plan.configs)} ({plan.info.platform})")
     print(f"run: tritonserver --model-repository={plan.repo.resolve()}  (see {plan.repo / 'README.md'})")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ..core.config import DEFAULT_CONF
-from ._options import add_backend_args, backend_kwargs
+from ._options import add_backend_args, add_postprocess_args, backend_kwargs, postprocess_config
+
+if TYPE_CHECKING:
+    from ..serving.triton.server import ServeOptions
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -17,6 +20,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "`orig_size` (see `detnet-trt client`). Binds to 127.0.0.1 unless --allow-remote.",
     )
     p.add_argument("--model", "-m", required=True, help="checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine)")
+    add_serve_args(p)
+    add_postprocess_args(p)
+    add_backend_args(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def add_serve_args(p: argparse.ArgumentParser) -> None:
+    """The flags of :class:`~detnet_trt.serving.triton.server.ServeOptions` (see :func:`serve_options`)."""
     p.add_argument("--name", default="detnet", help="model name clients call (default detnet)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--allow-remote", action="store_true",
@@ -28,24 +40,26 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--queue-delay-us", type=int, default=1000,
                    help="dynamic batching max queue delay in microseconds (default 1000)")
     p.add_argument("--no-dynamic-batching", action="store_true", help="run every request on its own")
-    p.add_argument("--conf", type=float, default=DEFAULT_CONF, help="score threshold (default %(default)s)")
-    p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
-    p.add_argument("--max-det", type=int, default=100, help="detections per image (default 100)")
-    add_backend_args(p)
-    p.set_defaults(func=run)
-    return p
+
+
+def serve_options(args: argparse.Namespace) -> ServeOptions:
+    """The :class:`~detnet_trt.serving.triton.server.ServeOptions` of :func:`add_serve_args`' flags
+    (it refuses a non-loopback ``--host`` without ``--allow-remote``)."""
+    from ..serving.triton.server import ServeOptions
+
+    return ServeOptions(
+        name=args.name, host=args.host, http_port=args.port, grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port, allow_remote=args.allow_remote, max_batch=args.max_batch,
+        dynamic_batching=not args.no_dynamic_batching, queue_delay_us=args.queue_delay_us,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..runtime.backends import load_backend
-    from ..serving.triton.server import check_bind_host, serve
+    from ..serving.triton.server import serve
 
-    check_bind_host(args.host, args.allow_remote)  # before loading anything
+    options = serve_options(args)  # before loading anything: the bind rule, ports, batching
+    post = postprocess_config(args)
     backend = load_backend(args.model, **backend_kwargs(args, args.model))
-    serve(
-        backend, name=args.name, host=args.host, allow_remote=args.allow_remote, http_port=args.port,
-        grpc_port=args.grpc_port, metrics_port=args.metrics_port, max_batch=args.max_batch,
-        dynamic_batching=not args.no_dynamic_batching, queue_delay_us=args.queue_delay_us, conf=args.conf,
-        iou=args.iou, max_det=args.max_det,
-    )
+    serve(backend, options=options, post=post)
     return 0

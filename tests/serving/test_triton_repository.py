@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from detnet_trt.core.config import PostprocessConfig
 from detnet_trt.core.errors import InputError, ModelFileError, OutputExistsError
 from detnet_trt.core.fileio import sha256_file
 from detnet_trt.core.meta import ModelMeta
 from detnet_trt.runtime.letterbox import letterbox_geometry
 from detnet_trt.runtime.postprocess import postprocess
 from detnet_trt.serving.triton import protocol
-from detnet_trt.serving.triton.repository import VENDOR_PACKAGE, export_triton, read_model
+from detnet_trt.serving.triton.repository import VENDOR_PACKAGE, TritonRepoOptions, export_triton, read_model
 
 text_format = pytest.importorskip("google.protobuf.text_format")
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] not installed")
@@ -43,7 +44,8 @@ def onnx_model(tiny_onnx) -> Path:
 @pytest.fixture(scope="module")
 def repo(onnx_model, tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("triton") / "repo"
-    export_triton(onnx_model, dest, max_batch=8, kind="cpu", instances=2, queue_delay_us=500, conf=0.3, max_det=50)
+    options = TritonRepoOptions(max_batch=8, kind="cpu", instances=2, queue_delay_us=500)
+    export_triton(onnx_model, dest, options=options, post=PostprocessConfig(conf=0.3, max_det=50))
     return dest
 
 
@@ -110,10 +112,10 @@ def test_engine_repository(tmp_path):
     meta = ModelMeta("detnet59", ["a", "b"], (512, 512), layout="nhwc", precision="int8")
     write_sidecar(engine, EngineInfo(meta, "10.3.0", "Orin", (8, 7), "x" * 64, build={"batch": [1, 4, 4]}))
     with pytest.raises(InputError, match="exceeds the largest batch 4"):
-        export_triton(engine, tmp_path / "r", max_batch=8)
+        export_triton(engine, tmp_path / "r", options=TritonRepoOptions(max_batch=8))
     with pytest.raises(InputError, match="GPU instance"):
-        export_triton(engine, tmp_path / "r", max_batch=4, kind="cpu")
-    plan = export_triton(engine, tmp_path / "r", max_batch=4)
+        export_triton(engine, tmp_path / "r", options=TritonRepoOptions(max_batch=4, kind="cpu"))
+    plan = export_triton(engine, tmp_path / "r", options=TritonRepoOptions(max_batch=4))
     net = _parse(tmp_path / "r" / "detnet_model" / "config.pbtxt")
     assert net.platform == "tensorrt_plan" and net.default_model_filename == "model.plan"
     assert list(net.input[0].dims) == [512, 512, 3]
@@ -134,7 +136,7 @@ def test_in_graph_nms_engine_repository(tmp_path):
     engine.write_bytes(b"plan")
     meta = ModelMeta("detnet59", ["a"], (320, 320), nms="efficient", max_det=50)
     write_sidecar(engine, EngineInfo(meta, "10.16.0", "H100", (9, 0), "y" * 64, build={"batch": [1, 8, 16]}))
-    export_triton(engine, tmp_path / "r", max_batch=16)
+    export_triton(engine, tmp_path / "r", options=TritonRepoOptions(max_batch=16))
     net = _parse(tmp_path / "r" / "detnet_model" / "config.pbtxt")
     assert [o.name for o in net.output] == ["det_boxes", "det_scores", "det_class_ids", "num_dets"]
     assert list(net.output[0].dims) == [50, 4]  # padded to the engine's max_det
@@ -150,11 +152,11 @@ def test_refuses_to_overwrite_and_bad_inputs(repo, onnx_model, tmp_path):
     with pytest.raises(OutputExistsError, match="--force"):
         export_triton(onnx_model, repo)
     with pytest.raises(InputError, match="--max-batch"):
-        export_triton(onnx_model, tmp_path / "x", max_batch=0)
+        export_triton(onnx_model, tmp_path / "x", options=TritonRepoOptions(max_batch=0))
     with pytest.raises(InputError, match="preferred batch sizes"):
-        export_triton(onnx_model, tmp_path / "x", max_batch=4, preferred_batch_sizes=[8])
+        export_triton(onnx_model, tmp_path / "x", options=TritonRepoOptions(max_batch=4, preferred_batch_sizes=(8,)))
     with pytest.raises(InputError, match="model name"):
-        export_triton(onnx_model, tmp_path / "x", name="bad name")
+        export_triton(onnx_model, tmp_path / "x", options=TritonRepoOptions(name="bad name"))
     bad = tmp_path / "m.pt"
     bad.write_bytes(b"")
     with pytest.raises(ModelFileError, match="export the checkpoint first"):
@@ -162,11 +164,36 @@ def test_refuses_to_overwrite_and_bad_inputs(repo, onnx_model, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize(
+    "fields,flag",
+    [
+        ({"name": "bad name"}, "--name"),
+        ({"max_batch": 0}, "--max-batch"),
+        ({"instances": 0}, "--instances"),
+        ({"kind": "tpu"}, "--kind"),
+        ({"max_batch": 4, "preferred_batch_sizes": (2, 8)}, "--preferred-batch"),
+        ({"queue_delay_us": -1}, "--queue-delay-us"),
+    ],
+)
+def test_bad_repository_option_names_its_flag(fields, flag):
+    with pytest.raises(InputError, match=flag):
+        TritonRepoOptions(**fields)
+
+
+def test_cli_export_triton_checks_options_before_reading_the_model(tmp_path, capsys):
+    from detnet_trt.cli import main
+
+    assert main(["export-triton", str(tmp_path / "missing.onnx"), "--repo", str(tmp_path / "r"),
+                 "--instances", "0"]) == 2
+    assert "--instances must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_force_replaces_repository(onnx_model, tmp_path):
     dest = tmp_path / "repo"
-    export_triton(onnx_model, dest, max_batch=2, kind="cpu")
+    export_triton(onnx_model, dest, options=TritonRepoOptions(max_batch=2, kind="cpu"))
     (dest / "stale.txt").write_text("old")
-    export_triton(onnx_model, dest, max_batch=4, kind="cpu", force=True)
+    export_triton(onnx_model, dest, options=TritonRepoOptions(max_batch=4, kind="cpu"), force=True)
     assert not (dest / "stale.txt").exists()
     assert _parse(dest / "detnet" / "config.pbtxt").max_batch_size == 4
     assert [p.name for p in tmp_path.iterdir()] == ["repo"]  # no temporary folders left
@@ -181,7 +208,7 @@ def test_onnx_external_data_travels_with_the_model(onnx_model, tmp_path):
     src.mkdir()
     onnx.save_model(onnx.load(str(onnx_model)), str(src / "m.onnx"), save_as_external_data=True,
                     location="m.weights")
-    export_triton(src / "m.onnx", tmp_path / "r", kind="cpu")
+    export_triton(src / "m.onnx", tmp_path / "r", options=TritonRepoOptions(kind="cpu"))
     version = tmp_path / "r" / "detnet_model" / "1"
     assert sorted(p.name for p in version.iterdir()) == ["m.weights", "model.onnx"]
     x = np.zeros((1, *read_model(onnx_model).meta.input_shape()[1:]), np.uint8)
@@ -351,7 +378,7 @@ def test_repository_runs_in_bundled_tritonserver(repo, onnx_model, tmp_path):
             assert dc.class_names == read_model(onnx_model).meta.class_names
             remote = dc.detect(frames)
         with load_backend(onnx_model) as be:
-            local = Detector(be, conf=0.3, iou=0.5, max_det=50, max_batch=len(frames))(frames)
+            local = Detector(be, PostprocessConfig(conf=0.3, iou=0.5, max_det=50), max_batch=len(frames))(frames)
         assert [len(d) for d in remote] == [len(d) for d in local] and any(len(d) for d in local)
         for r, lo in zip(remote, local):
             np.testing.assert_array_equal(r.class_ids, lo.class_ids)

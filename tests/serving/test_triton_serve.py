@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from detnet_trt.core.config import PostprocessConfig
 from detnet_trt.core.errors import InputError
 from detnet_trt.runtime.backends import load_backend
 from detnet_trt.runtime.letterbox import Letterboxer
@@ -24,7 +25,7 @@ pytest.importorskip("tritonclient.http", reason="tritonclient[http] not installe
 pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] not installed")
 
 from detnet_trt.serving.triton.client import DetnetClient, ServerError
-from detnet_trt.serving.triton.server import DetnetTritonServer, free_port
+from detnet_trt.serving.triton.server import DetnetTritonServer, ServeOptions, free_port
 
 pytestmark = pytest.mark.slow
 CONF, IOU, MAX_DET = 0.25, 0.5, 100
@@ -40,8 +41,9 @@ def onnx_model(tiny_onnx) -> Path:
 def server(onnx_model):
     srv = DetnetTritonServer(
         load_backend(onnx_model),
-        http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-        max_batch=8, queue_delay_us=30_000, conf=CONF, iou=IOU, max_det=MAX_DET,
+        options=ServeOptions(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                             max_batch=8, queue_delay_us=30_000),
+        post=PostprocessConfig(conf=CONF, iou=IOU, max_det=MAX_DET),
     )
     try:
         srv.start()
@@ -211,9 +213,35 @@ def test_client_cli_prints_and_saves(server, reference, tmp_path, capsys):
 def test_non_loopback_bind_needs_explicit_flag(onnx_model):
     backend = load_backend(onnx_model)
     with pytest.raises(InputError, match="--allow-remote"):
-        DetnetTritonServer(backend, host="0.0.0.0")
-    DetnetTritonServer(backend, host="0.0.0.0", allow_remote=True)  # allowed, not started
-    DetnetTritonServer(backend, host="::1")  # loopback is fine
+        DetnetTritonServer(backend, options=ServeOptions(host="0.0.0.0"))
+    DetnetTritonServer(backend, options=ServeOptions(host="0.0.0.0", allow_remote=True))  # allowed, not started
+    DetnetTritonServer(backend, options=ServeOptions(host="::1"))  # loopback is fine
+
+
+@pytest.mark.parametrize(
+    "fields,flag",
+    [
+        ({"max_batch": 0}, "--max-batch"),
+        ({"queue_delay_us": -5}, "--queue-delay-us"),
+        ({"http_port": 70000}, "--port"),
+        ({"grpc_port": 0}, "--grpc-port"),
+        ({"metrics_port": -1}, "--metrics-port"),
+        ({"host": "192.0.2.1"}, "--allow-remote"),
+    ],
+)
+def test_bad_serve_option_names_its_flag(fields, flag):
+    with pytest.raises(InputError, match=flag):
+        ServeOptions(**fields)
+
+
+def test_cli_serve_checks_options_before_loading_the_model(tmp_path, capsys):
+    from detnet_trt.cli import main
+
+    missing = str(tmp_path / "missing.onnx")
+    assert main(["serve", "--model", missing, "--max-batch", "0"]) == 2
+    assert "--max-batch must be >= 1" in capsys.readouterr().err
+    assert main(["serve", "--model", missing, "--host", "0.0.0.0"]) == 2
+    assert "--allow-remote" in capsys.readouterr().err
 
 
 def test_server_stops_cleanly(server):

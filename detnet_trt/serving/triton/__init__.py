@@ -11,6 +11,8 @@ when a server or client starts.
 """
 
 from .protocol import OUTPUTS, pack_detections, unpack_detections
-from .repository import export_triton, read_model
+from .repository import TritonRepoOptions, export_triton, read_model
 
-__all__ = ["OUTPUTS", "export_triton", "pack_detections", "read_model", "unpack_detections"]
+__all__ = [
+    "OUTPUTS", "TritonRepoOptions", "export_triton", "pack_detections", "read_model", "unpack_detections",
+]

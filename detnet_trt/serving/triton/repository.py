@@ -35,6 +35,7 @@ import importlib
 import inspect
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -43,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from ..._version import __version__
-from ...core.config import DEFAULT_CONF
+from ...core.config import PostprocessConfig
 from ...core.errors import InputError, ModelFileError, OutputExistsError
 from ...core.fileio import atomic_write_text, sha256_bytes
 from ...core.meta import INPUT_NAME, ModelMeta
@@ -381,6 +382,52 @@ def _default_preferred(max_batch: int) -> list[int]:
     return sizes + [max_batch] if max_batch > 1 else []
 
 
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+INSTANCE_KINDS = ("gpu", "cpu")
+
+
+@dataclass(frozen=True)
+class TritonRepoOptions:
+    """How ``export-triton`` lays out and batches the repository; each field is the flag of that name.
+
+    ``name``: the ensemble clients call (``NAME_model``, ``NAME_postprocess`` beside it);
+    ``max_batch``: ``max_batch_size`` of the three models; ``instances``, ``kind``: the network's
+    instance group (``kind`` ``gpu``; ``cpu`` for ONNX on CPU-only hosts; TensorRT plans need
+    ``gpu``); ``preferred_batch_sizes``: dynamic batching's preferred sizes (default 4, 8, ... up
+    to ``max_batch``); ``queue_delay_us``: its max queue delay.
+    """
+
+    name: str = "detnet"
+    max_batch: int = 8
+    instances: int = 1
+    kind: str = "gpu"
+    preferred_batch_sizes: tuple[int, ...] | None = None
+    queue_delay_us: int = 1000
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.fullmatch(self.name):
+            raise InputError(f"--name: model name {self.name!r} may only contain letters, digits, '_', '.', '-'")
+        if self.max_batch < 1:
+            raise InputError(f"--max-batch must be >= 1, got {self.max_batch}")
+        if self.instances < 1:
+            raise InputError(f"--instances must be >= 1, got {self.instances}")
+        if self.kind not in INSTANCE_KINDS:
+            raise InputError(f"--kind: instance kind must be 'gpu' or 'cpu', got {self.kind!r}")
+        if self.queue_delay_us < 0:
+            raise InputError(f"--queue-delay-us must be >= 0, got {self.queue_delay_us}")
+        if self.preferred_batch_sizes is not None:
+            object.__setattr__(self, "preferred_batch_sizes", tuple(self.preferred_batch_sizes))
+            bad = [b for b in self.preferred_batch_sizes if not 1 <= b <= self.max_batch]
+            if bad:
+                raise InputError(f"--preferred-batch: preferred batch sizes {bad} are outside 1..{self.max_batch}")
+
+    def preferred(self) -> list[int]:
+        """The preferred batch sizes given, or the default ones for ``max_batch``."""
+        if self.preferred_batch_sizes is not None:
+            return list(self.preferred_batch_sizes)
+        return _default_preferred(self.max_batch)
+
+
 @dataclass
 class RepositoryPlan:
     """The three configs (as nested dicts) and the names; returned by :func:`export_triton`."""
@@ -393,59 +440,67 @@ class RepositoryPlan:
     info: ModelInfo
 
 
-def _configs(
-    info: ModelInfo,
-    name: str,
-    max_batch: int,
-    instances: int,
-    kind: str,
-    preferred: Sequence[int],
-    queue_delay_us: int,
-    conf: float,
-    iou: float,
-    max_det: int,
-) -> RepositoryPlan:
-    meta = info.meta
-    model_name, post_name = f"{name}_model", f"{name}_postprocess"
-    batching = _dynamic_batching(preferred, queue_delay_us)
-    model_cfg: dict[str, Any] = {
-        "name": model_name,
-        "platform": info.platform,
-        "max_batch_size": max_batch,
-        "default_model_filename": info.filename,
-        "input": [s.to_config() for s in info.inputs],
-        "output": [s.to_config() for s in info.outputs],
-        "dynamic_batching": batching,
-        "instance_group": [{"count": instances, "kind": _Enum(f"KIND_{kind.upper()}")}],
-    }
-    orig = TensorSpec(_proto_mod.ORIG_SIZE, "int32", (2,))
-    det_out = [
+def _orig_size_spec() -> TensorSpec:
+    return TensorSpec(_proto_mod.ORIG_SIZE, "int32", (2,))
+
+
+def _det_specs(max_det: int) -> list[TensorSpec]:
+    """The detections the post-processing model and the ensemble return, padded to ``max_det``."""
+    return [
         TensorSpec(_proto_mod.DET_BOXES, "float32", (max_det, 4)),
         TensorSpec(_proto_mod.DET_SCORES, "float32", (max_det,)),
         TensorSpec(_proto_mod.DET_CLASS_IDS, "int32", (max_det,)),
         TensorSpec(_proto_mod.NUM_DETS, "int32", (1,)),
     ]
-    post_out = [s.to_config() for s in det_out]
+
+
+def _input_size_param(meta: ModelMeta) -> str:
+    return f"{meta.input_size[0]},{meta.input_size[1]}"
+
+
+def _network_config(info: ModelInfo, model_name: str, options: TritonRepoOptions) -> dict[str, Any]:
+    return {
+        "name": model_name,
+        "platform": info.platform,
+        "max_batch_size": options.max_batch,
+        "default_model_filename": info.filename,
+        "input": [s.to_config() for s in info.inputs],
+        "output": [s.to_config() for s in info.outputs],
+        "dynamic_batching": _dynamic_batching(options.preferred(), options.queue_delay_us),
+        "instance_group": [{"count": options.instances, "kind": _Enum(f"KIND_{options.kind.upper()}")}],
+    }
+
+
+def _postprocess_config(
+    info: ModelInfo, post_name: str, options: TritonRepoOptions, post: PostprocessConfig
+) -> dict[str, Any]:
+    post_out = [s.to_config() for s in _det_specs(post.max_det)]
     post_out[2]["label_filename"] = "labels.txt"
-    post_cfg: dict[str, Any] = {
+    return {
         "name": post_name,
         "backend": "python",
-        "max_batch_size": max_batch,
+        "max_batch_size": options.max_batch,
         # "raw_" + the network's output names: with in-graph NMS they would clash with det_* outputs
         "input": [TensorSpec(RAW_PREFIX + s.name, s.dtype, s.dims).to_config() for s in info.outputs]
-        + [orig.to_config()],
+        + [_orig_size_spec().to_config()],
         "output": post_out,
-        "dynamic_batching": batching,
-        "instance_group": [{"count": instances, "kind": _Enum("KIND_CPU")}],
+        "dynamic_batching": _dynamic_batching(options.preferred(), options.queue_delay_us),
+        "instance_group": [{"count": options.instances, "kind": _Enum("KIND_CPU")}],
         "parameters": _parameters(
-            {"conf": conf, "iou": iou, "max_det": max_det, "input_size": f"{meta.input_size[0]},{meta.input_size[1]}"}
+            {"conf": post.conf, "iou": post.iou, "max_det": post.max_det, "input_size": _input_size_param(info.meta)}
         ),
     }
+
+
+def _ensemble_config(
+    info: ModelInfo, name: str, model_name: str, post_name: str, options: TritonRepoOptions, post: PostprocessConfig
+) -> dict[str, Any]:
+    meta, orig, det_out = info.meta, _orig_size_spec(), _det_specs(post.max_det)
     raw = {s.name: f"_raw_{s.name}" for s in info.outputs}
-    ensemble_cfg: dict[str, Any] = {
+    return {
         "name": name,
         "platform": "ensemble",
-        "max_batch_size": max_batch,
+        "max_batch_size": options.max_batch,
         "input": [info.inputs[0].to_config(), orig.to_config()],
         "output": [s.to_config() for s in det_out],
         "ensemble_scheduling": {
@@ -469,14 +524,23 @@ def _configs(
             {
                 "class_names": json.dumps(meta.class_names),
                 "layout": meta.layout,
-                "input_size": f"{meta.input_size[0]},{meta.input_size[1]}",
+                "input_size": _input_size_param(meta),
                 "detnet_trt_version": __version__,
             }
         ),
     }
+
+
+def _configs(info: ModelInfo, options: TritonRepoOptions, post: PostprocessConfig) -> RepositoryPlan:
+    name = options.name
+    model_name, post_name = f"{name}_model", f"{name}_postprocess"
+    configs = {
+        model_name: _network_config(info, model_name, options),
+        post_name: _postprocess_config(info, post_name, options, post),
+        name: _ensemble_config(info, name, model_name, post_name, options, post),
+    }
     return RepositoryPlan(
-        repo=Path(), name=name, model_name=model_name, post_name=post_name,
-        configs={model_name: model_cfg, post_name: post_cfg, name: ensemble_cfg}, info=info,
+        repo=Path(), name=name, model_name=model_name, post_name=post_name, configs=configs, info=info,
     )
 
 
@@ -531,23 +595,21 @@ support matrix lists it), or rebuild the engine inside that container.
 """
 
 
-def _write_tree(dest: Path, plan: RepositoryPlan, vendor: dict[str, str], kind: str, instances: int,
-                conf: float, iou: float, max_det: int, max_batch: int) -> None:
-    info = plan.info
-    meta = info.meta
-    for model, cfg in plan.configs.items():
-        (dest / model / "1").mkdir(parents=True, exist_ok=True)
-        atomic_write_text(dest / model / "config.pbtxt", to_pbtxt(cfg))
-    # The model file (and an ONNX file's external-data files): hard links when possible (engines
-    # are large; writers here replace files by rename, so a link never changes under Triton).
-    version_dir = dest / plan.model_name / "1"
+def _link_model_files(version_dir: Path, info: ModelInfo) -> None:
+    """The model file (and an ONNX file's external-data files) into the version folder: hard links
+    when possible (engines are large; writers here replace files by rename, so a link never
+    changes under Triton), copies otherwise."""
     for src, name in [(info.path, info.filename), *((info.path.parent / f, f) for f in info.external_files)]:
         (version_dir / name).parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(src, version_dir / name)
         except OSError:
             shutil.copyfile(src, version_dir / name)
-    post_dir = dest / plan.post_name
+
+
+def _write_postprocess(post_dir: Path, meta: ModelMeta, vendor: dict[str, str]) -> str:
+    """labels.txt, model.py and the vendored package of the post-processing model; returns the
+    vendored copy's SHA-256."""
     atomic_write_text(post_dir / "labels.txt", "".join(f"{n}\n" for n in meta.class_names))
     model_py = _MODEL_PY.format(version=__version__, vendor=VENDOR_PACKAGE, raw=RAW_PREFIX)
     atomic_write_text(post_dir / "1" / "model.py", model_py)
@@ -555,84 +617,77 @@ def _write_tree(dest: Path, plan: RepositoryPlan, vendor: dict[str, str], kind: 
     vdir.mkdir()
     for fname, source in vendor.items():
         atomic_write_text(vdir / fname, source)
-    vendor_sha = sha256_bytes("".join(f"{k}\n{v}" for k, v in sorted(vendor.items())).encode())
+    return sha256_bytes("".join(f"{k}\n{v}" for k, v in sorted(vendor.items())).encode())
+
+
+def _readme(plan: RepositoryPlan, options: TritonRepoOptions, post: PostprocessConfig, vendor_sha: str) -> str:
+    info = plan.info
+    meta = info.meta
     notes = "".join(f", {k} {v}" for k, v in info.notes.items())
     engine_note = (
         _ENGINE_NOTE.format(trt=info.notes["tensorrt_version"], gpu=info.notes["gpu"])
         if info.platform == "tensorrt_plan" else ""
     )
     h, w = meta.input_size
-    atomic_write_text(
-        dest / "README.md",
-        _README.format(
-            name=plan.name, version=__version__, source=info.path.name, platform=info.platform, model=meta.model,
-            layout=meta.layout, h=h, w=w, ncls=meta.num_classes, precision=meta.precision, notes=notes,
-            model_name=plan.model_name, post_name=plan.post_name, max_batch=max_batch, instances=instances,
-            kind=kind.upper(), iou=iou, conf=conf, max_det=max_det, repo_name=plan.repo.name,
-            engine_note=engine_note, image_dims=list(info.inputs[0].dims), vendor=VENDOR_PACKAGE,
-            vendor_sha=vendor_sha,
-        ),
+    return _README.format(
+        name=plan.name, version=__version__, source=info.path.name, platform=info.platform, model=meta.model,
+        layout=meta.layout, h=h, w=w, ncls=meta.num_classes, precision=meta.precision, notes=notes,
+        model_name=plan.model_name, post_name=plan.post_name, max_batch=options.max_batch,
+        instances=options.instances, kind=options.kind.upper(), iou=post.iou, conf=post.conf,
+        max_det=post.max_det, repo_name=plan.repo.name, engine_note=engine_note,
+        image_dims=list(info.inputs[0].dims), vendor=VENDOR_PACKAGE, vendor_sha=vendor_sha,
     )
+
+
+def _write_tree(
+    dest: Path, plan: RepositoryPlan, vendor: dict[str, str], options: TritonRepoOptions, post: PostprocessConfig
+) -> None:
+    for model, cfg in plan.configs.items():
+        (dest / model / "1").mkdir(parents=True, exist_ok=True)
+        atomic_write_text(dest / model / "config.pbtxt", to_pbtxt(cfg))
+    _link_model_files(dest / plan.model_name / "1", plan.info)
+    vendor_sha = _write_postprocess(dest / plan.post_name, plan.info.meta, vendor)
+    atomic_write_text(dest / "README.md", _readme(plan, options, post, vendor_sha))
+
+
+def _check_model_fits(info: ModelInfo, options: TritonRepoOptions) -> None:
+    if info.platform == "tensorrt_plan" and options.kind != "gpu":
+        raise InputError("a TensorRT engine runs only on a GPU instance", "drop --kind cpu, or export the ONNX file")
+    if info.max_batch is not None and options.max_batch > info.max_batch:
+        raise InputError(
+            f"--max-batch {options.max_batch} exceeds the largest batch {info.max_batch} that {info.path.name} accepts",
+            f"pass --max-batch {info.max_batch} or less, or rebuild the engine with a larger batch",
+        )
 
 
 def export_triton(
     model: str | os.PathLike[str],
     repo: str | os.PathLike[str],
     *,
-    name: str = "detnet",
-    max_batch: int = 8,
-    instances: int = 1,
-    kind: str = "gpu",
-    preferred_batch_sizes: Sequence[int] | None = None,
-    queue_delay_us: int = 1000,
-    conf: float = DEFAULT_CONF,
-    iou: float = 0.5,
-    max_det: int = 100,
+    options: TritonRepoOptions = TritonRepoOptions(),
+    post: PostprocessConfig = PostprocessConfig(),
     force: bool = False,
 ) -> RepositoryPlan:
-    """Write a Triton model repository serving ``model`` (.onnx or .engine) as ensemble ``name``.
+    """Write a Triton model repository serving ``model`` (.onnx or .engine) as ensemble ``options.name``.
 
-    ``kind`` is the instance kind of the network model (``gpu``; ``cpu`` for ONNX on CPU-only
-    hosts; TensorRT plans need ``gpu``). ``preferred_batch_sizes`` default to 4, 8, ... up to
-    ``max_batch``. The repository is built in a temporary folder beside ``repo`` and renamed into
-    place, so an interrupted export leaves no half-written repository; an existing ``repo`` is
-    replaced only with ``force``.
+    ``options``: names, batching and instances (:class:`TritonRepoOptions`); ``post``: the
+    thresholds of the post-processing model. The repository is built in a temporary folder
+    beside ``repo`` and renamed into place, so an interrupted export leaves no half-written
+    repository; an existing ``repo`` is replaced only with ``force``.
     """
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise InputError(f"model name {name!r} may only contain letters, digits, '_', '.', '-'")
-    if max_batch < 1:
-        raise InputError(f"--max-batch must be >= 1, got {max_batch}")
-    if instances < 1:
-        raise InputError(f"--instances must be >= 1, got {instances}")
-    if kind not in ("gpu", "cpu"):
-        raise InputError(f"instance kind must be 'gpu' or 'cpu', got {kind!r}")
-    if max_det < 1:
-        raise InputError(f"max_det must be >= 1, got {max_det}")
     info = read_model(model)
-    if info.platform == "tensorrt_plan" and kind != "gpu":
-        raise InputError("a TensorRT engine runs only on a GPU instance", "drop --kind cpu, or export the ONNX file")
-    if info.max_batch is not None and max_batch > info.max_batch:
-        raise InputError(
-            f"--max-batch {max_batch} exceeds the largest batch {info.max_batch} that {info.path.name} accepts",
-            f"pass --max-batch {info.max_batch} or less, or rebuild the engine with a larger batch",
-        )
-    preferred = list(preferred_batch_sizes) if preferred_batch_sizes is not None else _default_preferred(max_batch)
-    bad = [b for b in preferred if not 1 <= b <= max_batch]
-    if bad:
-        raise InputError(f"preferred batch sizes {bad} are outside 1..{max_batch}")
+    _check_model_fits(info, options)
     dest = Path(repo)
     if dest.exists() and not force:
         raise OutputExistsError(f"{dest} already exists", "pass --force to replace the repository")
     if dest.exists() and not dest.is_dir():
         raise OutputExistsError(f"{dest} exists and is not a folder", "choose another --repo")
-    plan = _configs(info, name, max_batch, instances, kind, preferred, queue_delay_us, conf, iou, max_det)
+    plan = _configs(info, options, post)
     plan.repo = dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        _write_tree(tmp, plan, vendored_sources(), kind, instances, conf, iou, max_det, max_batch)
+        _write_tree(tmp, plan, vendored_sources(), options, post)
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
             os.replace(dest, old)
@@ -646,4 +701,7 @@ def export_triton(
     return plan
 
 
-__all__ = ["ModelInfo", "RepositoryPlan", "TensorSpec", "export_triton", "read_model", "to_pbtxt", "vendored_sources"]
+__all__ = [
+    "ModelInfo", "RepositoryPlan", "TensorSpec", "TritonRepoOptions", "export_triton", "read_model", "to_pbtxt",
+    "vendored_sources",
+]

@@ -30,13 +30,14 @@ import socket
 import sysconfig
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...core.config import DEFAULT_CONF
+from ...core.config import PostprocessConfig
 from ...core.errors import DetnetError, InputError, MissingDependencyError
 from ...runtime.backends.base import Backend
 from ...runtime.letterbox import LetterboxInfo, letterbox_geometry
@@ -73,6 +74,41 @@ def check_bind_host(host: str, allow_remote: bool) -> None:
             f"refusing to bind to {host}: that exposes the server beyond this machine",
             "pass --allow-remote to serve on a network interface (the server has no authentication)",
         )
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Where and how ``serve`` serves; each field is the flag of that name (``http_port``: ``--port``).
+
+    ``name``: the model name clients call; ``host``: the bind address of all three endpoints
+    (loopback unless ``allow_remote``); ``max_batch``: the largest dynamic batch (clamped to the
+    backend's); ``dynamic_batching`` off runs every request on its own; ``preferred_batch_sizes``
+    and ``queue_delay_us``: Triton's dynamic batcher; ``log_verbose``: tritonserver's log level.
+    """
+
+    name: str = "detnet"
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    allow_remote: bool = False
+    max_batch: int = 8
+    dynamic_batching: bool = True
+    preferred_batch_sizes: tuple[int, ...] = ()
+    queue_delay_us: int = 1000
+    log_verbose: int = 0
+
+    def __post_init__(self) -> None:
+        check_bind_host(self.host, self.allow_remote)
+        for flag, port in (("--port", self.http_port), ("--grpc-port", self.grpc_port),
+                           ("--metrics-port", self.metrics_port)):
+            if not 1 <= port <= 65535:
+                raise InputError(f"{flag} must be a TCP port in 1..65535, got {port}")
+        if self.max_batch < 1:
+            raise InputError(f"--max-batch must be >= 1, got {self.max_batch}")
+        if self.queue_delay_us < 0:
+            raise InputError(f"--queue-delay-us must be >= 0, got {self.queue_delay_us}")
+        object.__setattr__(self, "preferred_batch_sizes", tuple(self.preferred_batch_sizes))
 
 
 def _python_libdir() -> str | None:
@@ -159,7 +195,7 @@ def _infos(orig_size: np.ndarray, input_size: tuple[int, int]) -> list[Letterbox
 class DetnetTritonServer:
     """A PyTriton server running one backend as model ``name``; ``start()``/``stop()`` or ``with``.
 
-    >>> with DetnetTritonServer("model.onnx", http_port=8000) as srv:
+    >>> with DetnetTritonServer("model.onnx", options=ServeOptions(http_port=8000)) as srv:
     ...     print(srv.http_url)          # 127.0.0.1:8000
     """
 
@@ -167,43 +203,24 @@ class DetnetTritonServer:
         self,
         model: str | os.PathLike[str] | Backend,
         *,
-        name: str = "detnet",
-        host: str = "127.0.0.1",
-        http_port: int = 8000,
-        grpc_port: int = 8001,
-        metrics_port: int = 8002,
-        allow_remote: bool = False,
-        max_batch: int = 8,
-        dynamic_batching: bool = True,
-        preferred_batch_sizes: Sequence[int] | None = None,
-        queue_delay_us: int = 1000,
-        conf: float = DEFAULT_CONF,
-        iou: float = 0.5,
-        max_det: int = 100,
-        log_verbose: int = 0,
+        options: ServeOptions = ServeOptions(),
+        post: PostprocessConfig = PostprocessConfig(),
     ) -> None:
-        check_bind_host(host, allow_remote)
-        if max_batch < 1:
-            raise InputError(f"--max-batch must be >= 1, got {max_batch}")
-        if max_det < 1:
-            raise InputError(f"max_det must be >= 1, got {max_det}")
-        self.name = name
-        self.host = host
-        self.ports = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
+        self.options, self.post = options, post
+        self.name = options.name
+        self.host = options.host
+        self.ports = {"http": options.http_port, "grpc": options.grpc_port, "metrics": options.metrics_port}
         if isinstance(model, Backend):
             self.backend = model
         else:
             from ...runtime.backends import load_backend
 
             self.backend = load_backend(model)
+        max_batch = options.max_batch
         if self.backend.max_batch is not None:
             max_batch = min(max_batch, self.backend.max_batch)
         self.max_batch = max_batch
-        self.dynamic_batching = dynamic_batching
-        self.preferred_batch_sizes = list(preferred_batch_sizes or [])
-        self.queue_delay_us = queue_delay_us
-        self.conf, self.iou, self.max_det = conf, iou, max_det
-        self.log_verbose = log_verbose
+        self.dynamic_batching = options.dynamic_batching
         self._triton: Any = None
         # batch size of each call, the most recent 100k (for tests and benchmarks; bounded for long runs)
         self.batches_seen: collections.deque[int] = collections.deque(maxlen=100_000)
@@ -230,8 +247,9 @@ class DetnetTritonServer:
         self.batches_seen.append(int(images.shape[0]))
         outputs = self.backend.infer(images)
         infos = _infos(orig_size, self.backend.meta.input_size)
-        dets = postprocess(outputs, infos, self.conf, self.iou, self.max_det)
-        return protocol.pack_detections(dets, self.max_det)
+        post = self.post
+        dets = postprocess(outputs, infos, post.conf, post.iou, post.max_det)
+        return protocol.pack_detections(dets, post.max_det)
 
     # --- life cycle ----------------------------------------------------------------------
     def start(self) -> DetnetTritonServer:
@@ -254,13 +272,13 @@ class DetnetTritonServer:
             metrics_port=self.ports["metrics"],
             allow_metrics=True,
             allow_cpu_metrics=True,
-            log_verbose=self.log_verbose,
+            log_verbose=self.options.log_verbose,
             exit_timeout_secs=5,
         )
         batcher = (
             DynamicBatcher(
-                max_queue_delay_microseconds=self.queue_delay_us,
-                preferred_batch_size=[b for b in self.preferred_batch_sizes if b <= self.max_batch] or None,
+                max_queue_delay_microseconds=self.options.queue_delay_us,
+                preferred_batch_size=[b for b in self.options.preferred_batch_sizes if b <= self.max_batch] or None,
             )
             if self.dynamic_batching
             else None
@@ -276,9 +294,9 @@ class DetnetTritonServer:
                     Tensor(name=protocol.ORIG_SIZE, dtype=np.int32, shape=(2,)),
                 ],
                 outputs=[
-                    Tensor(name=protocol.DET_BOXES, dtype=np.float32, shape=(self.max_det, 4)),
-                    Tensor(name=protocol.DET_SCORES, dtype=np.float32, shape=(self.max_det,)),
-                    Tensor(name=protocol.DET_CLASS_IDS, dtype=np.int32, shape=(self.max_det,)),
+                    Tensor(name=protocol.DET_BOXES, dtype=np.float32, shape=(self.post.max_det, 4)),
+                    Tensor(name=protocol.DET_SCORES, dtype=np.float32, shape=(self.post.max_det,)),
+                    Tensor(name=protocol.DET_CLASS_IDS, dtype=np.int32, shape=(self.post.max_det,)),
                     Tensor(name=protocol.NUM_DETS, dtype=np.int32, shape=(1,)),
                 ],
                 config=ModelConfig(max_batch_size=self.max_batch, batcher=batcher),
@@ -322,14 +340,19 @@ class DetnetTritonServer:
         self.stop()
 
 
-def serve(model: str | os.PathLike[str] | Backend, **kwargs: Any) -> None:
+def serve(
+    model: str | os.PathLike[str] | Backend,
+    *,
+    options: ServeOptions = ServeOptions(),
+    post: PostprocessConfig = PostprocessConfig(),
+) -> None:
     """Run :class:`DetnetTritonServer` in the foreground until Ctrl+C (``detnet-trt serve``)."""
     import signal
 
     def _on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # SIGTERM (docker stop, systemd, kubelet) stops as cleanly as Ctrl+C
 
-    srv = DetnetTritonServer(model, **kwargs)
+    srv = DetnetTritonServer(model, options=options, post=post)
     in_main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGTERM, _on_term) if in_main else None
     try:
