@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from detnet_trt.core.fileio import atomic_write_text, sha256_file
     from detnet_trt.data.coco import resolve_coco_dir
     from detnet_trt.evaluation.coco_eval import evaluate
-    from detnet_trt.quantize.calibrate import quantize_onnx, read_quant_provenance
+    from detnet_trt.quantize.calibrate import QuantizeOptions, quantize_onnx, read_quant_provenance
     from detnet_trt.quantize.calibset import CalibSet, make_calib_set, read_calib_set
     from detnet_trt.runtime.backends import load_backend
 
@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         calib = make_calib_set(train_images, work / "calib_set.txt", annotations=train_ann,
                                num=args.calib_num, seed=0, force=True)
     t0 = time.perf_counter()
-    int8 = quantize_onnx(fp32, calib, work / f"{fp32.stem}.int8.onnx", method=args.method,
-                         keep_float=args.keep_float, force=True)
+    int8 = quantize_onnx(fp32, calib, work / f"{fp32.stem}.int8.onnx",
+                         QuantizeOptions(method=args.method, keep_float=tuple(args.keep_float)), force=True)
     quant_s = time.perf_counter() - t0
 
     batches = [int(b) for b in args.batches.split(",")]

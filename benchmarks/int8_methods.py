@@ -23,7 +23,7 @@ from detnet_trt.data.coco import resolve_coco_dir
 from detnet_trt.data.synth import make_synth_dataset
 from detnet_trt.evaluation.coco_eval import evaluate
 from detnet_trt.export.onnx import export_onnx
-from detnet_trt.quantize.calibrate import quantize_onnx
+from detnet_trt.quantize.calibrate import QuantizeOptions, quantize_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
 CKPT = ROOT / "detnet_trt" / "assets" / "detnet_tiny_synth.pt"
@@ -59,8 +59,8 @@ def main() -> None:
     fp32 = export_onnx(args.checkpoint, work / "fp32.onnx", force=True)
     models = {"FP32": fp32}
     for m in METHODS:
-        models[f"INT8 {m}"] = quantize_onnx(fp32, args.calib, work / f"int8_{m}.onnx", method=m, force=True,
-                                            progress=False, calib_images=calib_images)
+        models[f"INT8 {m}"] = quantize_onnx(fp32, args.calib, work / f"int8_{m}.onnx", QuantizeOptions(method=m),
+                                            force=True, progress=False, calib_images=calib_images)
     rows = []
     for label, path in models.items():
         row: dict = {"model": label}

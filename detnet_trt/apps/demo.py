@@ -108,13 +108,13 @@ def _step_calib_set(ctx: _Ctx) -> None:
 
 
 def _step_quantize(ctx: _Ctx) -> None:
-    from ..quantize.calibrate import quantize_onnx
+    from ..quantize.calibrate import QuantizeOptions, quantize_onnx
 
     ctx.paths["int8"] = quantize_onnx(
         ctx.paths["fp32"],
         ctx.paths["calib"],
         ctx.out / "detnet_tiny_int8.onnx",
-        method=ctx.cfg.calib_method,
+        QuantizeOptions(method=ctx.cfg.calib_method),
         force=True,
         progress=ctx.cfg.progress,
     )

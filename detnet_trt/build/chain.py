@@ -108,11 +108,12 @@ def prepare_onnx(
     if opts.precision == "int8" and not qdq and opts.calib is not None:
         from ..quantize.calibrate import quantize_onnx
         from ..quantize.calibset import read_calib_set
+        from ..quantize.options import QuantizeOptions
 
         cs = read_calib_set(opts.calib)
         calib_sha = cs.sha256
         log.step(f"quantize {current.name} with {len(cs.files)} calibration images ({opts.calib_method})")
-        current = quantize_onnx(current, cs, _derived(base, "int8"), method=opts.calib_method,
+        current = quantize_onnx(current, cs, _derived(base, "int8"), QuantizeOptions(method=opts.calib_method),
                                 force=opts.force, progress=opts.progress)
     elif qdq:
         prov = read_quant_provenance(src) or {}

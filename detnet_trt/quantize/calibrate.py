@@ -40,6 +40,9 @@ from ..core.fileio import atomic_write_bytes, atomic_write_text, check_writable,
 from ..core.meta import ModelMeta
 from ..core.onnx_meta import meta_of, set_meta
 from .calibset import CalibSet, read_calib_set
+from .options import DEFAULT_PERCENTILE as DEFAULT_PERCENTILE  # re-exported: the names lived here
+from .options import METHODS as METHODS
+from .options import QuantizeOptions
 from .placement import (
     _QDQ_OPS,
     OP_TYPES,
@@ -51,10 +54,8 @@ from .placement import (
 )
 from .reader import LetterboxDataReader, _hash_images, preprocessing_id
 
-METHODS = ("entropy", "minmax", "percentile")
 FORMAT = "detnet_trt.int8/1"
 CACHE_FORMAT = "detnet_trt.calib_cache/1"
-DEFAULT_PERCENTILE = 99.999
 
 log = logging.getLogger(__name__)
 
@@ -251,152 +252,46 @@ def quantize_onnx(
     model: str | os.PathLike[str],
     calib: str | os.PathLike[str] | CalibSet,
     output: str | os.PathLike[str],
+    options: QuantizeOptions = QuantizeOptions(),
     *,
-    method: str = "entropy",
-    keep_float: Sequence[str] = (),
+    calib_images: str | os.PathLike[str] | None = None,
     force: bool = False,
     progress: bool = True,
-    keep_head_float: bool = True,
-    percentile: float = DEFAULT_PERCENTILE,
-    calib_cache: str | os.PathLike[str] | None = None,
-    calib_images: str | os.PathLike[str] | None = None,
-    batch: int = 1,
-    min_images: int = 1,
 ) -> Path:
     """Quantize the FP32 ONNX ``model`` to a Q/DQ INT8 ONNX at ``output`` (see the module docstring).
 
     ``calib``: a set file (``detnet-trt calib-set``) or a :class:`CalibSet`; ``calib_images``
-    overrides the folder its paths are relative to. ``calib_cache``: a JSON file of tensor ranges,
-    written after calibration and reused (only) when its provenance matches. An existing
-    ``output`` is reused when its provenance matches these inputs, refused otherwise unless
-    ``force``. Unreadable calibration images are skipped and counted (warning); fewer than
-    ``min_images`` readable ones is an error.
+    overrides the folder its paths are relative to. ``options`` (:class:`QuantizeOptions`): the
+    method, what stays float, and ``calib_cache``, a JSON file of tensor ranges written after
+    calibration and reused (only) when its provenance matches. An existing ``output`` is reused
+    when its provenance matches these inputs, refused otherwise unless ``force``. Unreadable
+    calibration images are skipped and counted (warning); fewer than ``options.min_images``
+    readable ones is an error.
     """
-    if method not in METHODS:
-        raise InputError(f"unknown calibration method {method!r}", f"use one of {', '.join(METHODS)}")
-    import onnxruntime
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
     src = Path(model)
-    fp32 = _load(src)
-    meta = _fp32_meta(fp32, src)
+    meta = _fp32_meta(_load(src), src)
     cs = calib if isinstance(calib, CalibSet) else read_calib_set(calib, calib_images)
     out = Path(output)
-    keep_float = list(keep_float)
-
     data_sha, unreadable = _hash_images(cs.files)
-    provenance: dict[str, Any] = {
-        "format": FORMAT,
-        "fp32_file": src.name,
-        "fp32_sha256": sha256_file(src),
-        "calib_set_file": cs.path.name if cs.path else None,
-        "calib_set_sha256": cs.sha256,
-        "calib_data_sha256": data_sha,
-        "calib_images": len(cs.files) - len(unreadable),
-        "calib_skipped": len(unreadable),
-        "method": method,
-        "percentile": percentile if method == "percentile" else None,
-        "preprocessing": preprocessing_id(meta),
-        "op_types": list(OP_TYPES),
-        "onnxruntime": onnxruntime.__version__,
-    }
+    provenance = _provenance(src, cs, meta, options, data_sha, len(unreadable))
     if out.exists() and not force:
-        old = read_quant_provenance(out) if out.suffix == ".onnx" else None
-        want = dict(provenance, keep_float=keep_float, keep_head_float=keep_head_float)
-        keys = (*_CACHE_KEYS, "keep_float", "keep_head_float")
-        if old is not None and not _describe_mismatch(want, old, keys):
-            log.warning("%s is up to date (same FP32 model, calibration set, method and settings): reusing it", out)
-            return out
-        why = "; ".join(_describe_mismatch(want, old, keys)) if old else "it is not a detnet_trt Q/DQ ONNX"
-        raise IncompatibleError(f"{out} exists and was not made from these inputs ({why})", "pass --force to overwrite it")
+        return _reuse_existing(out, provenance, options)
     check_writable(out, force)
-    if unreadable:
-        names = ", ".join(f"{f.name} ({why})" for f, why in unreadable[:10])
-        more = f" and {len(unreadable) - 10} more" if len(unreadable) > 10 else ""
-        log.warning("calibration: skipped %d unreadable image(s): %s%s", len(unreadable), names, more)
-    if provenance["calib_images"] < max(1, min_images):
-        raise InputError(
-            f"only {provenance['calib_images']} of {len(cs.files)} calibration images are readable "
-            f"(need at least {max(1, min_images)})",
-            "check the calibration set's images folder (--calib-images)",
-        )
+    _check_readable(cs, unreadable, provenance["calib_images"], options.min_images)
 
     with tempfile.TemporaryDirectory(prefix="detnet_trt_quant_") as tmp:
         work = Path(tmp)
         prepared_path = work / "prepared.onnx"
         prepared, weights = prepare_fp32(src, prepared_path)
-        exclude, plan = plan_quantization(prepared, keep_float, keep_head_float, weights)
-
-        cache_path = Path(calib_cache) if calib_cache is not None else None
-        cache_prov = _cache_provenance(provenance)
-        has_cache_api = ort_has_cache_api()
-        if cache_path is not None and not has_cache_api:
-            raise MissingDependencyError(
-                f"--calib-cache needs an onnxruntime whose quantize_static takes calibration_cache_path "
-                f"(this is {onnxruntime.__version__})",
-                "upgrade onnxruntime, or quantize without --calib-cache",
-            )
-        ranges: dict[str, Any] | None = None
-        if not has_cache_api:
-            pass
-        elif cache_path is not None and cache_path.exists():
-            ranges = _read_cache(cache_path, cache_prov)
-            log.info("calibration: reusing tensor ranges from %s", cache_path)
-        else:
-            from tqdm import tqdm
-
-            with tqdm(total=len(cs.files), desc=f"calibrating ({method})", unit="img", disable=not progress) as bar:
-                reader = LetterboxDataReader(cs.files, meta, batch=batch, progress=bar)
-                ranges = _calibrate(prepared_path, reader, method, percentile, work)
-            if cache_path is not None:
-                payload = {"format": CACHE_FORMAT, "provenance": cache_prov, "ranges": ranges}
-                atomic_write_text(cache_path, json.dumps(payload), force=True)
-        ort_cache = work / "ranges.json"
-        if ranges is not None:
-            ort_cache.write_text(json.dumps(ranges), encoding="utf-8")
-
-        extra_options: dict[str, Any] = {
-            "ActivationSymmetric": True,
-            "WeightSymmetric": True,
-            "QuantizeBias": False,  # TensorRT takes float biases
-            "DedicatedQDQPair": True,  # one Q/DQ pair per consumer, as TensorRT's fusions expect
-            "OpTypesToExcludeOutputQuantization": list(OP_TYPES),  # Q/DQ on inputs only
-            "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1, "Gemm": 0},
-        }
-        q_path = work / "quantized.onnx"
-        if has_cache_api:
-            source: dict[str, Any] = {"calibration_data_reader": None, "calibration_cache_path": str(ort_cache)}
-        else:  # older onnxruntime calibrates itself, over the same letterboxed images
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(cs.files), desc=f"calibrating ({method})", unit="img", disable=not progress)
-            source = {"calibration_data_reader": LetterboxDataReader(cs.files, meta, batch=batch, progress=bar)}
-            extra_options.update(CalibTensorRangeSymmetric=True)
-            if method == "percentile":
-                extra_options["CalibPercentile"] = percentile
-        with contextlib.redirect_stdout(io.StringIO()):
-            quantize_static(
-                str(prepared_path),
-                str(q_path),
-                **source,
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(OP_TYPES),
-                per_channel=True,
-                reduce_range=False,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=exclude,
-                calibrate_method=_ort_method(method),
-                extra_options=extra_options,
-            )
-        onnx = _onnx()
-        qmodel = onnx.load(str(q_path))
-        _unquantize_float_inputs(qmodel, set(exclude))
-        _drop_unused_opsets(qmodel)
+        exclude, plan = plan_quantization(prepared, list(options.keep_float), options.keep_head_float, weights)
+        ranges = _calibration_ranges(prepared_path, cs, meta, options, _cache_provenance(provenance), progress)
+        source, calib_options = _calibration_source(ranges, work, cs, meta, options, progress)
+        extra_options = {**_quantizer_options(), **calib_options}
+        qmodel = _run_quantizer(prepared_path, work / "quantized.onnx", exclude, options.method, source, extra_options)
 
     provenance.update(
-        keep_float=keep_float,
-        keep_head_float=keep_head_float,
+        keep_float=list(options.keep_float),
+        keep_head_float=options.keep_head_float,
         plan=plan,
         quantizer={
             "tool": "onnxruntime.quantization.quantize_static",
@@ -407,6 +302,168 @@ def quantize_onnx(
             "extra_options": extra_options,
         },
     )
+    return _write_quantized(out, qmodel, meta, provenance)
+
+
+# --- the steps of quantize_onnx ---------------------------------------------------------------------
+def _provenance(
+    src: Path, cs: CalibSet, meta: ModelMeta, options: QuantizeOptions, data_sha: str, skipped: int
+) -> dict[str, Any]:
+    """What the Q/DQ model is made from (inputs and settings), recorded in it and in the cache."""
+    import onnxruntime
+
+    return {
+        "format": FORMAT,
+        "fp32_file": src.name,
+        "fp32_sha256": sha256_file(src),
+        "calib_set_file": cs.path.name if cs.path else None,
+        "calib_set_sha256": cs.sha256,
+        "calib_data_sha256": data_sha,
+        "calib_images": len(cs.files) - skipped,
+        "calib_skipped": skipped,
+        "method": options.method,
+        "percentile": options.percentile if options.method == "percentile" else None,
+        "preprocessing": preprocessing_id(meta),
+        "op_types": list(OP_TYPES),
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def _reuse_existing(out: Path, provenance: dict[str, Any], options: QuantizeOptions) -> Path:
+    """``out`` when it was made from the same inputs and settings; else :class:`IncompatibleError`."""
+    old = read_quant_provenance(out) if out.suffix == ".onnx" else None
+    want = dict(provenance, keep_float=list(options.keep_float), keep_head_float=options.keep_head_float)
+    keys = (*_CACHE_KEYS, "keep_float", "keep_head_float")
+    if old is not None and not _describe_mismatch(want, old, keys):
+        log.warning("%s is up to date (same FP32 model, calibration set, method and settings): reusing it", out)
+        return out
+    why = "; ".join(_describe_mismatch(want, old, keys)) if old else "it is not a detnet_trt Q/DQ ONNX"
+    raise IncompatibleError(f"{out} exists and was not made from these inputs ({why})", "pass --force to overwrite it")
+
+
+def _check_readable(cs: CalibSet, unreadable: list[tuple[Path, str]], readable: int, min_images: int) -> None:
+    """Warn about the skipped calibration images; refuse fewer than ``min_images`` readable ones."""
+    if unreadable:
+        names = ", ".join(f"{f.name} ({why})" for f, why in unreadable[:10])
+        more = f" and {len(unreadable) - 10} more" if len(unreadable) > 10 else ""
+        log.warning("calibration: skipped %d unreadable image(s): %s%s", len(unreadable), names, more)
+    if readable < max(1, min_images):
+        raise InputError(
+            f"only {readable} of {len(cs.files)} calibration images are readable "
+            f"(need at least {max(1, min_images)})",
+            "check the calibration set's images folder (--calib-images)",
+        )
+
+
+def _calibration_ranges(
+    prepared_path: Path,
+    cs: CalibSet,
+    meta: ModelMeta,
+    options: QuantizeOptions,
+    cache_prov: dict[str, Any],
+    progress: bool,
+) -> dict[str, Any] | None:
+    """The tensor ranges: from ``options.calib_cache`` when it matches, else calibrated here (and
+    written there). None when this onnxruntime calibrates inside ``quantize_static`` itself."""
+    cache_path = options.calib_cache
+    if not ort_has_cache_api():
+        if cache_path is not None:
+            import onnxruntime
+
+            raise MissingDependencyError(
+                f"--calib-cache needs an onnxruntime whose quantize_static takes calibration_cache_path "
+                f"(this is {onnxruntime.__version__})",
+                "upgrade onnxruntime, or quantize without --calib-cache",
+            )
+        return None
+    if cache_path is not None and cache_path.exists():
+        ranges = _read_cache(cache_path, cache_prov)
+        log.info("calibration: reusing tensor ranges from %s", cache_path)
+        return ranges
+    from tqdm import tqdm
+
+    method = options.method
+    with tqdm(total=len(cs.files), desc=f"calibrating ({method})", unit="img", disable=not progress) as bar:
+        reader = LetterboxDataReader(cs.files, meta, batch=options.batch, progress=bar)
+        ranges = _calibrate(prepared_path, reader, method, options.percentile, prepared_path.parent)
+    if cache_path is not None:
+        payload = {"format": CACHE_FORMAT, "provenance": cache_prov, "ranges": ranges}
+        atomic_write_text(cache_path, json.dumps(payload), force=True)
+    return ranges
+
+
+def _calibration_source(
+    ranges: dict[str, Any] | None,
+    work: Path,
+    cs: CalibSet,
+    meta: ModelMeta,
+    options: QuantizeOptions,
+    progress: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``quantize_static``'s calibration arguments and the extra options they need: the ranges
+    as ONNX Runtime's cache file, or (an older onnxruntime, which calibrates itself) a reader
+    over the same letterboxed images."""
+    if ranges is not None:
+        ort_cache = work / "ranges.json"
+        ort_cache.write_text(json.dumps(ranges), encoding="utf-8")
+        return {"calibration_data_reader": None, "calibration_cache_path": str(ort_cache)}, {}
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(cs.files), desc=f"calibrating ({options.method})", unit="img", disable=not progress)
+    source = {"calibration_data_reader": LetterboxDataReader(cs.files, meta, batch=options.batch, progress=bar)}
+    extra: dict[str, Any] = {"CalibTensorRangeSymmetric": True}
+    if options.method == "percentile":
+        extra["CalibPercentile"] = options.percentile
+    return source, extra
+
+
+def _quantizer_options() -> dict[str, Any]:
+    """``quantize_static``'s extra options for TensorRT's explicit quantization."""
+    return {
+        "ActivationSymmetric": True,
+        "WeightSymmetric": True,
+        "QuantizeBias": False,  # TensorRT takes float biases
+        "DedicatedQDQPair": True,  # one Q/DQ pair per consumer, as TensorRT's fusions expect
+        "OpTypesToExcludeOutputQuantization": list(OP_TYPES),  # Q/DQ on inputs only
+        "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1, "Gemm": 0},
+    }
+
+
+def _run_quantizer(
+    prepared_path: Path,
+    q_path: Path,
+    exclude: list[str],
+    method: str,
+    source: dict[str, Any],
+    extra_options: dict[str, Any],
+) -> Any:
+    """ONNX Runtime's static QDQ quantizer; returns the Q/DQ model with the float nodes' inputs
+    un-quantized and unused opsets dropped."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        quantize_static(
+            str(prepared_path),
+            str(q_path),
+            **source,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(OP_TYPES),
+            per_channel=True,
+            reduce_range=False,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            calibrate_method=_ort_method(method),
+            extra_options=extra_options,
+        )
+    qmodel = _onnx().load(str(q_path))
+    _unquantize_float_inputs(qmodel, set(exclude))
+    _drop_unused_opsets(qmodel)
+    return qmodel
+
+
+def _write_quantized(out: Path, qmodel: Any, meta: ModelMeta, provenance: dict[str, Any]) -> Path:
+    """Store the INT8 metadata and provenance in ``qmodel``, check it, write it atomically."""
     extra = dict(meta.extra)
     extra["quantization"] = provenance
     new_meta = meta.with_updates(precision="int8", extra=extra)
@@ -419,8 +476,3 @@ def quantize_onnx(
         log.warning("%s may not build with TensorRT 8.6: %s", out, "; ".join(problems[:5]))
     atomic_write_bytes(out, qmodel.SerializeToString(), force=True)
     return out
-
-
-# --- accuracy gate --------------------------------------------------------------------------------
-
-

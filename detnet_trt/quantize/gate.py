@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import DetnetError
 from ..core.onnx_meta import meta_of
-from .calibrate import DEFAULT_PERCENTILE, _load, ort_has_cache_api, quantize_onnx, read_quant_provenance
+from .calibrate import _load, ort_has_cache_api, quantize_onnx, read_quant_provenance
 from .calibset import CalibSet, read_calib_set
-
-AP_BUDGET = 0.3  # AP points (0-100 scale); NVIDIA's and mmdeploy's published INT8 detector losses: 0.2-0.3
+from .options import AP_BUDGET as AP_BUDGET  # re-exported: the budget lived here
+from .options import DEFAULT_PERCENTILE, AccuracyCheckOptions, QuantizeOptions
 
 
 class AccuracyDropError(DetnetError):
@@ -82,64 +82,81 @@ def accuracy_check(
     fp32: str | os.PathLike[str],
     int8: str | os.PathLike[str],
     val_data: str | os.PathLike[str],
+    options: AccuracyCheckOptions = AccuracyCheckOptions(),
     *,
     calib: str | os.PathLike[str] | CalibSet | None = None,
-    budget: float = AP_BUDGET,
-    max_ap_drop: float | None = None,
-    split: str = "val",
-    progress: bool = True,
-    max_images: int | None = None,
     calib_cache: str | os.PathLike[str] | None = None,
-    sensitivity_images: int = 4,
-    fix_steps: Sequence[int] = (1, 3, 6),
+    progress: bool = True,
 ) -> AccuracyReport:
     """Evaluate FP32 and INT8 with ONNX Runtime on the COCO-layout ``val_data`` folder.
 
-    Over ``budget`` AP: rank layers by their own error against FP32 (:mod:`.sensitivity`) on a
-    few calibration images, then re-quantize with the top 1, 3, 6 of them kept in float (reusing
-    the calibration ranges in ``calib_cache``) until the drop is within budget, and report the
-    ``--keep-float`` patterns that did it. With ``max_ap_drop``, a larger drop raises
-    :class:`AccuracyDropError` (after the report is complete).
+    Over ``options.budget`` AP: rank layers by their own error against FP32 (:mod:`.sensitivity`)
+    on a few calibration images of ``calib``, then re-quantize with the top 1, 3, 6
+    (``options.fix_steps``) of them kept in float (reusing the calibration ranges in
+    ``calib_cache``) until the drop is within budget, and report the ``--keep-float`` patterns
+    that did it. With ``options.max_ap_drop``, a larger drop raises :class:`AccuracyDropError`
+    (after the report is complete).
     """
     from ..data.coco import resolve_coco_dir
 
     fp32_p, int8_p = Path(fp32), Path(int8)
-    ann, images = resolve_coco_dir(val_data, split)
-    report = AccuracyReport(_ap(fp32_p, ann, images, progress, max_images),
-                            _ap(int8_p, ann, images, progress, max_images), budget)
-    if report.over_budget:
-        from .sensitivity import layer_errors, sample_inputs
+    ann, images = resolve_coco_dir(val_data, options.split)
 
-        prov = read_quant_provenance(int8_p) or {}
-        meta = meta_of(_load(fp32_p))
+    def ap(model: Path) -> dict[str, float]:
+        return _ap(model, ann, images, progress, options.max_images)
+
+    report = AccuracyReport(ap(fp32_p), ap(int8_p), options.budget)
+    if report.over_budget:
         cs = calib if isinstance(calib, CalibSet) else (read_calib_set(calib) if calib is not None else None)
+        meta = meta_of(_load(fp32_p))
         if cs is not None and meta is not None:
-            batches = sample_inputs(cs.files, meta, sensitivity_images)
-            report.sensitive = layer_errors(fp32_p, int8_p, batches)
-            base = list(prov.get("keep_float", []))
-            with tempfile.TemporaryDirectory(prefix="detnet_trt_fix_") as tmp:
-                cache = (calib_cache or Path(tmp) / "ranges.json") if ort_has_cache_api() else None
-                for k in fix_steps:
-                    # one pattern per weight: a shared head conv shows once per FPN level
-                    pats = list(dict.fromkeys(le.keep_float_pattern() for le in report.sensitive[:k]))
-                    if not pats or (report.fix_patterns and len(pats) == len(report.fix_patterns)):
-                        break
-                    trial = Path(tmp) / f"fix{k}.onnx"
-                    quantize_onnx(fp32_p, cs, trial, method=prov.get("method", "entropy"), keep_float=base + pats,
-                                  keep_head_float=prov.get("keep_head_float", True), force=True, progress=False,
-                                  calib_cache=cache, percentile=prov.get("percentile") or DEFAULT_PERCENTILE)
-                    drop = report.fp32["AP"] - _ap(trial, ann, images, progress, max_images)["AP"]
-                    report.fix_tries.append({"keep_float": pats, "drop": drop})
-                    if report.fix_drop is None or drop < report.fix_drop:
-                        report.fix_patterns, report.fix_drop = pats, drop
-                    if drop <= budget:
-                        break
-    if max_ap_drop is not None and report.drop > max_ap_drop:
+            from .sensitivity import layer_errors, sample_inputs
+
+            report.sensitive = layer_errors(fp32_p, int8_p, sample_inputs(cs.files, meta, options.sensitivity_images))
+            _search_fix(report, fp32_p, int8_p, cs, ap, options.fix_steps, calib_cache)
+    if options.max_ap_drop is not None and report.drop > options.max_ap_drop:
         err = AccuracyDropError(
             f"INT8 loses {report.drop:.2f} AP (FP32 {report.fp32['AP']:.2f} -> INT8 {report.int8['AP']:.2f}), "
-            f"more than --max-ap-drop {max_ap_drop:g}",
+            f"more than --max-ap-drop {options.max_ap_drop:g}",
             "see the sensitive layers above; keep them in float with --keep-float",
         )
         err.report = report  # type: ignore[attr-defined]
         raise err
     return report
+
+
+def _search_fix(
+    report: AccuracyReport,
+    fp32: Path,
+    int8: Path,
+    cs: CalibSet,
+    ap: Callable[[Path], dict[str, float]],
+    fix_steps: Sequence[int],
+    calib_cache: str | os.PathLike[str] | None,
+) -> None:
+    """Re-quantize ``fp32`` as ``int8`` was, with the top ``k`` sensitive layers also kept float,
+    for each ``k`` in ``fix_steps`` until the drop is within budget; the best try goes in ``report``."""
+    prov = read_quant_provenance(int8) or {}
+    base = list(prov.get("keep_float", []))
+    with tempfile.TemporaryDirectory(prefix="detnet_trt_fix_") as tmp:
+        cache = (calib_cache or Path(tmp) / "ranges.json") if ort_has_cache_api() else None
+        for k in fix_steps:
+            # one pattern per weight: a shared head conv shows once per FPN level
+            pats = list(dict.fromkeys(le.keep_float_pattern() for le in report.sensitive[:k]))
+            if not pats or (report.fix_patterns and len(pats) == len(report.fix_patterns)):
+                break
+            trial = Path(tmp) / f"fix{k}.onnx"
+            options = QuantizeOptions(
+                method=prov.get("method", "entropy"),
+                keep_float=(*base, *pats),
+                keep_head_float=prov.get("keep_head_float", True),
+                calib_cache=Path(cache) if cache is not None else None,
+                percentile=prov.get("percentile") or DEFAULT_PERCENTILE,
+            )
+            quantize_onnx(fp32, cs, trial, options, force=True, progress=False)
+            drop = report.fp32["AP"] - ap(trial)["AP"]
+            report.fix_tries.append({"keep_float": pats, "drop": drop})
+            if report.fix_drop is None or drop < report.fix_drop:
+                report.fix_patterns, report.fix_drop = pats, drop
+            if drop <= report.budget:
+                break

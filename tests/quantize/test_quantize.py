@@ -24,6 +24,7 @@ from detnet_trt.core.meta import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
 from detnet_trt.quantize.calibrate import check_quantized, is_qdq_onnx, quantize_onnx, read_quant_provenance
 from detnet_trt.quantize.calibset import make_calib_set, read_calib_set
 from detnet_trt.quantize.gate import AccuracyReport
+from detnet_trt.quantize.options import AccuracyCheckOptions, QuantizeOptions
 from detnet_trt.quantize.sensitivity import layer_errors, sample_inputs
 
 SIZE = 64
@@ -93,8 +94,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         cv2.imwrite(str(img_dir / f"{i:03d}.png"), cv2.resize(small, (48 + 4 * i, 40), interpolation=cv2.INTER_CUBIC))
     calib = make_calib_set(img_dir, d / "set.txt", num=8, min_images=1)
     fp32 = _export(d / "tiny.onnx", 0)
-    int8 = quantize_onnx(fp32, calib, d / "tiny.int8.onnx", method="entropy", progress=False,
-                         calib_cache=d / "cache.json")
+    int8 = quantize_onnx(fp32, calib, d / "tiny.int8.onnx",
+                         QuantizeOptions(method="entropy", calib_cache=d / "cache.json"), progress=False)
     return {"dir": d, "images": img_dir, "calib": calib, "fp32": fp32, "int8": int8, "cache": d / "cache.json"}
 
 
@@ -162,7 +163,7 @@ def test_provenance_and_metadata(work: dict[str, Path]) -> None:
 def test_ort_runs_it_and_outputs_stay_close_to_fp32(work: dict[str, Path], method: str) -> None:
     cs = read_calib_set(work["calib"])
     path = work["int8"] if method == "entropy" else quantize_onnx(
-        work["fp32"], cs, work["dir"] / f"tiny.{method}.onnx", method=method, progress=False
+        work["fp32"], cs, work["dir"] / f"tiny.{method}.onnx", QuantizeOptions(method=method), progress=False
     )
     meta = ModelMeta.from_props({p.key: p.value for p in onnx.load(str(work["fp32"])).metadata_props})
     assert meta is not None
@@ -178,8 +179,8 @@ def test_ort_runs_it_and_outputs_stay_close_to_fp32(work: dict[str, Path], metho
 
 
 def test_keep_float_patterns(work: dict[str, Path]) -> None:
-    out = quantize_onnx(work["fp32"], work["calib"], work["dir"] / "kf.onnx", keep_float=["/block/*"],
-                        progress=False, calib_cache=work["cache"])
+    out = quantize_onnx(work["fp32"], work["calib"], work["dir"] / "kf.onnx",
+                        QuantizeOptions(keep_float=("/block/*",), calib_cache=work["cache"]), progress=False)
     model = onnx.load(str(out))
     producer = {t: n for n in model.graph.node for t in n.output}
     for n in model.graph.node:
@@ -187,20 +188,22 @@ def test_keep_float_patterns(work: dict[str, Path]) -> None:
             assert all(producer.get(t) is None or producer[t].op_type != "DequantizeLinear" for t in n.input)
     assert read_quant_provenance(out)["keep_float"] == ["/block/*"]
     with pytest.raises(InputError, match="matches no node"):
-        quantize_onnx(work["fp32"], work["calib"], work["dir"] / "kf2.onnx", keep_float=["/nothing/*"],
-                      progress=False, calib_cache=work["cache"])
+        quantize_onnx(work["fp32"], work["calib"], work["dir"] / "kf2.onnx",
+                      QuantizeOptions(keep_float=("/nothing/*",), calib_cache=work["cache"]), progress=False)
 
 
 def test_stale_calibration_cache_is_refused(work: dict[str, Path]) -> None:
     other = _export(work["dir"] / "other.onnx", 1)  # another model: different weights
     with pytest.raises(IncompatibleError, match="fp32_sha256.*delete the cache"):
-        quantize_onnx(other, work["calib"], work["dir"] / "o.onnx", progress=False, calib_cache=work["cache"])
+        quantize_onnx(other, work["calib"], work["dir"] / "o.onnx", QuantizeOptions(calib_cache=work["cache"]),
+                      progress=False)
     with pytest.raises(IncompatibleError, match="method"):
-        quantize_onnx(work["fp32"], work["calib"], work["dir"] / "o.onnx", method="minmax", progress=False,
-                      calib_cache=work["cache"])
+        quantize_onnx(work["fp32"], work["calib"], work["dir"] / "o.onnx",
+                      QuantizeOptions(method="minmax", calib_cache=work["cache"]), progress=False)
     smaller = make_calib_set(work["images"], work["dir"] / "set5.txt", num=5, min_images=1)
     with pytest.raises(IncompatibleError, match="calib_set_sha256"):
-        quantize_onnx(work["fp32"], smaller, work["dir"] / "o.onnx", progress=False, calib_cache=work["cache"])
+        quantize_onnx(work["fp32"], smaller, work["dir"] / "o.onnx", QuantizeOptions(calib_cache=work["cache"]),
+                      progress=False)
     assert not (work["dir"] / "o.onnx").exists()
 
 
@@ -212,7 +215,7 @@ def test_existing_output_reused_only_when_it_matches(work: dict[str, Path], capl
         assert quantize_onnx(work["fp32"], work["calib"], out, progress=False) == out
     assert "up to date" in caplog.text and out.stat().st_mtime_ns == before
     with pytest.raises(IncompatibleError, match="method.*--force"):
-        quantize_onnx(work["fp32"], work["calib"], out, method="minmax", progress=False)
+        quantize_onnx(work["fp32"], work["calib"], out, QuantizeOptions(method="minmax"), progress=False)
     other = _export(work["dir"] / "other2.onnx", 2)
     with pytest.raises(IncompatibleError, match="another FP32"):
         check_quantized(out, fp32=other)
@@ -239,7 +242,7 @@ def test_corrupt_calibration_images_are_skipped_and_counted(
     assert prov["calib_skipped"] == 1 and prov["calib_images"] == 5
     assert f"skipped 1 unreadable image(s): {victim.name}" in caplog.text
     with pytest.raises(InputError, match="only 5 of 6 calibration images"):
-        quantize_onnx(work["fp32"], calib, tmp_path / "d.onnx", progress=False, min_images=6)
+        quantize_onnx(work["fp32"], calib, tmp_path / "d.onnx", QuantizeOptions(min_images=6), progress=False)
 
 
 def test_layer_errors_rank_quantized_layers(work: dict[str, Path]) -> None:
@@ -330,12 +333,12 @@ def test_accuracy_gate_and_sensitivity_fix_search(
     from detnet_trt.cli import main
     from detnet_trt.quantize.gate import accuracy_check
 
-    out = quantize_onnx(tiny_onnx, tiny_data["calib"], tmp_path / "g.int8.onnx", progress=False,
-                        calib_cache=tmp_path / "ranges.json")
+    out = quantize_onnx(tiny_onnx, tiny_data["calib"], tmp_path / "g.int8.onnx",
+                        QuantizeOptions(calib_cache=tmp_path / "ranges.json"), progress=False)
     # a budget below any possible drop forces the over-budget path: ranking + measured fix attempts
-    report = accuracy_check(tiny_onnx, out, tiny_data["root"], calib=tiny_data["calib"], budget=-101.0,
-                            progress=False, calib_cache=tmp_path / "ranges.json", sensitivity_images=2,
-                            fix_steps=(1, 2))
+    report = accuracy_check(tiny_onnx, out, tiny_data["root"],
+                            AccuracyCheckOptions(budget=-101.0, sensitivity_images=2, fix_steps=(1, 2)),
+                            calib=tiny_data["calib"], progress=False, calib_cache=tmp_path / "ranges.json")
     assert set(report.fp32) >= {"AP", "AP50", "AP75"} and report.over_budget
     assert report.sensitive and report.sensitive[0].own_error >= report.sensitive[-1].own_error
     assert [len(t["keep_float"]) for t in report.fix_tries] == [1, 2]
@@ -362,4 +365,5 @@ def test_older_onnxruntime_without_calibration_cache(work: dict[str, Path], tmp_
     model = onnx.load(str(out))
     assert sum(n.op_type == "DequantizeLinear" for n in model.graph.node) > 4
     with pytest.raises(MissingDependencyError, match="calibration_cache_path"):
-        quantize_onnx(work["fp32"], work["calib"], tmp_path / "old2.onnx", progress=False, calib_cache=tmp_path / "c.json")
+        quantize_onnx(work["fp32"], work["calib"], tmp_path / "old2.onnx",
+                      QuantizeOptions(calib_cache=tmp_path / "c.json"), progress=False)
