@@ -297,10 +297,10 @@ def plot_latency(records: dict[str, dict[str, Any]], out: Path) -> Path:
 
 def _step_tensorrt(ctx: _Ctx) -> None:
     try:
-        from ..build.chain import build_engine
+        from ..build.chain import BuildOptions, build_engine
 
         ctx.paths["engine"] = build_engine(
-            ctx.paths["int8"], ctx.out / "detnet_tiny_int8.engine", precision="int8", force=True
+            ctx.paths["int8"], ctx.out / "detnet_tiny_int8.engine", BuildOptions(precision="int8", force=True)
         )
     except MissingDependencyError as err:
         _say(f"    tensorrt: {err}")

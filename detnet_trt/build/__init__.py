@@ -3,10 +3,34 @@ one options object (:mod:`.options`), the TensorRT builder steps (:mod:`.builder
 FP16-typed ONNX (:mod:`.fp16`). The runtime side is :mod:`detnet_trt.runtime.backends.tensorrt`.
 
 Importing this package (or any module in it) needs neither TensorRT nor pycuda: both are imported
-lazily, inside the functions that use them.
+lazily, inside the functions that use them. The names below are re-exported lazily (PEP 562), so
+that importing :mod:`.options` (the CLI does, to declare its flags) loads nothing of the chain.
 """
 
-from .chain import build_engine
-from .options import BuildOptions, EngineBuildError
+from __future__ import annotations
 
-__all__ = ["BuildOptions", "EngineBuildError", "build_engine"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> module (in this package) that defines it
+_EXPORTS = {"BuildOptions": "options", "EngineBuildError": "options", "build_engine": "chain"}
+
+__all__ = ["BuildOptions", "EngineBuildError", "build_engine"]  # = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; never executed
+    from .chain import build_engine
+    from .options import BuildOptions, EngineBuildError

@@ -9,7 +9,6 @@ import os
 import re
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,8 @@ def _installed_api() -> compat.TrtApi | None:
 def _build_with_tensorrt(
     api: compat.TrtApi, src: Path, onnx_path: Path, out: Path, opts: BuildOptions, calib_sha: str, log: _Steps
 ) -> Path:
+    """Parse -> configure -> build -> save with the sidecar (the order TensorRT's objects need:
+    the logger outlives the builder, the parser holds the network's weights until the build)."""
     import tensorrt as trt
 
     from ..trt.cuda import device_info
@@ -66,20 +67,7 @@ def _build_with_tensorrt(
     cache_path = None if opts.no_timing_cache else (opts.timing_cache or default_timing_cache(api.version, gpu_name, cc))
     if cache_path is not None:
         load_timing_cache(config, cache_path)
-
-    monitor = _attach_progress(api, config, opts.progress)
-    log.step(f"build {opts.precision.upper()} engine, batch {opts.batch[0]}..{opts.batch[2]} (this takes minutes)")
-    t0 = time.perf_counter()
-    serialized = builder.build_serialized_network(network, config)
-    if monitor is not None:
-        monitor.close()
-    if serialized is None:
-        raise EngineBuildError(
-            f"TensorRT could not build an engine from {onnx_path.name} (see TensorRT's messages above)",
-            "rerun with --verbose; a larger --workspace helps with out-of-memory tactics",
-        )
-    data = bytes(memoryview(serialized))
-    seconds = time.perf_counter() - t0
+    data, seconds = _build_serialized(api, builder, network, config, opts, onnx_path, log)
     if cache_path is not None:
         save_timing_cache(config, cache_path)
 
@@ -94,25 +82,56 @@ def _build_with_tensorrt(
         calib_sha256=calib_sha,
         engine_sha256=sha256_bytes(data),
         build={
-            **{k: v for k, v in asdict(opts).items() if k not in ("force", "progress", "extra", "verbose")},
-            "calib": str(opts.calib) if opts.calib else None,
+            **opts.record(),
             "timing_cache": str(cache_path) if cache_path else None,
-            "plugins": [str(p) for p in opts.plugins],
-            "batch": list(opts.batch),
-            "source": str(src),
-            "source_sha256": sha256_file(src),
-            "onnx": str(onnx_path),
-            "builder_flags": precision_flags,
-            "strongly_typed": api.strongly_typed_only,
-            "fp16_mode": api.fp16_mode if opts.precision == "fp16" else None,
-            "build_seconds": round(seconds, 1),
-            "detnet_trt_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **_build_facts(api, src, onnx_path, opts, precision_flags, seconds),
             **opts.extra,
         },
     )
     write_sidecar(out, info, force=True)
     return out
+
+
+def _build_serialized(
+    api: compat.TrtApi,
+    builder: trt.Builder,
+    network: trt.INetworkDefinition,
+    config: trt.IBuilderConfig,
+    opts: BuildOptions,
+    onnx_path: Path,
+    log: _Steps,
+) -> tuple[bytes, float]:
+    """The serialized engine (with progress bars where TensorRT reports progress) and its build seconds."""
+    monitor = _attach_progress(api, config, opts.progress)
+    log.step(f"build {opts.precision.upper()} engine, batch {opts.batch[0]}..{opts.batch[2]} (this takes minutes)")
+    t0 = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    if monitor is not None:
+        monitor.close()
+    if serialized is None:
+        raise EngineBuildError(
+            f"TensorRT could not build an engine from {onnx_path.name} (see TensorRT's messages above)",
+            "rerun with --verbose; a larger --workspace helps with out-of-memory tactics",
+        )
+    data = bytes(memoryview(serialized))
+    return data, time.perf_counter() - t0
+
+
+def _build_facts(
+    api: compat.TrtApi, src: Path, onnx_path: Path, opts: BuildOptions, precision_flags: list[str], seconds: float
+) -> dict[str, Any]:
+    """The sidecar's ``build`` entries beyond the options: source, flags, timing, versions."""
+    return {
+        "source": str(src),
+        "source_sha256": sha256_file(src),
+        "onnx": str(onnx_path),
+        "builder_flags": precision_flags,
+        "strongly_typed": api.strongly_typed_only,
+        "fp16_mode": api.fp16_mode if opts.precision == "fp16" else None,
+        "build_seconds": round(seconds, 1),
+        "detnet_trt_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def create_builder(logger: trt.ILogger) -> trt.Builder:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InputError, ModelFileError
 from ..core.fileio import check_writable
@@ -29,50 +28,35 @@ from ..trt import compat
 from .builder import _build_with_tensorrt, _installed_api, _Steps
 from .options import CHECKPOINT_SUFFIXES, BuildOptions
 
-if TYPE_CHECKING:
-    pass
-
-
-
 
 # --- the chain -----------------------------------------------------------------------------
-def build_engine(
-    onnx_or_ckpt: str | os.PathLike[str],
-    output: str | os.PathLike[str],
-    *,
-    precision: str,
-    calib: str | os.PathLike[str] | None = None,
-    **options: Any,
-) -> Path:
+def build_engine(onnx_or_ckpt: str | os.PathLike[str], output: str | os.PathLike[str], options: BuildOptions) -> Path:
     """Build ``output`` (a TensorRT engine) and its sidecar from a checkpoint or ONNX file.
 
-    ``precision``: ``fp32``, ``fp16`` or ``int8``. INT8 needs ``calib`` (a calibration set file)
-    unless the ONNX is already quantized (Q/DQ). See :class:`BuildOptions` for the other options.
-    Raises :class:`~detnet_trt.trt.compat.TensorRTMissingError` after the ONNX steps when
-    TensorRT is not installed (the ONNX files are kept).
+    ``options`` (:class:`BuildOptions`, validated when made): ``precision`` is ``fp32``, ``fp16``
+    or ``int8``; INT8 needs ``calib`` (a calibration set file) unless the ONNX is already
+    quantized (Q/DQ). Raises :class:`~detnet_trt.trt.compat.TensorRTMissingError` after the ONNX
+    steps when TensorRT is not installed (the ONNX files are kept).
     """
-    opts = BuildOptions(precision=precision, calib=Path(calib) if calib else None, **options)
-    opts.plugins = tuple(Path(p) for p in opts.plugins)
-    opts.validate()
     src = Path(onnx_or_ckpt)
     if not src.is_file():
         raise ModelFileError(f"{src}: no such file", "pass a checkpoint (.pt) or an ONNX file")
-    out = check_writable(output, opts.force)
+    out = check_writable(output, options.force)
     if out.suffix.lower() == ".onnx":
         raise InputError(f"-o {out}: the engine file must not end in .onnx", "use .engine or .plan")
-    check_writable(sidecar_path(out), opts.force)
-    log = _Steps(opts.progress)
+    check_writable(sidecar_path(out), options.force)
+    log = _Steps(options.progress)
 
     api = _installed_api()
-    onnx_path, calib_sha = prepare_onnx(src, out, opts, api, log)
+    onnx_path, calib_sha = prepare_onnx(src, out, options, api, log)
     if api is None:
-        kept = f"kept {onnx_path}" + (" (Q/DQ INT8)" if opts.precision == "int8" else "")
+        kept = f"kept {onnx_path}" + (" (Q/DQ INT8)" if options.precision == "int8" else "")
         raise compat.TensorRTMissingError(
             f"TensorRT is not installed; {kept}: build the engine on the target with "
-            f"`detnet-trt build {onnx_path} --{opts.precision} -o {out.name}`",
+            f"`detnet-trt build {onnx_path} --{options.precision} -o {out.name}`",
             compat.INSTALL_HINT,
         )
-    return _build_with_tensorrt(api, src, onnx_path, out, opts, calib_sha, log)
+    return _build_with_tensorrt(api, src, onnx_path, out, options, calib_sha, log)
 
 
 def prepare_onnx(
@@ -127,9 +111,9 @@ def prepare_onnx(
     if opts.nms == "efficient":
         from ..export.efficient_nms import add_efficient_nms
 
-        log.step(f"add EfficientNMS_TRT (max_det={opts.max_det}, iou={opts.nms_iou})")
-        current = add_efficient_nms(current, _derived(base, current_tag(current) + "nms"),
-                                    max_det=opts.max_det, conf=opts.nms_conf, iou=opts.nms_iou, force=opts.force)
+        log.step(f"add EfficientNMS_TRT (max_det={opts.post.max_det}, iou={opts.post.iou})")
+        current = add_efficient_nms(current, _derived(base, current_tag(current) + "nms"), post=opts.post,
+                                    force=opts.force)
     return Path(current), calib_sha
 
 
@@ -141,16 +125,6 @@ def current_tag(path: Path) -> str:
 
 def _derived(base: Path, tag: str) -> Path:
     return base.with_name(f"{base.name}.{tag}.onnx")
-
-
-
-# --- TensorRT steps ------------------------------------------------------------------------
-
-
-# --- timing cache --------------------------------------------------------------------------
-
-
-# --- progress ------------------------------------------------------------------------------
 
 
 __all__: Sequence[str] = ["build_engine", "prepare_onnx"]

@@ -1,8 +1,19 @@
-"""``detnet-trt build``: a TensorRT engine (FP32 / FP16 / INT8) from a checkpoint or ONNX file."""
+"""``detnet-trt build``: a TensorRT engine (FP32 / FP16 / INT8) from a checkpoint or ONNX file.
+
+The build flags are declared once, in :func:`add_build_args`, and make one
+:class:`~detnet_trt.build.options.BuildOptions` in :func:`build_options` (which validates them).
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ..build.options import NMS_MODES, BuildOptions, graph_nms, parse_batch
+from ..core.meta import LAYOUTS
+from ..quantize.options import METHODS
+
+_D = BuildOptions  # the defaults of every flag below
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -15,52 +26,56 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "TensorRT is missing and exits 2. See plugins/README.md for --nms efficient and --plugin.",
     )
     p.add_argument("model", help="checkpoint (.pt) or ONNX file (FP32, or Q/DQ INT8 from `detnet-trt quantize`)")
-    prec = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("-o", "--output", required=True, help="engine file to write, e.g. model.engine")
+    add_build_args(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def add_build_args(p: argparse.ArgumentParser) -> None:
+    """The flags of :class:`BuildOptions`, in a "build options" group; :func:`build_options` reads them."""
+    g = p.add_argument_group("build options")
+    prec = g.add_mutually_exclusive_group(required=True)
     prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="FP32 engine")
     prec.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
                       help="FP16 engine (builder flag on TensorRT 8.6/10; FP16-typed ONNX on 11)")
     prec.add_argument("--int8", dest="precision", action="store_const", const="int8",
                       help="INT8 engine from a Q/DQ ONNX (made here from --calib, or passed in)")
-    p.add_argument("--calib", help="calibration set file (`detnet-trt calib-set`); needed by --int8 unless the "
+    g.add_argument("--calib", help="calibration set file (`detnet-trt calib-set`); needed by --int8 unless the "
                    "ONNX is already quantized")
-    p.add_argument("--calib-method", choices=("entropy", "minmax", "percentile"), default="entropy",
-                   help="INT8 calibration method (default entropy)")
-    p.add_argument("-o", "--output", required=True, help="engine file to write, e.g. model.engine")
-    p.add_argument("--batch", default="1,1,8", help="dynamic batch MIN,OPT,MAX (default 1,1,8), or one fixed size")
-    p.add_argument("--workspace", type=int, default=2048, help="builder workspace limit in MiB (default 2048)")
-    p.add_argument("--dla", type=int, metavar="CORE", default=None,
+    g.add_argument("--calib-method", choices=METHODS, default=_D.calib_method,
+                   help="INT8 calibration method (default %(default)s)")
+    g.add_argument("--batch", default=",".join(str(b) for b in _D.batch),
+                   help="dynamic batch MIN,OPT,MAX (default %(default)s), or one fixed size")
+    g.add_argument("--workspace", type=int, default=_D.workspace_mib,
+                   help="builder workspace limit in MiB (default %(default)s)")
+    g.add_argument("--dla", type=int, metavar="CORE", default=_D.dla_core,
                    help="run on this DLA core (Jetson), layers the DLA cannot run fall back to the GPU")
-    p.add_argument("--timing-cache", help="timing cache file (default: one per TensorRT version and GPU under "
+    g.add_argument("--timing-cache", help="timing cache file (default: one per TensorRT version and GPU under "
                    "~/.cache/detnet-trt/timing), reused by later builds")
-    p.add_argument("--no-timing-cache", action="store_true", help="build without a timing cache")
-    p.add_argument("--nms", choices=("host", "efficient"), default="host",
+    g.add_argument("--no-timing-cache", action="store_true", help="build without a timing cache")
+    g.add_argument("--nms", choices=NMS_MODES, default=_D.nms,
                    help="host: NMS in Python after the engine (default); efficient: EfficientNMS_TRT in the engine")
-    p.add_argument("--max-det", type=int, default=100, help="detections per image with --nms efficient (default 100)")
-    p.add_argument("--nms-iou", type=float, default=0.5, help="IoU threshold of --nms efficient (default 0.5)")
-    p.add_argument("--nms-conf", type=float, default=0.001, help="score threshold of --nms efficient (default 0.001)")
-    p.add_argument("--plugin", action="append", default=[], metavar="LIB.so",
+    g.add_argument("--max-det", type=int, default=_D.post.max_det,
+                   help="detections per image with --nms efficient (default %(default)s)")
+    g.add_argument("--nms-iou", type=float, default=_D.post.iou,
+                   help="IoU threshold of --nms efficient (default %(default)s)")
+    g.add_argument("--nms-conf", type=float, default=_D.post.conf,
+                   help="score threshold of --nms efficient (default %(default)s)")
+    g.add_argument("--plugin", action="append", default=[], metavar="LIB.so",
                    help="load a TensorRT plugin library before parsing (repeatable)")
-    p.add_argument("--layout", choices=("nchw", "nhwc"), default="nchw", help="input layout when exporting a checkpoint")
-    p.add_argument("--topk", type=int, default=None, help="candidates per image when exporting a checkpoint")
-    p.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
-    p.add_argument("--no-progress", action="store_true", help="no progress output")
-    p.add_argument("--force", action="store_true", help="overwrite existing output files")
-    p.set_defaults(func=run)
-    return p
+    g.add_argument("--layout", choices=LAYOUTS, default=_D.layout, help="input layout when exporting a checkpoint")
+    g.add_argument("--topk", type=int, default=_D.topk, help="candidates per image when exporting a checkpoint")
+    g.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
+    g.add_argument("--no-progress", action="store_true", help="no progress output")
+    g.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..build.chain import build_engine
-    from ..build.options import parse_batch
-    from ..core.sidecar import read_sidecar, sidecar_path
-
-    out = build_engine(
-        args.model,
-        args.output,
+def build_options(args: argparse.Namespace) -> BuildOptions:
+    """The :class:`BuildOptions` of the flags :func:`add_build_args` declared (validated)."""
+    return BuildOptions(
         precision=args.precision,
-        calib=args.calib,
+        calib=Path(args.calib) if args.calib else None,
         calib_method=args.calib_method,
         batch=parse_batch(args.batch),
         workspace_mib=args.workspace,
@@ -68,16 +83,21 @@ def run(args: argparse.Namespace) -> int:
         timing_cache=Path(args.timing_cache) if args.timing_cache else None,
         no_timing_cache=args.no_timing_cache,
         nms=args.nms,
-        nms_conf=args.nms_conf,
-        nms_iou=args.nms_iou,
-        max_det=args.max_det,
-        plugins=tuple(args.plugin),
+        post=graph_nms(conf=args.nms_conf, iou=args.nms_iou, max_det=args.max_det),
+        plugins=tuple(Path(p) for p in args.plugin),
         layout=args.layout,
         topk=args.topk,
         verbose=args.verbose,
         force=args.force,
         progress=not args.no_progress,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..build.chain import build_engine
+    from ..core.sidecar import read_sidecar, sidecar_path
+
+    out = build_engine(args.model, args.output, build_options(args))
     info = read_sidecar(out)
     print(f"wrote {out} ({info.meta.precision}, TensorRT {info.tensorrt_version}, {info.gpu_name}) "
           f"and {sidecar_path(out).name}")

@@ -5,6 +5,7 @@ line, exit 2). The TensorRT steps themselves are covered by the real-bindings te
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -13,8 +14,9 @@ import pytest
 
 from detnet_trt.build.builder import default_timing_cache
 from detnet_trt.build.chain import build_engine, current_tag
-from detnet_trt.build.options import BuildOptions, parse_batch
+from detnet_trt.build.options import BuildOptions, graph_nms, parse_batch
 from detnet_trt.cli import main
+from detnet_trt.core.config import GRAPH_NMS, PostprocessConfig
 from detnet_trt.core.errors import InputError, OutputExistsError
 from detnet_trt.trt import compat
 
@@ -68,6 +70,72 @@ def test_invalid_options(opts, match) -> None:
         BuildOptions(**opts).validate()
 
 
+@pytest.mark.parametrize(
+    ("opts", "flag"),
+    [
+        ({"calib_method": "kl"}, "--calib-method"),
+        ({"batch": (2, 1, 1)}, "--batch"),
+        ({"workspace_mib": 8}, "--workspace"),
+        ({"dla_core": -1}, "--dla"),
+        ({"nms": "onnx"}, "--nms"),
+        ({"layout": "chw"}, "--layout"),
+        ({"topk": 0}, "--topk"),
+        ({"plugins": ("/nonexistent/libplugin.so",)}, "--plugin"),
+        ({"precision": "bf16"}, "--fp32, --fp16 or --int8"),
+    ],
+)
+def test_bad_option_names_the_flag(opts, flag) -> None:
+    with pytest.raises(InputError, match=re.escape(flag)):
+        BuildOptions(**opts)
+
+
+@pytest.mark.parametrize(
+    ("conf", "iou", "max_det", "flag"),
+    [(2.0, 0.5, 100, "--nms-conf"), (0.001, 0.0, 100, "--nms-iou"), (0.001, 0.5, 0, "--max-det")],
+)
+def test_graph_nms_names_build_flags(conf, iou, max_det, flag) -> None:
+    with pytest.raises(InputError, match=flag) as err:
+        graph_nms(conf, iou, max_det)
+    assert "--conf" not in str(err.value) and "--iou" not in str(err.value)
+    assert graph_nms(0.01, 0.6, 20) == PostprocessConfig(conf=0.01, iou=0.6, max_det=20)
+
+
+def test_options_are_normalised_and_default_post_is_graph_nms(tmp_path) -> None:
+    lib = tmp_path / "libx.so"
+    lib.write_bytes(b"")
+    o = BuildOptions(calib=str(tmp_path / "set.txt"), timing_cache=str(tmp_path / "t.cache"),  # type: ignore[arg-type]
+                     plugins=[str(lib)], batch=[1, 2, 4])  # type: ignore[arg-type]
+    assert o.calib == tmp_path / "set.txt" and o.timing_cache == tmp_path / "t.cache"
+    assert o.plugins == (lib,) and o.batch == (1, 2, 4) and BuildOptions().post == GRAPH_NMS
+
+
+def test_sidecar_record_keeps_the_keys_and_values_of_before(tmp_path) -> None:
+    """The sidecar's "build" entries from the options: the flat nms_conf / nms_iou / max_det of
+    before (not a nested "post"), paths as strings, batch and plugins as lists."""
+    lib = tmp_path / "libx.so"
+    lib.write_bytes(b"")
+    o = BuildOptions(precision="int8", calib=tmp_path / "set.txt", batch=(1, 4, 8), nms="efficient",
+                     post=PostprocessConfig(conf=0.01, iou=0.6, max_det=50), plugins=(lib,), topk=200,
+                     verbose=True, force=True, progress=False, extra={"note": "x"})
+    assert o.record() == {
+        "precision": "int8", "calib": str(tmp_path / "set.txt"), "calib_method": "entropy", "batch": [1, 4, 8],
+        "workspace_mib": 2048, "dla_core": None, "timing_cache": None, "no_timing_cache": False,
+        "nms": "efficient", "nms_conf": 0.01, "nms_iou": 0.6, "max_det": 50, "plugins": [str(lib)],
+        "layout": "nchw", "topk": 200,
+    }
+    assert list(BuildOptions().record()) == [
+        "precision", "calib", "calib_method", "batch", "workspace_mib", "dla_core", "timing_cache",
+        "no_timing_cache", "nms", "nms_conf", "nms_iou", "max_det", "plugins", "layout", "topk",
+    ]
+
+
+def test_cli_build_bad_value_names_the_flag(tiny_onnx, tmp_path, capsys) -> None:
+    for args, flag in ((["--nms-conf", "2"], "--nms-conf"), (["--workspace", "1"], "--workspace")):
+        assert main(["build", str(tiny_onnx), "--fp16", "-o", str(tmp_path / "m.engine"), *args]) == 2
+        assert flag in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_default_timing_cache_is_per_version_and_gpu(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     a = default_timing_cache("10.3.0", "Orin (nvgpu)", (8, 7))
@@ -85,29 +153,29 @@ def test_current_tag() -> None:
 # --- the INT8 rules ------------------------------------------------------------------------
 def test_int8_from_checkpoint_needs_calib(tiny_checkpoint, tmp_path) -> None:
     with pytest.raises(InputError, match=r"--int8 from a checkpoint \(detnet_tiny.pt\) needs --calib"):
-        build_engine(tiny_checkpoint, tmp_path / "m.engine", precision="int8", progress=False)
+        build_engine(tiny_checkpoint, tmp_path / "m.engine", BuildOptions(precision="int8", progress=False))
     assert list(tmp_path.iterdir()) == []  # failed before exporting anything
 
 
 def test_int8_from_fp32_onnx_needs_calib(tiny_onnx, tmp_path) -> None:
     with pytest.raises(InputError, match=r"--int8 from an FP32 ONNX .* needs --calib SET"):
-        build_engine(tiny_onnx, tmp_path / "m.engine", precision="int8", progress=False)
+        build_engine(tiny_onnx, tmp_path / "m.engine", BuildOptions(precision="int8", progress=False))
 
 
 def test_qdq_onnx_is_int8_only(qdq_onnx, tmp_path) -> None:
     with pytest.raises(InputError, match="quantized .*build it with --int8"):
-        build_engine(qdq_onnx, tmp_path / "m.engine", precision="fp16", progress=False)
+        build_engine(qdq_onnx, tmp_path / "m.engine", BuildOptions(precision="fp16", progress=False))
 
 
 def test_engine_output_must_not_be_onnx(tiny_onnx, tmp_path) -> None:
     with pytest.raises(InputError, match="must not end in .onnx"):
-        build_engine(tiny_onnx, tmp_path / "m.onnx", precision="fp16", progress=False)
+        build_engine(tiny_onnx, tmp_path / "m.onnx", BuildOptions(precision="fp16", progress=False))
 
 
 def test_existing_engine_needs_force(tiny_onnx, tmp_path) -> None:
     (tmp_path / "m.engine").write_bytes(b"old")
     with pytest.raises(OutputExistsError, match="--force"):
-        build_engine(tiny_onnx, tmp_path / "m.engine", precision="fp16", progress=False)
+        build_engine(tiny_onnx, tmp_path / "m.engine", BuildOptions(precision="fp16", progress=False))
     assert (tmp_path / "m.engine").read_bytes() == b"old"
 
 
@@ -154,7 +222,7 @@ def test_qdq_onnx_from_another_calibration_set_is_refused(qdq_onnx, tmp_path) ->
 
     make_calib_set(d, other, num=1, min_images=1)
     with pytest.raises(IncompatibleError):
-        build_engine(qdq_onnx, tmp_path / "m.engine", precision="int8", calib=other, progress=False)
+        build_engine(qdq_onnx, tmp_path / "m.engine", BuildOptions(precision="int8", calib=other, progress=False))
 
 
 @no_tensorrt

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from detnet_trt.core.config import GRAPH_NMS, PostprocessConfig
 from detnet_trt.core.errors import IncompatibleError
 from detnet_trt.core.meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS
 
@@ -59,17 +60,19 @@ def calib_set(work) -> Path:
 @pytest.fixture(scope="module")
 def fp16_engine(tiny_onnx, work) -> Path:
     from detnet_trt.build.chain import build_engine
+    from detnet_trt.build.options import BuildOptions
 
-    return build_engine(tiny_onnx, work / "tiny_fp16.engine", precision="fp16", batch=(1, 2, 4),
-                        timing_cache=work / "timing.cache", progress=False)
+    return build_engine(tiny_onnx, work / "tiny_fp16.engine", BuildOptions(precision="fp16", batch=(1, 2, 4),
+                        timing_cache=work / "timing.cache", progress=False))
 
 
 @pytest.fixture(scope="module")
 def int8_engine(tiny_onnx, calib_set, work) -> Path:
     from detnet_trt.build.chain import build_engine
+    from detnet_trt.build.options import BuildOptions
 
-    return build_engine(tiny_onnx, work / "tiny_int8.engine", precision="int8", calib=calib_set,
-                        batch=(1, 2, 4), timing_cache=work / "timing.cache", progress=False)
+    return build_engine(tiny_onnx, work / "tiny_int8.engine", BuildOptions(precision="int8", calib=calib_set,
+                        batch=(1, 2, 4), timing_cache=work / "timing.cache", progress=False))
 
 
 def test_fp16_engine_matches_onnxruntime(fp16_engine, tiny_onnx) -> None:
@@ -184,11 +187,13 @@ def test_cuda_graph_gives_the_same_outputs(fp16_engine) -> None:
 
 def test_efficient_nms_engine(tiny_onnx, work) -> None:
     from detnet_trt.build.chain import build_engine
+    from detnet_trt.build.options import BuildOptions
     from detnet_trt.runtime.backends.tensorrt import TensorRTBackend
     from detnet_trt.runtime.postprocess import postprocess
 
-    engine = build_engine(tiny_onnx, work / "tiny_nms.engine", precision="fp32", nms="efficient", max_det=20,
-                          nms_iou=0.5, batch=(1, 2, 2), timing_cache=work / "timing.cache", progress=False)
+    engine = build_engine(tiny_onnx, work / "tiny_nms.engine", BuildOptions(
+        precision="fp32", nms="efficient", post=PostprocessConfig(conf=GRAPH_NMS.conf, iou=0.5, max_det=20),
+        batch=(1, 2, 2), timing_cache=work / "timing.cache", progress=False))
     x = _images(2, seed=11)
     with TensorRTBackend(engine) as backend:
         out = backend.infer(x)
