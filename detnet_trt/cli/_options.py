@@ -52,17 +52,20 @@ def add_postprocess_args(
     *,
     per: str = "image",
     conf: bool = True,
+    max_det: bool = True,
     note: str = "",
 ) -> None:
-    """``--conf`` (unless ``conf`` is false), ``--iou`` and ``--max-det`` with ``defaults``.
+    """``--conf`` (unless ``conf`` is false), ``--iou`` and ``--max-det`` (unless ``max_det`` is
+    false) with ``defaults``.
 
     ``per`` names the unit of ``--max-det`` ("image", "frame"); ``note`` prefixes every help text
     (e.g. "--nms onnx: ")."""
     if conf:
         p.add_argument("--conf", type=float, default=defaults.conf, help=f"{note}score threshold (default %(default)s)")
     p.add_argument("--iou", type=float, default=defaults.iou, help=f"{note}NMS IoU threshold (default %(default)s)")
-    p.add_argument("--max-det", type=int, default=defaults.max_det,
-                   help=f"{note}detections per {per} at most (default %(default)s)")
+    if max_det:
+        p.add_argument("--max-det", type=int, default=defaults.max_det,
+                       help=f"{note}detections per {per} at most (default %(default)s)")
 
 
 def postprocess_config(args: argparse.Namespace, defaults: PostprocessConfig = PostprocessConfig()) -> PostprocessConfig:
