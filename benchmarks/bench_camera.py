@@ -31,9 +31,10 @@ import cv2
 import numpy as np
 from _timing import machine
 
-from detnet_trt.apps.camera import LiveSource, run_loop
+from detnet_trt.apps.camera import CameraOptions, LiveSource, run_loop
 from detnet_trt.apps.camera.sinks import JsonLinesSink, Sink
 from detnet_trt.apps.camera.sources import Frame, FrameSource
+from detnet_trt.core.config import PostprocessConfig
 from detnet_trt.core.meta import ModelMeta
 from detnet_trt.runtime.backends.base import Backend
 from detnet_trt.runtime.detector import Detector
@@ -136,12 +137,12 @@ def _run_config(backend: SleepBackend, pool: list[np.ndarray], mode: str, overla
         src: FrameSource = SyntheticFileSource(pool, args.frames + 1)
     else:
         src = LiveSource(lambda: SyntheticCamera(pool, args.camera_fps), "synthetic-camera")
-    det = Detector(backend, conf=0.25, iou=0.5)
+    det = Detector(backend, PostprocessConfig(conf=0.25, iou=0.5))
     try:
         # one frame of warm-up through the whole loop, then the measured run
-        run_loop(det, src, sinks, max_frames=1, overlap=overlap, log_interval=None)
+        run_loop(det, src, sinks, CameraOptions(max_frames=1, overlap=overlap, log_interval=None))
         dropped0 = src.dropped
-        s = run_loop(det, src, sinks, max_frames=args.frames, overlap=overlap, log_interval=None)
+        s = run_loop(det, src, sinks, CameraOptions(max_frames=args.frames, overlap=overlap, log_interval=None))
     finally:
         src.close()
         for sk in sinks:

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/results", help="folder for the record")
     args = p.parse_args(argv)
 
-    from detnet_trt.apps.bench import benchmark, format_table, machine_info
+    from detnet_trt.apps.bench import BenchOptions, benchmark, format_table, machine_info
     from detnet_trt.core.fileio import atomic_write_text, sha256_file
     from detnet_trt.data.coco import resolve_coco_dir
     from detnet_trt.evaluation.coco_eval import evaluate
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, path in (("FP32", fp32), ("INT8", int8)):
         res = evaluate(path, val_ann, val_images, backend_kwargs=kwargs)
         with load_backend(path, **kwargs) as backend:
-            rec = benchmark(backend, batches=batches, duration=args.duration, machine=False)
+            rec = benchmark(backend, BenchOptions(batches=tuple(batches), duration=args.duration), machine=False)
         rows[name] = {"file": path.name, "sha256": sha256_file(path), "size_mb": round(path.stat().st_size / 2**20, 2),
                       "ap": {k: res.metrics[k] for k in AP_KEYS}, "eval_images": res.num_images, "latency": rec}
 

@@ -19,7 +19,7 @@ import numpy as np
 from _timing import machine, write_results
 
 from detnet_trt.apps.compare import match_detections
-from detnet_trt.core.config import DEFAULT_CONF
+from detnet_trt.core.config import DEFAULT_CONF, PostprocessConfig
 from detnet_trt.core.errors import InputError
 from detnet_trt.data.coco import CocoDataset
 from detnet_trt.runtime.backends import load_backend
@@ -42,7 +42,7 @@ def main() -> None:
     t0 = time.perf_counter()
     pairs: list[tuple[Detections, Detections]] = []  # (ground truth, detections) per image
     with load_backend(args.model) as backend:
-        det = Detector(backend, conf=min(THRESHOLDS), iou=0.5)
+        det = Detector(backend, PostprocessConfig(conf=min(THRESHOLDS), iou=0.5))
         missing = sorted(set(ds.class_names) - set(det.class_names))
         if missing:
             raise InputError(f"dataset classes {missing} are not among the model's {list(det.class_names)}")

@@ -21,7 +21,7 @@ from _timing import machine, write_results
 
 from detnet_trt.data.coco import resolve_coco_dir
 from detnet_trt.data.synth import make_synth_dataset
-from detnet_trt.evaluation.coco_eval import evaluate
+from detnet_trt.evaluation.coco_eval import EvalOptions, evaluate
 from detnet_trt.export.onnx import export_onnx
 from detnet_trt.quantize.calibrate import QuantizeOptions, quantize_onnx
 
@@ -65,7 +65,7 @@ def main() -> None:
     for label, path in models.items():
         row: dict = {"model": label}
         for dname, (ann, images) in datasets.items():
-            res = evaluate(path, ann, images, progress=False)
+            res = evaluate(path, ann, images, EvalOptions(progress=False))
             row[dname] = round(float(res.metrics["AP"]), 2)
         rows.append(row)
         print(row, flush=True)

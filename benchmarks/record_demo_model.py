@@ -58,10 +58,10 @@ def main() -> None:
     }
     if args.data:
         from detnet_trt.data.coco import resolve_coco_dir
-        from detnet_trt.evaluation.coco_eval import evaluate
+        from detnet_trt.evaluation.coco_eval import EvalOptions, evaluate
 
         ann, images = resolve_coco_dir(args.data, "val")
-        res = evaluate(args.model, ann, images, progress=False)
+        res = evaluate(args.model, ann, images, EvalOptions(progress=False))
         record["val_full"] = {k: float(v) for k, v in res.metrics.items()}
         record["val_full_images"] = res.num_images
     stem = Path(args.out)

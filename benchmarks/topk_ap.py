@@ -20,7 +20,7 @@ from _timing import machine
 
 from detnet_trt.core.fileio import sha256_file
 from detnet_trt.data.coco import resolve_coco_dir
-from detnet_trt.evaluation.coco_eval import evaluate
+from detnet_trt.evaluation.coco_eval import EvalOptions, evaluate
 from detnet_trt.models.checkpoint import load_checkpoint
 from detnet_trt.runtime.backends.torch_backend import TorchBackend
 
@@ -41,7 +41,7 @@ def main() -> None:
     for k in (int(x) for x in args.ks.split(",")):
         model.topk = k
         t0 = time.perf_counter()
-        res = evaluate(TorchBackend(model), ann, images, batch=8, progress=False)
+        res = evaluate(TorchBackend(model), ann, images, EvalOptions(batch=8, progress=False))
         rows.append({"topk": k, **{key: round(float(res.metrics[key]), 2) for key in KEYS},
                      "eval_s": round(time.perf_counter() - t0, 1)})
         print(rows[-1], flush=True)

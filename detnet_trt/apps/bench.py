@@ -1,6 +1,7 @@
 """Latency and throughput of any backend, trtexec-style, plus the end-to-end figure.
 
-For each batch size, :func:`benchmark` warms up, then times ``backend.infer`` on a letterboxed
+For each batch size, :func:`benchmark` (what :class:`BenchOptions` says; the end-to-end figure
+post-processes with a :class:`~detnet_trt.core.config.PostprocessConfig`) warms up, then times ``backend.infer`` on a letterboxed
 batch (the **infer-only** figure, what trtexec reports as host latency) and the whole deployment
 path on real-size frames, letterbox + infer + NMS (the **end-to-end** figure), each for
 ``duration`` seconds (and at least ``min_iterations`` runs) or exactly ``iterations`` runs.
@@ -32,13 +33,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..core.config import DEFAULT_CONF
+from ..core.config import PostprocessConfig
 from ..core.errors import InputError
 from ..runtime.backends.base import Backend
 
@@ -188,87 +190,125 @@ def _time_end_to_end(
     return fig
 
 
-def benchmark(
-    backend: Backend,
-    batches: Sequence[int] = (1,),
-    duration: float | None = None,
-    iterations: int | None = None,
-    warmup: float = 1.0,
-    *,
-    min_iterations: int = 10,
-    end_to_end: bool = True,
-    frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
-    conf: float = DEFAULT_CONF,
-    iou: float = 0.5,
-    cv_threshold: float = CV_THRESHOLD,
-    progress: bool = False,
-    machine: bool = True,
-) -> dict[str, Any]:
-    """Benchmark ``backend`` (opened here if needed) at each batch size; returns the JSON record.
+@dataclass(frozen=True)
+class BenchOptions:
+    """What :func:`benchmark` measures and for how long.
 
-    Timing: ``duration`` seconds per figure (default 3 s when neither is given, with at least
-    ``min_iterations`` runs), or exactly ``iterations`` runs when only that is given.
-    ``end_to_end`` adds the letterbox + infer + NMS figure on ``frame_size`` frames with the
-    deployment thresholds ``conf``/``iou``.
+    ``batches``: the batch sizes (``--batch``); timing: ``duration`` seconds per figure
+    (``--duration``, default 3 s when neither is given, with at least ``min_iterations`` runs), or
+    exactly ``iterations`` runs (``--iterations``) when only that is given, after ``warmup``
+    seconds (``--warmup``); ``end_to_end`` (off with ``--no-e2e``) adds the letterbox + infer + NMS
+    figure on ``frame_size`` (H, W) frames (``--frame-size WxH``); a figure whose coefficient of
+    variation is above ``cv_threshold`` gets a warning.
     """
-    from ..runtime.detector import Detector
 
-    batches = [int(b) for b in batches]
-    if not batches or min(batches) < 1:
-        raise InputError(f"batch sizes must be >= 1, got {batches}")
+    batches: tuple[int, ...] = (1,)
+    duration: float | None = None
+    iterations: int | None = None
+    warmup: float = 1.0
+    min_iterations: int = 10
+    end_to_end: bool = True
+    frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE
+    cv_threshold: float = CV_THRESHOLD
+
+    def __post_init__(self) -> None:
+        batches = tuple(int(b) for b in self.batches)
+        object.__setattr__(self, "batches", batches)
+        if not batches or min(batches) < 1:
+            raise InputError(f"--batch {','.join(map(str, batches))}: batch sizes must be >= 1", "for example --batch 1,4,8")
+        if self.duration is not None and self.duration <= 0:
+            raise InputError(f"--duration must be > 0, got {self.duration}")
+        if self.iterations is not None and self.iterations < 1:
+            raise InputError(f"--iterations must be >= 1, got {self.iterations}")
+
+    @property
+    def timed_duration(self) -> float | None:
+        """The seconds timed per figure: ``duration``, or 3 when neither it nor ``iterations`` is given."""
+        return 3.0 if self.duration is None and self.iterations is None else self.duration
+
+    def loop(self) -> dict[str, Any]:
+        """The keyword arguments of the timing loop (and the record's settings)."""
+        return {"warmup": self.warmup, "duration": self.timed_duration, "iterations": self.iterations,
+                "min_iterations": self.min_iterations}
+
+
+def _check_batches(backend: Backend, batches: Sequence[int]) -> None:
     if backend.max_batch is not None and max(batches) > backend.max_batch:
         raise InputError(
             f"batch {max(batches)} exceeds this {backend.name} model's maximum batch {backend.max_batch}",
             "pass smaller --batch values, or rebuild the engine with a larger maximum batch",
         )
-    if duration is None and iterations is None:
-        duration = 3.0
-    if duration is not None and duration <= 0:
-        raise InputError(f"--duration must be > 0, got {duration}")
-    if iterations is not None and iterations < 1:
-        raise InputError(f"--iterations must be >= 1, got {iterations}")
+
+
+def _unstable(entry: dict[str, Any], cv_threshold: float) -> list[str]:
+    """The warnings of one batch size's figures whose coefficient of variation is too high."""
+    warnings = []
+    for name in ("infer", "end_to_end"):
+        if name in entry:
+            cv = entry[name]["latency_ms"]["cv"]
+            if cv > cv_threshold:
+                warnings.append(
+                    f"batch {entry['batch']} {name}: unstable run, coefficient of variation {cv:.2f} > {cv_threshold:.2f} "
+                    "(other load on the machine, clock changes or throttling); rerun on an idle machine"
+                )
+    return warnings
+
+
+def _measure(
+    backend: Backend, options: BenchOptions, post: PostprocessConfig, bar: Any, hook: Callable[[], Any] | None
+) -> list[dict[str, Any]]:
+    """One entry per batch size: the infer figure and, when asked, the end-to-end one."""
+    from ..runtime.detector import Detector
+
+    loop = options.loop()
+    frames_all = _frames(options.frame_size, max(options.batches))
+    results: list[dict[str, Any]] = []
+    for b in options.batches:
+        detector = Detector(backend, post, max_batch=b)
+        frames = frames_all[:b]
+        batch_input, _ = detector.preprocess(frames)
+        batch_input = batch_input.copy()
+        entry = _time_infer(backend, batch_input, b, hook, loop)
+        if bar is not None:
+            bar.update(1)
+        if options.end_to_end:
+            entry["end_to_end"] = _time_end_to_end(detector, backend, frames, b, loop, options.frame_size)
+            if bar is not None:
+                bar.update(1)
+        results.append(entry)
+    return results
+
+
+def benchmark(
+    backend: Backend,
+    options: BenchOptions = BenchOptions(),
+    post: PostprocessConfig = PostprocessConfig(),
+    *,
+    progress: bool = False,
+    machine: bool = True,
+) -> dict[str, Any]:
+    """Benchmark ``backend`` (opened here if needed) at each of ``options.batches``; returns the
+    JSON record. The end-to-end figure post-processes with ``post`` (the deployment thresholds);
+    ``machine`` adds :func:`machine_info`.
+    """
+    _check_batches(backend, options.batches)
     was_open = backend.is_open
     backend.open()
     meta = backend.meta
-    loop: dict[str, Any] = {
-        "warmup": warmup, "duration": duration, "iterations": iterations, "min_iterations": min_iterations
-    }
-    results: list[dict[str, Any]] = []
-    warnings: list[str] = []
-    frames_all = _frames(frame_size, max(batches))
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(batches) * (2 if end_to_end else 1), desc="bench", unit="run")
+        bar = tqdm(total=len(options.batches) * (2 if options.end_to_end else 1), desc="bench", unit="run")
     try:
         hook = _gpu_hook(backend)
-        for b in batches:
-            detector = Detector(backend, conf=conf, iou=iou, max_batch=b)
-            frames = frames_all[:b]
-            batch_input, _ = detector.preprocess(frames)
-            batch_input = batch_input.copy()
-            entry = _time_infer(backend, batch_input, b, hook, loop)
-            if bar is not None:
-                bar.update(1)
-            if end_to_end:
-                entry["end_to_end"] = _time_end_to_end(detector, backend, frames, b, loop, frame_size)
-                if bar is not None:
-                    bar.update(1)
-            for name in ("infer", "end_to_end"):
-                if name in entry:
-                    cv = entry[name]["latency_ms"]["cv"]
-                    if cv > cv_threshold:
-                        warnings.append(
-                            f"batch {b} {name}: unstable run, coefficient of variation {cv:.2f} > {cv_threshold:.2f} "
-                            "(other load on the machine, clock changes or throttling); rerun on an idle machine"
-                        )
-            results.append(entry)
+        results = _measure(backend, options, post, bar, hook)
     finally:
         if bar is not None:
             bar.close()
         if not was_open:
             backend.close()
+    warnings = [w for entry in results for w in _unstable(entry, options.cv_threshold)]
     record: dict[str, Any] = {
         "format": "detnet_trt.bench/1",
         "model": {
@@ -281,8 +321,9 @@ def benchmark(
             "num_classes": meta.num_classes,
         },
         "backend": backend.describe(),
-        "settings": {**loop, "end_to_end": end_to_end, "frame_size": list(frame_size), "conf": conf, "iou": iou,
-                     "cv_threshold": cv_threshold, "gpu_timings_hook": hook is not None},
+        "settings": {**options.loop(), "end_to_end": options.end_to_end, "frame_size": list(options.frame_size),
+                     "conf": post.conf, "iou": post.iou, "cv_threshold": options.cv_threshold,
+                     "gpu_timings_hook": hook is not None},
         "results": results,
         "warnings": warnings,
     }
@@ -469,4 +510,4 @@ def plot_benchmark(record: dict[str, Any], out: str | os.PathLike[str], title: s
     return p
 
 
-__all__ = ["CV_THRESHOLD", "benchmark", "format_table", "latency_stats", "machine_info", "plot_benchmark"]
+__all__ = ["CV_THRESHOLD", "BenchOptions", "benchmark", "format_table", "latency_stats", "machine_info", "plot_benchmark"]

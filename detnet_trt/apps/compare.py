@@ -11,32 +11,33 @@ reports:
   swap of two nearly equal candidates shows as a large error there although nothing changed;
   hence also ``boxes (aligned rows)`` / ``scores (aligned rows)``: the same errors after pairing
   each of A's candidates with B's candidate of the same class and nearest box;
-- **detections** after the deployment post-processing (``conf``, NMS ``iou``): the fraction of A's
-  detections that B reproduces (same class, IoU >= ``match_iou``, greedy by score) and vice versa,
-  with the mean IoU and mean score difference of the matched pairs;
+- **detections** after the deployment post-processing (``post``: score threshold, NMS IoU): the
+  fraction of A's detections that B reproduces (same class, IoU >= ``match_iou``, greedy by score)
+  and vice versa, with the mean IoU and mean score difference of the matched pairs;
 - with a COCO-format dataset: the COCO AP of each and the difference (B - A), computed from the
-  same inference run with the evaluation threshold ``eval_conf``.
+  same inference run with the evaluation thresholds (``eval_post``, default
+  :meth:`~detnet_trt.core.config.PostprocessConfig.for_eval`).
 
-Images: the dataset's (``data``), an image folder (``images``), or deterministic synthetic
-scenes (:mod:`detnet_trt.data.synth`) when neither is given.
+Images (:class:`CompareOptions`): the dataset's (``data``), an image folder (``images``), or
+deterministic synthetic scenes (:mod:`detnet_trt.data.synth`) when neither is given.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..core.config import DEFAULT_CONF
+from ..core.config import PostprocessConfig
 from ..core.errors import IncompatibleError, InputError
 from ..core.meta import HOST_NMS_OUTPUTS
 from ..runtime.backends.base import Backend
 from ..runtime.nms import box_iou
-from ..runtime.postprocess import Detections, postprocess
+from ..runtime.postprocess import Detections, postprocess_with
 
 _AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
 
@@ -197,14 +198,37 @@ class _DiffAccumulator:
         return out
 
 
-def _frames_source(
-    data: tuple[Path, Path] | None, images: str | os.PathLike[str] | None, num_images: int | None, seed: int
-) -> tuple[str, list[int | None], Any]:
+@dataclass(frozen=True)
+class CompareOptions:
+    """What :func:`compare` runs on and how.
+
+    ``data`` = ``(annotation file, image folder)`` (``--data``/``--ann``/``--images``) adds COCO AP
+    of both (on the first ``num_images`` images, default all); otherwise ``images``
+    (``--image-dir``, first ``num_images``, default 32) or synthetic scenes of ``seed`` (``--seed``,
+    default 16 scenes) are used. ``batch`` images go through each model at a time (``--batch``); a
+    detection counts as matched at IoU >= ``match_iou`` (``--match-iou``).
+    """
+
+    data: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None
+    images: str | os.PathLike[str] | None = None
+    num_images: int | None = None
+    seed: int = 0
+    batch: int = 1
+    match_iou: float = 0.5
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise InputError(f"--batch must be >= 1, got {self.batch}")
+
+
+def _frames_source(options: CompareOptions) -> tuple[str, list[int | None], Callable[[int], np.ndarray]]:
     """(description, image ids or Nones, loader(k) -> BGR frame)."""
-    if data is not None:
+    num_images, images = options.num_images, options.images
+    if options.data is not None:
         from ..data.coco import CocoDataset
 
-        ds = CocoDataset(*data)
+        ds = CocoDataset(*options.data)
         ds.check_files()
         n = len(ds) if num_images is None else min(len(ds), num_images)
         return f"{ds.ann_file}", [ds.image_ids[i] for i in range(n)], lambda k: ds[k].load()
@@ -218,7 +242,7 @@ def _frames_source(
         return f"{images}", [None] * len(files), lambda k: read_image(files[k])
     from ..data.synth import render_scene
 
-    n = num_images or 16
+    n, seed = num_images or 16, options.seed
 
     def synth(k: int) -> np.ndarray:
         return render_scene(np.random.default_rng([seed, 7, k]), (480, 640))[0]
@@ -233,125 +257,155 @@ def _describe(model: Any, backend: Backend) -> dict[str, Any]:
     return d
 
 
+def _check_pair(ba: Backend, bb: Backend) -> list[str]:
+    """Refuse models of different classes; the notes on what cannot be compared."""
+    if ba.meta.class_names != bb.meta.class_names:
+        raise IncompatibleError(
+            f"the models predict different classes: A {ba.meta.class_names[:6]}..., B {bb.meta.class_names[:6]}...",
+            "compare two builds of the same model",
+        )
+    if ba.meta.input_size == bb.meta.input_size:
+        return []
+    return [
+        f"input sizes differ (A {ba.meta.input_size}, B {bb.meta.input_size}): raw outputs are not comparable, "
+        "only detections and AP are"
+    ]
+
+
+@dataclass
+class _Tally:
+    """What the batches add up to: raw-output errors, detection matches, COCO records of each model."""
+
+    match_iou: float
+    acc: _DiffAccumulator = field(default_factory=_DiffAccumulator)
+    a_dets: int = 0
+    b_dets: int = 0
+    matched: int = 0
+    iou_sum: float = 0.0
+    score_sum: float = 0.0
+    results: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"a": [], "b": []})
+
+    def add_matches(self, da: list[Detections], db: list[Detections]) -> None:
+        for x, y in zip(da, db):
+            pairs = match_detections(x, y, self.match_iou)
+            self.a_dets += len(x)
+            self.b_dets += len(y)
+            self.matched += len(pairs)
+            self.iou_sum += sum(p[2] for p in pairs)
+            self.score_sum += sum(abs(float(x.scores[i]) - float(y.scores[j])) for i, j, _ in pairs)
+
+    def matching(self, post: PostprocessConfig) -> dict[str, float]:
+        na, nb, m = self.a_dets, self.b_dets, self.matched
+        return {
+            "conf": post.conf,
+            "nms_iou": post.iou,
+            "match_iou": self.match_iou,
+            "a_dets": float(na),
+            "b_dets": float(nb),
+            "matched": float(m),
+            "matched_a": m / na if na else 1.0,
+            "matched_b": m / nb if nb else 1.0,
+            "mean_iou": self.iou_sum / m if m else 0.0,
+            "mean_score_diff": self.score_sum / m if m else 0.0,
+        }
+
+
+@dataclass
+class _Pair:
+    """The two opened models, their detectors, and what a batch through both adds to a tally."""
+
+    det_a: Any  # runtime.detector.Detector (imported lazily)
+    det_b: Any
+    same_input: bool
+    eval_post: PostprocessConfig
+    cat_ids: np.ndarray | None  # model class -> dataset category id, with a dataset
+
+    def run_batch(self, tally: _Tally, frames: list[np.ndarray], image_ids: list[int | None]) -> None:
+        xa, infos_a = self.det_a.preprocess(frames)
+        out_a = self.det_a.backend.infer(xa)
+        xb, infos_b = self.det_b.preprocess(frames)
+        out_b = self.det_b.backend.infer(xb)
+        if self.same_input:
+            tally.acc.add(out_a, out_b)
+        tally.add_matches(self.det_a.postprocess(out_a, infos_a), self.det_b.postprocess(out_b, infos_b))
+        if self.cat_ids is not None:
+            from ..evaluation.coco_eval import detections_to_coco
+
+            for key, out, infos in (("a", out_a, infos_a), ("b", out_b, infos_b)):
+                for iid, d in zip(image_ids, postprocess_with(out, infos, self.eval_post)):
+                    tally.results[key].extend(detections_to_coco(int(iid), d, self.cat_ids))  # type: ignore[arg-type]
+
+
+def _run_all(pair: _Pair, tally: _Tally, ids: list[int | None], load: Callable[[int], np.ndarray],
+             batch: int, progress: bool) -> None:
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(ids), desc="compare", unit="img")
+    try:
+        for start in range(0, len(ids), batch):
+            ks = list(range(start, min(start + batch, len(ids))))
+            pair.run_batch(tally, [load(k) for k in ks], [ids[k] for k in ks])
+            if bar is not None:
+                bar.update(len(ks))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _ap(dataset: Any, tally: _Tally, ids: list[int | None]) -> dict[str, dict[str, float]]:
+    from ..evaluation.coco_eval import coco_bbox_metrics
+
+    image_ids = [int(i) for i in ids]  # type: ignore[arg-type]
+    ma, _ = coco_bbox_metrics(dataset, tally.results["a"], image_ids)
+    mb, _ = coco_bbox_metrics(dataset, tally.results["b"], image_ids)
+    return {"a": ma, "b": mb, "delta": {k: round(mb[k] - ma[k], 4) for k in ma}}
+
+
 # --- the comparison ------------------------------------------------------------------------------------
 def compare(
     a: str | os.PathLike[str] | Backend,
     b: str | os.PathLike[str] | Backend,
+    options: CompareOptions = CompareOptions(),
+    post: PostprocessConfig = PostprocessConfig(),
     *,
-    data: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
-    images: str | os.PathLike[str] | None = None,
-    num_images: int | None = None,
-    seed: int = 0,
-    batch: int = 1,
-    conf: float = DEFAULT_CONF,
-    iou: float = 0.5,
-    match_iou: float = 0.5,
-    eval_conf: float = 0.001,
-    eval_iou: float = 0.6,
-    max_det: int = 100,
-    progress: bool = True,
+    eval_post: PostprocessConfig | None = None,
     backend_kwargs_a: dict[str, Any] | None = None,
     backend_kwargs_b: dict[str, Any] | None = None,
 ) -> CompareResult:
-    """Compare model ``b`` against reference ``a`` (see the module docstring).
-
-    ``data`` = ``(annotation file, image folder)`` adds COCO AP of both (on the first
-    ``num_images`` images, default all); otherwise ``images`` (a folder, first ``num_images``,
-    default 32) or synthetic scenes (default 16) are used.
+    """Compare model ``b`` against reference ``a`` (see the module docstring) on the images of
+    ``options``; detections are matched after post-processing with ``post``, AP is computed with
+    ``eval_post`` (default :meth:`PostprocessConfig.for_eval` with ``post.max_det``).
     """
-    from ..evaluation.coco_eval import class_to_category_ids, coco_bbox_metrics, detections_to_coco, open_model
+    from ..evaluation.coco_eval import class_to_category_ids, open_model
     from ..runtime.detector import Detector
 
-    if batch < 1:
-        raise InputError(f"batch must be >= 1, got {batch}")
-    data_paths = (Path(data[0]), Path(data[1])) if data is not None else None
-    source, ids, load = _frames_source(data_paths, images, num_images, seed)
+    eval_post = eval_post or PostprocessConfig.for_eval(post.max_det)
+    source, ids, load = _frames_source(options)
+    dataset = None
+    tally = _Tally(options.match_iou)
     with contextlib.ExitStack() as stack:
         ba = stack.enter_context(open_model(a, **(backend_kwargs_a or {})))
         bb = stack.enter_context(open_model(b, **(backend_kwargs_b or {})))
-        if ba.meta.class_names != bb.meta.class_names:
-            raise IncompatibleError(
-                f"the models predict different classes: A {ba.meta.class_names[:6]}..., B {bb.meta.class_names[:6]}...",
-                "compare two builds of the same model",
-            )
-        notes = []
-        same_input = ba.meta.input_size == bb.meta.input_size
-        if not same_input:
-            notes.append(
-                f"input sizes differ (A {ba.meta.input_size}, B {bb.meta.input_size}): raw outputs are not comparable, "
-                "only detections and AP are"
-            )
+        notes = _check_pair(ba, bb)
         cat_ids = None
-        if data_paths is not None:
+        if options.data is not None:
             from ..data.coco import CocoDataset
 
-            dataset = CocoDataset(*data_paths)
+            dataset = CocoDataset(*options.data)
             cat_ids = class_to_category_ids(ba.meta.class_names, dataset)
-        det_a = Detector(ba, conf=conf, iou=iou, max_det=max_det, max_batch=batch)
-        det_b = Detector(bb, conf=conf, iou=iou, max_det=max_det, max_batch=batch)
-        acc = _DiffAccumulator()
-        counts = {"a_dets": 0, "b_dets": 0, "matched": 0}
-        iou_sum = score_sum = 0.0
-        results: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(ids), desc="compare", unit="img")
-        try:
-            for start in range(0, len(ids), batch):
-                ks = list(range(start, min(start + batch, len(ids))))
-                frames = [load(k) for k in ks]
-                xa, infos_a = det_a.preprocess(frames)
-                out_a = ba.infer(xa)
-                xb, infos_b = det_b.preprocess(frames)
-                out_b = bb.infer(xb)
-                if same_input:
-                    acc.add(out_a, out_b)
-                da = postprocess(out_a, infos_a, conf, iou, max_det)
-                db = postprocess(out_b, infos_b, conf, iou, max_det)
-                for x, y in zip(da, db):
-                    pairs = match_detections(x, y, match_iou)
-                    counts["a_dets"] += len(x)
-                    counts["b_dets"] += len(y)
-                    counts["matched"] += len(pairs)
-                    iou_sum += sum(p[2] for p in pairs)
-                    score_sum += sum(abs(float(x.scores[i]) - float(y.scores[j])) for i, j, _ in pairs)
-                if cat_ids is not None:
-                    for key, out, infos in (("a", out_a, infos_a), ("b", out_b, infos_b)):
-                        for k, d in zip(ks, postprocess(out, infos, eval_conf, eval_iou, max_det)):
-                            results[key].extend(detections_to_coco(int(ids[k]), d, cat_ids))  # type: ignore[arg-type]
-                if bar is not None:
-                    bar.update(len(ks))
-        finally:
-            if bar is not None:
-                bar.close()
+        pair = _Pair(Detector(ba, post, max_batch=options.batch), Detector(bb, post, max_batch=options.batch),
+                     ba.meta.input_size == bb.meta.input_size, eval_post, cat_ids)
+        _run_all(pair, tally, ids, load, options.batch, options.progress)
         desc_a, desc_b = _describe(a, ba), _describe(b, bb)
-    na, nb, m = counts["a_dets"], counts["b_dets"], counts["matched"]
-    if na == 0 and nb == 0:
-        notes.append(f"neither model detected anything at conf {conf}: lower --conf to compare detections")
-    matching = {
-        "conf": conf,
-        "nms_iou": iou,
-        "match_iou": match_iou,
-        "a_dets": float(na),
-        "b_dets": float(nb),
-        "matched": float(m),
-        "matched_a": m / na if na else 1.0,
-        "matched_b": m / nb if nb else 1.0,
-        "mean_iou": iou_sum / m if m else 0.0,
-        "mean_score_diff": score_sum / m if m else 0.0,
-    }
-    if acc.skipped:
-        skipped = ", ".join(sorted(acc.skipped))
+    if tally.a_dets == 0 and tally.b_dets == 0:
+        notes.append(f"neither model detected anything at conf {post.conf}: lower --conf to compare detections")
+    if tally.acc.skipped:
+        skipped = ", ".join(sorted(tally.acc.skipped))
         notes.append(f"outputs not compared (absent or of different shape in one model): {skipped}")
-    ap = None
-    if data_paths is not None:
-        image_ids = [int(i) for i in ids]  # type: ignore[arg-type]
-        ma, _ = coco_bbox_metrics(dataset, results["a"], image_ids)
-        mb, _ = coco_bbox_metrics(dataset, results["b"], image_ids)
-        ap = {"a": ma, "b": mb, "delta": {k: round(mb[k] - ma[k], 4) for k in ma}}
-    return CompareResult(desc_a, desc_b, len(ids), source, acc.result(), matching, ap, notes)
+    ap = _ap(dataset, tally, ids) if dataset is not None else None
+    return CompareResult(desc_a, desc_b, len(ids), source, tally.acc.result(), tally.matching(post), ap, notes)
 
 
-__all__ = ["CompareResult", "compare", "match_detections"]
+__all__ = ["CompareOptions", "CompareResult", "compare", "match_detections"]

@@ -122,11 +122,12 @@ def _step_quantize(ctx: _Ctx) -> None:
 
 def _step_eval(ctx: _Ctx) -> None:
     from ..core.fileio import atomic_write_text
-    from ..evaluation.coco_eval import evaluate
+    from ..evaluation.coco_eval import EvalOptions, evaluate
 
     rows: dict[str, dict[str, float]] = {}
     for name in ("fp32", "int8"):
-        res = evaluate(ctx.paths[name], ctx.paths["val_ann"], ctx.paths["val_images"], progress=ctx.cfg.progress)
+        res = evaluate(ctx.paths[name], ctx.paths["val_ann"], ctx.paths["val_images"],
+                       EvalOptions(progress=ctx.cfg.progress))
         rows[name.upper()] = {k: float(res.metrics[k]) for k in AP_KEYS if k in res.metrics}
     table = format_ap_table(rows)
     ctx.paths["ap_table"] = atomic_write_text(ctx.out / "ap_table.md", table + "\n")
@@ -219,21 +220,14 @@ def make_demo_video(
 def _step_camera(ctx: _Ctx) -> None:
     from ..core.images import list_images
     from .camera.loop import run_camera
+    from .camera.options import CameraOptions
 
     folder = ctx.out / "camera"
     video = make_demo_video(list_images(ctx.paths["val_images"]), folder / "input.avi", ctx.cfg.video_frames)
     ctx.paths["video_in"] = video
-    summary = run_camera(
-        ctx.paths["int8"],
-        str(video),
-        show=False,
-        record=folder / "annotated.mp4",
-        jsonl=folder / "detections.jsonl",
-        stats_json=folder / "stats.json",
-        force=True,
-        log_interval=None,
-        handle_signals=False,
-    )
+    options = CameraOptions(show=False, record=folder / "annotated.mp4", jsonl=folder / "detections.jsonl",
+                            stats_json=folder / "stats.json", force=True, log_interval=None)
+    summary = run_camera(ctx.paths["int8"], str(video), options, handle_signals=False)
     ctx.paths["video_out"] = folder / "annotated.mp4"
     ctx.results["camera"] = {k: summary.get(k) for k in ("frames", "fps", "stop_reason") if k in summary}
     from .camera.timing import format_summary
@@ -244,14 +238,13 @@ def _step_camera(ctx: _Ctx) -> None:
 def _step_bench(ctx: _Ctx) -> None:
     from ..core.fileio import atomic_write_text
     from ..runtime.backends import load_backend
-    from .bench import benchmark, format_table
+    from .bench import BenchOptions, benchmark, format_table
 
     records: dict[str, dict[str, Any]] = {}
+    options = BenchOptions(batches=(1,), duration=ctx.cfg.bench_seconds, warmup=0.5)
     for name in ("fp32", "int8"):
         with load_backend(ctx.paths[name]) as backend:
-            records[name.upper()] = benchmark(
-                backend, batches=(1,), duration=ctx.cfg.bench_seconds, warmup=0.5, machine=name == "fp32"
-            )
+            records[name.upper()] = benchmark(backend, options, machine=name == "fp32")
     atomic_write_text(ctx.out / "bench.json", json.dumps(records, indent=2) + "\n")
     tables = [f"### {name} (ONNX Runtime, CPU)\n\n{format_table(rec)}" for name, rec in records.items()]
     atomic_write_text(ctx.out / "bench.md", "\n\n".join(tables) + "\n")

@@ -1,6 +1,7 @@
 """Detect objects in image files with any backend: annotated images plus a JSON of detections.
 
-``run_inference(model, ["a.jpg", "photos/"], "out/")`` writes ``out/a.jpg`` (boxes, class names,
+``run_inference(model, ["a.jpg", "photos/"], "out/", InferOptions(batch=4), PostprocessConfig(conf=0.4))``
+writes ``out/a.jpg`` (boxes, class names,
 scores drawn on the image), one such file per input, and ``out/detections.json``::
 
     {"model": ..., "backend": {...}, "conf": ..., "iou": ..., "max_det": ...,
@@ -25,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..core.config import DEFAULT_CONF
+from ..core.config import PostprocessConfig
 from ..core.errors import InputError
 from ..core.fileio import atomic_write_bytes, atomic_write_text, check_writable
 from ..core.images import IMAGE_SUFFIXES, list_images, read_image
@@ -81,42 +82,86 @@ def _output_names(files: Sequence[Path]) -> list[str]:
     return names
 
 
-def run_inference(
-    model: str | os.PathLike[str] | Backend,
-    inputs: Sequence[str | os.PathLike[str]],
-    out_dir: str | os.PathLike[str],
-    *,
-    conf: float = DEFAULT_CONF,
-    iou: float = 0.5,
-    max_det: int = 100,
-    batch: int = 1,
-    force: bool = False,
-    backend_kwargs: dict[str, Any] | None = None,
-    on_error: Callable[[Path, str], None] | None = None,
-    progress: bool = True,
-) -> InferResult:
-    """Run ``model`` (a model file for :func:`load_backend`, or a Backend) on image files.
+@dataclass(frozen=True)
+class InferOptions:
+    """How :func:`run_inference` runs: images per inference call (``--batch``), overwrite existing
+    outputs (``--force``), progress bar (off with ``--quiet``)."""
 
-    Raises :class:`InputError` when no input names an image at all, and
-    :class:`~detnet_trt.core.errors.OutputExistsError` (before anything runs) when an output file
-    exists and ``force`` is false.
-    """
-    if not 0.0 <= conf <= 1.0 or not 0.0 < iou <= 1.0 or max_det < 1 or batch < 1:
-        raise InputError(f"need 0 <= conf <= 1, 0 < iou <= 1, max_det >= 1, batch >= 1; got "
-                         f"conf={conf}, iou={iou}, max_det={max_det}, batch={batch}")
-    backend = model if isinstance(model, Backend) else load_backend(model, **(backend_kwargs or {}))
+    batch: int = 1
+    force: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise InputError(f"--batch {self.batch}: images per inference call must be at least 1", "pass --batch >= 1")
+
+
+def _plan(inputs: Sequence[str | os.PathLike[str]], out: Path, force: bool) -> tuple[list[Path], list[str]]:
+    """The input files and their output names, every output checked writable before anything runs."""
     files = collect_images(inputs)
     if not files:
         raise InputError(f"no images found in {[str(i) for i in inputs]}",
                          f"name image files or folders holding {', '.join(sorted(IMAGE_SUFFIXES))} files")
-    out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file", "name a folder for the annotated images")
     names = _output_names(files)
     for name in [*names, JSON_NAME]:
         check_writable(out / name, force)
+    return files, names
+
+
+class _Writer:
+    """Detects in batches of pending images, writes each annotated image and keeps its record."""
+
+    def __init__(self, detector: Detector, result: InferResult, fail: Callable[[Path, str], None]) -> None:
+        self.detector, self.result, self.fail = detector, result, fail
+        self.pending: list[tuple[Path, str, np.ndarray]] = []
+        self.records: list[dict[str, Any]] = []
+
+    def add(self, path: Path, name: str, img: np.ndarray) -> None:
+        self.pending.append((path, name, img))
+        if len(self.pending) == self.detector.letterboxer.max_batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        names = self.detector.class_names
+        dets = self.detector([img for _, _, img in self.pending])
+        for (path, name, img), det in zip(self.pending, dets):
+            annotated = draw_detections(img, det, names)
+            ok, enc = cv2.imencode(Path(name).suffix, annotated)
+            if not ok:  # pragma: no cover - every suffix kept by _output_names encodes
+                self.fail(path, f"cannot encode {name}")
+                continue
+            self.result.outputs.append(atomic_write_bytes(self.result.out_dir / name, enc.tobytes(), force=True))
+            self.result.detections[str(path)] = det
+            h, w = img.shape[:2]
+            self.records.append({"file": str(path), "output": name, "width": w, "height": h,
+                                 "detections": det.to_list(names)})
+        self.pending.clear()
+
+
+def run_inference(
+    model: str | os.PathLike[str] | Backend,
+    inputs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    options: InferOptions = InferOptions(),
+    post: PostprocessConfig = PostprocessConfig(),
+    *,
+    backend_kwargs: dict[str, Any] | None = None,
+    on_error: Callable[[Path, str], None] | None = None,
+) -> InferResult:
+    """Run ``model`` (a model file for :func:`load_backend`, or a Backend) on image files.
+
+    Raises :class:`InputError` when no input names an image at all, and
+    :class:`~detnet_trt.core.errors.OutputExistsError` (before anything runs) when an output file
+    exists and ``options.force`` is false.
+    """
+    out = Path(out_dir)
+    backend = model if isinstance(model, Backend) else load_backend(model, **(backend_kwargs or {}))
+    files, names = _plan(inputs, out, options.force)
     result = InferResult(out_dir=out, json_path=out / JSON_NAME)
-    records: list[dict[str, Any]] = []
 
     def fail(path: Path, reason: str) -> None:
         result.failed.append((str(path), reason))
@@ -126,43 +171,23 @@ def run_inference(
     from tqdm import tqdm
 
     with backend:
-        detector = Detector(backend, conf=conf, iou=iou, max_det=max_det, max_batch=batch)
-        pending: list[tuple[Path, str, np.ndarray]] = []
-
-        def flush() -> None:
-            dets = detector([img for _, _, img in pending])
-            for (path, name, img), det in zip(pending, dets):
-                annotated = draw_detections(img, det, detector.class_names)
-                ok, enc = cv2.imencode(Path(name).suffix, annotated)
-                if not ok:  # pragma: no cover - every suffix kept by _output_names encodes
-                    fail(path, f"cannot encode {name}")
-                    continue
-                result.outputs.append(atomic_write_bytes(out / name, enc.tobytes(), force=True))
-                result.detections[str(path)] = det
-                h, w = img.shape[:2]
-                records.append({"file": str(path), "output": name, "width": w, "height": h,
-                                "detections": det.to_list(detector.class_names)})
-            pending.clear()
-
-        for path, name in tqdm(list(zip(files, names)), desc="infer", unit="img", disable=not progress):
+        writer = _Writer(Detector(backend, post, max_batch=options.batch), result, fail)
+        for path, name in tqdm(list(zip(files, names)), desc="infer", unit="img", disable=not options.progress):
             try:
                 img = read_image(path)
             except InputError as err:
                 fail(path, err.message)
                 continue
-            pending.append((path, name, img))
-            if len(pending) == batch:
-                flush()
-        if pending:
-            flush()
+            writer.add(path, name, img)
+        writer.flush()
         doc = {
             "model": str(getattr(backend, "path", None) or backend.meta.model),
             "backend": backend.describe(),
             "class_names": backend.meta.class_names,
-            "conf": conf,
-            "iou": iou,
-            "max_det": max_det,
-            "images": records,
+            "conf": post.conf,
+            "iou": post.iou,
+            "max_det": post.max_det,
+            "images": writer.records,
             "failed": [{"file": f, "error": e} for f, e in result.failed],
         }
     atomic_write_text(result.json_path, json.dumps(doc, indent=1) + "\n", force=True)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ._options import add_backend_args, backend_kwargs
+
+if TYPE_CHECKING:
+    from ..apps.bench import BenchOptions
 
 
 def _ints(text: str) -> list[int]:
@@ -44,6 +48,24 @@ def _command(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def add_bench_args(p: argparse.ArgumentParser) -> None:
+    """The flags of :class:`~detnet_trt.apps.bench.BenchOptions`."""
+    p.add_argument("--batch", type=_ints, default=[1], help="batch sizes, e.g. 1,4,8 (default 1)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--duration", type=float, default=None, help="seconds timed per batch size and figure (default 3)")
+    g.add_argument("--iterations", type=int, default=None, help="exact number of timed runs instead of --duration")
+    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds before each figure (default 1)")
+    p.add_argument("--frame-size", type=_hw, default=(720, 1280), help="end-to-end frame size WxH (default 1280x720)")
+    p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end figure")
+
+
+def bench_options(args: argparse.Namespace) -> BenchOptions:
+    from ..apps.bench import BenchOptions
+
+    return BenchOptions(batches=tuple(args.batch), duration=args.duration, iterations=args.iterations,
+                        warmup=args.warmup, end_to_end=not args.no_e2e, frame_size=args.frame_size)
+
+
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "bench",
@@ -53,13 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "GPU-side split when the backend measures it; a warning when the run is unstable.",
     )
     p.add_argument("--model", "-m", required=True, help="checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine)")
-    p.add_argument("--batch", type=_ints, default=[1], help="batch sizes, e.g. 1,4,8 (default 1)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--duration", type=float, default=None, help="seconds timed per batch size and figure (default 3)")
-    g.add_argument("--iterations", type=int, default=None, help="exact number of timed runs instead of --duration")
-    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds before each figure (default 1)")
-    p.add_argument("--frame-size", type=_hw, default=(720, 1280), help="end-to-end frame size WxH (default 1280x720)")
-    p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end figure")
+    add_bench_args(p)
     p.add_argument("--json", dest="json_out", help="write the full record (stats, samples, machine) here")
     p.add_argument("--plot", help="write the latency/throughput PNG here")
     p.add_argument("--force", action="store_true", help="overwrite --json / --plot files")
@@ -76,21 +92,12 @@ def run(args: argparse.Namespace) -> int:
     from ..core.fileio import atomic_write_text, check_writable, sha256_file
     from ..runtime.backends import load_backend
 
+    options = bench_options(args)
     for out in (args.json_out, args.plot):
         if out:
             check_writable(out, args.force)
-    kwargs = backend_kwargs(args, args.model)
-    with load_backend(args.model, **kwargs) as backend:
-        record = benchmark(
-            backend,
-            batches=args.batch,
-            duration=args.duration,
-            iterations=args.iterations,
-            warmup=args.warmup,
-            end_to_end=not args.no_e2e,
-            frame_size=args.frame_size,
-            progress=True,
-        )
+    with load_backend(args.model, **backend_kwargs(args, args.model)) as backend:
+        record = benchmark(backend, options, progress=True)
     record["model"]["path"] = args.model
     record["model"]["sha256"] = sha256_file(args.model)
     record["command"] = _command(args)

@@ -3,9 +3,47 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ..core.config import DEFAULT_CONF
-from ._options import add_backend_args, backend_kwargs
+from ._options import add_backend_args, add_postprocess_args, backend_kwargs, postprocess_config
+
+if TYPE_CHECKING:
+    from ..apps.camera.options import CameraOptions
+
+
+def add_camera_args(p: argparse.ArgumentParser) -> None:
+    """The flags of :class:`~detnet_trt.apps.camera.options.CameraOptions`."""
+    view = p.add_mutually_exclusive_group()
+    view.add_argument("--show", dest="show", action="store_true", default=None,
+                      help="open a window (default: when DISPLAY/WAYLAND_DISPLAY is set)")
+    view.add_argument("--headless", dest="show", action="store_false", help="never open a window")
+    p.add_argument("--jsonl", metavar="OUT", help="write one JSON record per frame (frame, timestamp, detections)")
+    p.add_argument("--record", metavar="OUT.mp4", help="record the annotated video (mp4v)")
+    p.add_argument("--record-fps", type=float, help="frame rate written into --record (default: the source's, else 30)")
+    p.add_argument("--stats-json", metavar="F", help="write the run summary (per-stage mean/p50/p99, FPS, dropped) as JSON")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--reconnect", action=argparse.BooleanOptionalAction, default=None,
+                   help="reopen a live source that fails, with backoff (default: on for cameras and streams)")
+    p.add_argument("--no-overlap", dest="overlap", action="store_false",
+                   help="run capture, pre-processing, inference, NMS and sinks in turn on one thread "
+                        "instead of overlapping them (lowest latency, lower FPS)")
+    p.add_argument("--width", type=int, help="camera capture width (USB/CSI)")
+    p.add_argument("--height", type=int, help="camera capture height (USB/CSI)")
+    p.add_argument("--fps", type=int, help="camera capture frame rate (USB/CSI)")
+    p.add_argument("--log-interval", type=float, default=5.0, metavar="S",
+                   help="log FPS and per-stage timing every S seconds (0: never; default 5)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
+def camera_options(args: argparse.Namespace) -> CameraOptions:
+    from ..apps.camera.options import CameraOptions
+
+    return CameraOptions(
+        show=args.show, jsonl=args.jsonl, record=args.record, record_fps=args.record_fps, stats_json=args.stats_json,
+        max_frames=args.max_frames, duration=args.duration, reconnect=args.reconnect, overlap=args.overlap,
+        width=args.width, height=args.height, fps=args.fps, log_interval=args.log_interval or None, force=args.force,
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -22,30 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine)")
     p.add_argument("--source", required=True,
                    help="0 | /dev/video0 | csi://0[?width=W&height=H&fps=F&flip=N] | rtsp://... | http(s)://... | VIDEO | FOLDER")
-    view = p.add_mutually_exclusive_group()
-    view.add_argument("--show", dest="show", action="store_true", default=None,
-                      help="open a window (default: when DISPLAY/WAYLAND_DISPLAY is set)")
-    view.add_argument("--headless", dest="show", action="store_false", help="never open a window")
-    p.add_argument("--jsonl", metavar="OUT", help="write one JSON record per frame (frame, timestamp, detections)")
-    p.add_argument("--record", metavar="OUT.mp4", help="record the annotated video (mp4v)")
-    p.add_argument("--record-fps", type=float, help="frame rate written into --record (default: the source's, else 30)")
-    p.add_argument("--stats-json", metavar="F", help="write the run summary (per-stage mean/p50/p99, FPS, dropped) as JSON")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    p.add_argument("--reconnect", action=argparse.BooleanOptionalAction, default=None,
-                   help="reopen a live source that fails, with backoff (default: on for cameras and streams)")
-    p.add_argument("--conf", type=float, default=DEFAULT_CONF, help="score threshold (default %(default)s)")
-    p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
-    p.add_argument("--max-det", type=int, default=100, help="detections kept per frame (default 100)")
-    p.add_argument("--no-overlap", dest="overlap", action="store_false",
-                   help="run capture, pre-processing, inference, NMS and sinks in turn on one thread "
-                        "instead of overlapping them (lowest latency, lower FPS)")
-    p.add_argument("--width", type=int, help="camera capture width (USB/CSI)")
-    p.add_argument("--height", type=int, help="camera capture height (USB/CSI)")
-    p.add_argument("--fps", type=int, help="camera capture frame rate (USB/CSI)")
-    p.add_argument("--log-interval", type=float, default=5.0, metavar="S",
-                   help="log FPS and per-stage timing every S seconds (0: never; default 5)")
-    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    add_camera_args(p)
+    add_postprocess_args(p, per="frame")
     add_backend_args(p)
     p.set_defaults(func=run)
     return p
@@ -58,27 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from ..apps.camera import format_summary, run_camera
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    summary = run_camera(
-        args.model,
-        args.source,
-        show=args.show,
-        jsonl=args.jsonl,
-        record=args.record,
-        record_fps=args.record_fps,
-        stats_json=args.stats_json,
-        max_frames=args.max_frames,
-        duration=args.duration,
-        reconnect=args.reconnect,
-        conf=args.conf,
-        iou=args.iou,
-        max_det=args.max_det,
-        overlap=args.overlap,
-        width=args.width,
-        height=args.height,
-        fps=args.fps,
-        force=args.force,
-        log_interval=args.log_interval or None,
-        backend_kwargs=backend_kwargs(args, args.model),
-    )
+    summary = run_camera(args.model, args.source, camera_options(args), postprocess_config(args),
+                         backend_kwargs=backend_kwargs(args, args.model))
     print(format_summary(summary), flush=True)
     return 0

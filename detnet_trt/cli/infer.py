@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ..core.config import DEFAULT_CONF
-from ._options import add_backend_args, backend_kwargs
+from ._options import add_backend_args, add_postprocess_args, backend_kwargs, postprocess_config
+
+if TYPE_CHECKING:
+    from ..apps.infer import InferOptions
+
+
+def add_infer_args(p: argparse.ArgumentParser) -> None:
+    """The flags of :class:`~detnet_trt.apps.infer.InferOptions`."""
+    p.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def infer_options(args: argparse.Namespace) -> InferOptions:
+    from ..apps.infer import InferOptions
+
+    return InferOptions(batch=args.batch, force=args.force, progress=not args.quiet)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -19,12 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
     p.add_argument("--model", required=True, help="model file: .pt checkpoint, .onnx, or .engine")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--conf", type=float, default=DEFAULT_CONF, help="score threshold (default %(default)s)")
-    p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
-    p.add_argument("--max-det", type=int, default=100, help="detections per image at most (default 100)")
-    p.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
-    p.add_argument("--force", action="store_true", help="overwrite existing output files")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_postprocess_args(p)
+    add_infer_args(p)
     add_backend_args(p)
     p.set_defaults(func=run)
     return p
@@ -39,19 +51,8 @@ def run(args: argparse.Namespace) -> int:
     def report(path: Path, reason: str) -> None:
         print(f"detnet-trt infer: error: {reason}; skipped", file=sys.stderr, flush=True)
 
-    result = run_inference(
-        args.model,
-        args.inputs,
-        args.out,
-        conf=args.conf,
-        iou=args.iou,
-        max_det=args.max_det,
-        batch=args.batch,
-        force=args.force,
-        backend_kwargs=backend_kwargs(args, args.model),
-        on_error=report,
-        progress=not args.quiet,
-    )
+    result = run_inference(args.model, args.inputs, args.out, infer_options(args), postprocess_config(args),
+                           backend_kwargs=backend_kwargs(args, args.model), on_error=report)
     n = sum(len(d) for d in result.detections.values())
     print(f"{len(result.outputs)} image(s), {n} detection(s) -> {result.out_dir}/ (annotated images, {result.json_path.name})")
     if result.failed:

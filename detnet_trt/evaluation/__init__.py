@@ -1,6 +1,7 @@
-"""COCO accuracy of any backend (pycocotools): :func:`~.coco_eval.evaluate`.
+"""COCO accuracy of any backend (pycocotools): :func:`~.coco_eval.evaluate` (with its
+:class:`~.coco_eval.EvalOptions`).
 """
 
-from .coco_eval import EvalResult, evaluate
+from .coco_eval import EvalOptions, EvalResult, evaluate
 
-__all__ = ["EvalResult", "evaluate"]
+__all__ = ["EvalOptions", "EvalResult", "evaluate"]

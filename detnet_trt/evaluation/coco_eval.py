@@ -3,8 +3,9 @@
 :func:`evaluate` runs a checkpoint, ONNX file, Q/DQ ONNX or TensorRT engine (or an already built
 :class:`~detnet_trt.runtime.backends.base.Backend`) on a COCO-format dataset through
 :class:`~detnet_trt.runtime.detector.Detector` (letterbox -> infer -> class-aware NMS, boxes mapped back
-to the original image), with a low score threshold as COCO evaluation requires, writes the COCO
-results JSON if asked, and computes the 12 standard COCO bbox metrics and per-class AP with
+to the original image), with a low score threshold as COCO evaluation requires
+(:meth:`~detnet_trt.core.config.PostprocessConfig.for_eval`), writes the COCO results JSON if asked
+(:class:`EvalOptions`), and computes the 12 standard COCO bbox metrics and per-class AP with
 pycocotools.
 
 All metrics are on the **0-100 scale** (pycocotools' fractions x 100); ``-1`` means "undefined"
@@ -29,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import IncompatibleError
+from ..core.config import PostprocessConfig
+from ..core.errors import IncompatibleError, InputError
 from ..core.fileio import atomic_write_text, check_writable
 from ..data.coco import CocoDataset
 from ..runtime.backends.base import Backend
@@ -255,59 +257,78 @@ def _select(dataset: CocoDataset, max_images: int | None) -> list[int]:
     return list(range(n))
 
 
+@dataclass(frozen=True)
+class EvalOptions:
+    """How :func:`evaluate` runs: ``batch`` images through the backend at a time (``--batch``), the
+    first ``max_images`` images only, sorted by id (``--limit``; ``None``: all), the COCO results
+    records written to ``results_json`` (``--json``; refused if it exists, unless ``force``),
+    a progress bar (off with ``--quiet``)."""
+
+    batch: int = 1
+    max_images: int | None = None
+    results_json: str | os.PathLike[str] | None = None
+    force: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise InputError(f"--batch must be >= 1, got {self.batch}")
+
+
+def _detect_all(
+    detector: Any, dataset: CocoDataset, indices: Sequence[int], cat_ids: np.ndarray, options: EvalOptions
+) -> list[dict[str, Any]]:
+    """The COCO results records of every selected image."""
+    results: list[dict[str, Any]] = []
+    bar = None
+    if options.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(indices), desc="eval", unit="img")
+    try:
+        for image_ids, frames in iter_batches(dataset, indices, options.batch):
+            for iid, dets in zip(image_ids, detector(frames)):
+                results.extend(detections_to_coco(iid, dets, cat_ids))
+            if bar is not None:
+                bar.update(len(frames))
+    finally:
+        if bar is not None:
+            bar.close()
+    return results
+
+
 def evaluate(
     model: str | os.PathLike[str] | Backend,
     ann_file: str | os.PathLike[str],
     image_dir: str | os.PathLike[str],
+    options: EvalOptions = EvalOptions(),
+    post: PostprocessConfig = PostprocessConfig.for_eval(),
     *,
-    conf: float = 0.001,
-    iou: float = 0.6,
-    max_det: int = 100,
-    batch: int = 1,
-    progress: bool = True,
-    results_json: str | os.PathLike[str] | None = None,
-    force: bool = False,
-    max_images: int | None = None,
     backend_kwargs: dict[str, Any] | None = None,
 ) -> EvalResult:
     """COCO bbox metrics of ``model`` on a dataset (see the module docstring).
 
-    ``conf``/``iou``/``max_det`` are the post-processing settings (a low ``conf`` is what COCO AP
-    expects); ``batch`` images go through the backend at a time; ``max_images`` evaluates the
-    first N images only (sorted by id). ``results_json`` receives the COCO results records
-    (refused if it exists, unless ``force``).
+    ``post`` is the post-processing (default :meth:`PostprocessConfig.for_eval`: the low score
+    threshold COCO AP expects); ``options`` the batch, image limit, results JSON and progress bar
+    (:class:`EvalOptions`); ``backend_kwargs`` go to :func:`~detnet_trt.load_backend`.
     """
     from ..runtime.detector import Detector
 
     dataset = CocoDataset(ann_file, image_dir)
-    indices = _select(dataset, max_images)
+    indices = _select(dataset, options.max_images)
     dataset.check_files()
-    if results_json is not None:
-        check_writable(results_json, force)
+    if options.results_json is not None:
+        check_writable(options.results_json, options.force)
     t0 = time.perf_counter()
     with open_model(model, **(backend_kwargs or {})) as backend:
         cat_ids = class_to_category_ids(backend.meta.class_names, dataset)
-        detector = Detector(backend, conf=conf, iou=iou, max_det=max_det, max_batch=batch)
-        results: list[dict[str, Any]] = []
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(indices), desc="eval", unit="img")
-        try:
-            for image_ids, frames in iter_batches(dataset, indices, batch):
-                for iid, dets in zip(image_ids, detector(frames)):
-                    results.extend(detections_to_coco(iid, dets, cat_ids))
-                if bar is not None:
-                    bar.update(len(frames))
-        finally:
-            if bar is not None:
-                bar.close()
+        detector = Detector(backend, post, max_batch=options.batch)
+        results = _detect_all(detector, dataset, indices, cat_ids, options)
         described = backend.describe()
     seconds = time.perf_counter() - t0
     out_path = None
-    if results_json is not None:
-        out_path = atomic_write_text(results_json, json.dumps(results), force=force)
+    if options.results_json is not None:
+        out_path = atomic_write_text(options.results_json, json.dumps(results), force=options.force)
     image_ids = [dataset.image_ids[i] for i in indices]
     metrics, per_class = coco_bbox_metrics(dataset, results, image_ids)
     return EvalResult(
@@ -319,12 +340,14 @@ def evaluate(
         results_json=out_path,
         model={"path": str(model) if not isinstance(model, Backend) else None, **described},
         dataset={"ann_file": str(dataset.ann_file), "image_dir": str(dataset.image_dir)},
-        settings={"conf": conf, "iou": iou, "max_det": max_det, "batch": batch, "max_images": max_images},
+        settings={"conf": post.conf, "iou": post.iou, "max_det": post.max_det, "batch": options.batch,
+                  "max_images": options.max_images},
     )
 
 
 __all__ = [
     "METRIC_KEYS",
+    "EvalOptions",
     "EvalResult",
     "class_to_category_ids",
     "coco_bbox_metrics",

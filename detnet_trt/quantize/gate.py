@@ -73,9 +73,9 @@ class AccuracyReport:
 
 
 def _ap(model: Path, ann: Path, images: Path, progress: bool, max_images: int | None) -> dict[str, float]:
-    from ..evaluation.coco_eval import evaluate
+    from ..evaluation.coco_eval import EvalOptions, evaluate
 
-    return evaluate(model, ann, images, progress=progress, max_images=max_images).metrics
+    return evaluate(model, ann, images, EvalOptions(max_images=max_images, progress=progress)).metrics
 
 
 def accuracy_check(

@@ -10,24 +10,26 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..core.config import DEFAULT_CONF
+from ..core.config import PostprocessConfig
 from .backends.base import Backend
 from .letterbox import Letterboxer, LetterboxInfo
-from .postprocess import Detections, postprocess
+from .postprocess import Detections, postprocess_with
 
 
 class Detector:
     """Runs a (opened or not) backend on BGR frames of any size.
 
-    ``conf``/``iou``/``max_det`` are the post-processing defaults; evaluation uses a low ``conf``.
-    The input buffer is allocated once for ``max_batch`` images and reused.
+    ``post`` holds the post-processing thresholds (score, NMS IoU, detections per image);
+    evaluation passes :meth:`PostprocessConfig.for_eval` (a low score threshold). The input buffer
+    is allocated once for ``max_batch`` images and reused.
     """
 
-    def __init__(
-        self, backend: Backend, conf: float = DEFAULT_CONF, iou: float = 0.5, max_det: int = 100, max_batch: int = 1
-    ) -> None:
+    def __init__(self, backend: Backend, post: PostprocessConfig = PostprocessConfig(), max_batch: int = 1) -> None:
+        if not isinstance(post, PostprocessConfig):  # the old (conf, iou, max_det) positional form
+            raise TypeError(f"Detector's second argument is a PostprocessConfig, got {post!r}: "
+                            "pass PostprocessConfig(conf=..., iou=..., max_det=...)")
         self.backend = backend
-        self.conf, self.iou, self.max_det = conf, iou, max_det
+        self.post = post
         self.letterboxer = Letterboxer(backend.meta.input_size, backend.meta.layout, max_batch)
 
     @property
@@ -38,7 +40,7 @@ class Detector:
         return self.letterboxer.fill(list(frames))
 
     def postprocess(self, outputs: dict[str, np.ndarray], infos: Sequence[LetterboxInfo]) -> list[Detections]:
-        return postprocess(outputs, infos, self.conf, self.iou, self.max_det)
+        return postprocess_with(outputs, infos, self.post)
 
     def __call__(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         """Detect in up to ``max_batch`` frames; one :class:`Detections` per frame, in frame pixels."""

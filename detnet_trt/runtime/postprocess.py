@@ -1,5 +1,9 @@
 """Host post-processing: score threshold, class-aware NMS, max detections, undo the letterbox.
 
+:func:`postprocess` and :func:`postprocess_image` are pure ops with scalar thresholds (as
+torchvision's); their defaults are those of :mod:`detnet_trt.core.config`, and
+:func:`postprocess_with` takes a :class:`~detnet_trt.core.config.PostprocessConfig` instead.
+
 Boxes are ``(M, 4)`` float32 ``xyxy`` (x1, y1, x2, y2) in pixels; empty input gives empty output.
 The model's graph already reduced the dense predictions to a per-image top-K, so NMS runs on at
 most K (default 1000) candidates per image.
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.config import DEFAULT_CONF
+from ..core.config import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, PostprocessConfig
 from ..core.meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS
 from .letterbox import LetterboxInfo
 from .nms import batched_nms
@@ -50,8 +54,8 @@ def postprocess_image(
     class_ids: np.ndarray,
     info: LetterboxInfo | None = None,
     conf: float = DEFAULT_CONF,
-    iou: float = 0.5,
-    max_det: int = 100,
+    iou: float = DEFAULT_IOU,
+    max_det: int = DEFAULT_MAX_DET,
 ) -> Detections:
     """Top-K candidates of one image -> final detections in frame pixels (or input pixels)."""
     mask = scores >= conf
@@ -69,8 +73,8 @@ def postprocess(
     outputs: Mapping[str, np.ndarray],
     infos: Sequence[LetterboxInfo | None] | None = None,
     conf: float = DEFAULT_CONF,
-    iou: float = 0.5,
-    max_det: int = 100,
+    iou: float = DEFAULT_IOU,
+    max_det: int = DEFAULT_MAX_DET,
 ) -> list[Detections]:
     """Backend outputs of a batch -> one :class:`Detections` per image.
 
@@ -99,3 +103,10 @@ def postprocess(
             dets.append(Detections(b.astype(np.float32), s.astype(np.float32), c.astype(np.int32)))
         return dets
     raise KeyError(f"outputs {sorted(outputs)} match neither {HOST_NMS_OUTPUTS} nor {GRAPH_NMS_OUTPUTS}")
+
+
+def postprocess_with(
+    outputs: Mapping[str, np.ndarray], infos: Sequence[LetterboxInfo | None] | None, post: PostprocessConfig
+) -> list[Detections]:
+    """:func:`postprocess` with the thresholds of a :class:`~detnet_trt.core.config.PostprocessConfig`."""
+    return postprocess(outputs, infos, post.conf, post.iou, post.max_det)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from detnet_trt.apps.bench import benchmark, format_table, latency_stats, machine_info, plot_benchmark
+from detnet_trt.apps.bench import BenchOptions, benchmark, format_table, latency_stats, machine_info, plot_benchmark
 from detnet_trt.core.errors import InputError
 from detnet_trt.core.meta import ModelMeta
 from detnet_trt.runtime.backends.base import Backend
@@ -63,7 +63,7 @@ def test_latency_stats_known_values():
 def test_sleep_backend_latency_and_throughput():
     sleep = 0.02
     be = SleepBackend(per_call=sleep)
-    rec = benchmark(be, batches=(1, 4), iterations=12, warmup=0.0, end_to_end=False, machine=False)
+    rec = benchmark(be, BenchOptions(batches=(1, 4), iterations=12, warmup=0.0, end_to_end=False), machine=False)
     assert [r["batch"] for r in rec["results"]] == [1, 4]
     for r in rec["results"]:
         s = r["infer"]["latency_ms"]
@@ -83,14 +83,14 @@ def test_sleep_backend_latency_and_throughput():
 def test_duration_mode_and_min_iterations():
     be = SleepBackend(per_call=0.01)
     t0 = time.perf_counter()
-    rec = benchmark(be, duration=0.05, warmup=0.0, min_iterations=8, end_to_end=False, machine=False)
+    rec = benchmark(be, BenchOptions(duration=0.05, warmup=0.0, min_iterations=8, end_to_end=False), machine=False)
     assert time.perf_counter() - t0 >= 0.08  # 8 runs of >= 10 ms even though the duration is 50 ms
     assert rec["results"][0]["infer"]["latency_ms"]["n"] >= 8
 
 
 def test_end_to_end_includes_preprocess_and_postprocess():
     be = SleepBackend(per_call=0.005)
-    rec = benchmark(be, iterations=5, warmup=0.0, frame_size=(120, 200), machine=False)
+    rec = benchmark(be, BenchOptions(iterations=5, warmup=0.0, frame_size=(120, 200)), machine=False)
     r = rec["results"][0]
     e2e, inf = r["end_to_end"]["latency_ms"], r["infer"]["latency_ms"]
     assert e2e["median"] >= 5.0 and e2e["n"] == 5
@@ -102,7 +102,7 @@ def test_end_to_end_includes_preprocess_and_postprocess():
 
 
 def test_gpu_timing_hook_is_summarised():
-    rec = benchmark(HookBackend(per_call=0.001), iterations=4, warmup=0.0, end_to_end=False, machine=False)
+    rec = benchmark(HookBackend(per_call=0.001), BenchOptions(iterations=4, warmup=0.0, end_to_end=False), machine=False)
     gpu = rec["results"][0]["gpu_ms"]
     assert set(gpu) == {"compute", "d2h", "h2d"}
     assert gpu["compute"]["mean"] == pytest.approx(2.0) and gpu["h2d"]["p99"] == pytest.approx(0.25)
@@ -111,22 +111,22 @@ def test_gpu_timing_hook_is_summarised():
 
 def test_unstable_run_warns():
     be = SleepBackend(pattern=[0.002, 0.03])
-    rec = benchmark(be, iterations=10, warmup=0.0, end_to_end=False, machine=False)
+    rec = benchmark(be, BenchOptions(iterations=10, warmup=0.0, end_to_end=False), machine=False)
     assert rec["results"][0]["infer"]["latency_ms"]["cv"] > 0.5
     assert any("unstable" in w and "coefficient of variation" in w for w in rec["warnings"])
 
 
 def test_bad_arguments():
     with pytest.raises(InputError, match="maximum batch 2"):
-        benchmark(SleepBackend(max_batch=2), batches=(1, 4), iterations=1)
+        benchmark(SleepBackend(max_batch=2), BenchOptions(batches=(1, 4), iterations=1))
     with pytest.raises(InputError, match=">= 1"):
-        benchmark(SleepBackend(), batches=(0,), iterations=1)
+        benchmark(SleepBackend(), BenchOptions(batches=(0,), iterations=1))
     with pytest.raises(InputError, match="duration"):
-        benchmark(SleepBackend(), duration=0)
+        benchmark(SleepBackend(), BenchOptions(duration=0))
 
 
 def test_record_machine_table_and_plot(tmp_path):
-    rec = benchmark(SleepBackend(per_call=0.001), batches=(1, 2), iterations=3, warmup=0.0, frame_size=(60, 80))
+    rec = benchmark(SleepBackend(per_call=0.001), BenchOptions(batches=(1, 2), iterations=3, warmup=0.0, frame_size=(60, 80)))
     m = rec["machine"]
     assert m["cpu"] and m["cpu_cores_logical"] >= 1 and m["versions"]["python"]
     assert m["versions"]["numpy"] == np.__version__
@@ -163,3 +163,18 @@ def test_cli_bench_tiny_onnx(tiny_onnx, tmp_path, capsys):
     assert png.stat().st_size > 5000
     assert "| 2 | end-to-end |" in capsys.readouterr().out
     assert main(["bench", "--model", str(tiny_onnx), "--iterations", "1", "--json", str(js)]) == 2  # exists
+
+
+@pytest.mark.parametrize("kw, flag", [({"batches": (1, 0)}, "--batch"), ({"batches": ()}, "--batch"),
+                                      ({"duration": -1.0}, "--duration"), ({"iterations": 0}, "--iterations")])
+def test_bench_options_name_the_flag(kw, flag):
+    with pytest.raises(InputError, match=flag):
+        BenchOptions(**kw)
+
+
+def test_bench_options_timing_defaults():
+    assert BenchOptions().timed_duration == 3.0  # neither given: 3 s per figure
+    assert BenchOptions(iterations=5).timed_duration is None  # exactly 5 runs
+    assert BenchOptions(duration=0.5, iterations=5).loop() == {"warmup": 1.0, "duration": 0.5, "iterations": 5,
+                                                               "min_iterations": 10}
+    assert BenchOptions(batches=[1, 4]).batches == (1, 4)  # type: ignore[arg-type]

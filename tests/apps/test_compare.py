@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from detnet_trt.apps.compare import compare, match_detections
+from detnet_trt.apps.compare import CompareOptions, compare, match_detections
 from detnet_trt.cli import main
-from detnet_trt.core.errors import IncompatibleError
+from detnet_trt.core.config import PostprocessConfig
+from detnet_trt.core.errors import IncompatibleError, InputError
 from detnet_trt.core.meta import ModelMeta
 from detnet_trt.runtime.backends.base import Backend
 from detnet_trt.runtime.postprocess import Detections
@@ -72,7 +73,7 @@ def test_match_detections_rules():
 
 
 def test_identical_models_zero_error_all_matched():
-    res = compare(GridBackend(), GridBackend(), num_images=3, conf=0.2, progress=False)
+    res = compare(GridBackend(), GridBackend(), CompareOptions(num_images=3, progress=False), PostprocessConfig(conf=0.2))
     assert set(res.outputs) == {"boxes", "scores", "class_ids", "boxes (aligned rows)", "scores (aligned rows)"}
     assert res.outputs["scores (aligned rows)"]["unpaired_rows"] == 0
     for d in res.outputs.values():
@@ -86,7 +87,7 @@ def test_identical_models_zero_error_all_matched():
 
 
 def test_perturbed_model_shows_errors():
-    res = compare(GridBackend(), GridBackend(noise=0.05), num_images=3, conf=0.2, progress=False)
+    res = compare(GridBackend(), GridBackend(noise=0.05), CompareOptions(num_images=3, progress=False), PostprocessConfig(conf=0.2))
     assert res.outputs["scores"]["max_abs"] > 0.01
     assert res.outputs["boxes (aligned rows)"]["mean_abs"] > 0
     assert 0 < res.outputs["scores"]["mean_rel"] <= 1
@@ -95,11 +96,12 @@ def test_perturbed_model_shows_errors():
 
 def test_different_classes_refused():
     with pytest.raises(IncompatibleError, match="different classes"):
-        compare(GridBackend(), GridBackend(names=["a", "b"]), num_images=1, progress=False)
+        compare(GridBackend(), GridBackend(names=["a", "b"]), CompareOptions(num_images=1, progress=False))
 
 
 def test_different_input_sizes_compare_detections_only():
-    res = compare(GridBackend(), GridBackend(input_size=(96, 96)), num_images=2, conf=0.2, progress=False)
+    res = compare(GridBackend(), GridBackend(input_size=(96, 96)), CompareOptions(num_images=2, progress=False),
+                  PostprocessConfig(conf=0.2))
     assert res.outputs == {} and any("input sizes differ" in n for n in res.notes)
     assert res.matching["a_dets"] > 0
 
@@ -109,7 +111,7 @@ def test_with_dataset_identical_ap(tmp_path):
 
     root = make_synth_dataset(tmp_path / "d", images=4, size=(64, 64), progress=False)
     data = (root / "annotations/instances_val.json", root / "images/val")
-    res = compare(GridBackend(), GridBackend(), data=data, batch=2, progress=False)
+    res = compare(GridBackend(), GridBackend(), CompareOptions(data=data, batch=2, progress=False))
     assert res.ap is not None and res.num_images == 1
     assert all(v == 0 for v in res.ap["delta"].values())
     assert res.ap["a"] == res.ap["b"]
@@ -138,6 +140,11 @@ class SwappedGridBackend(GridBackend):
 
 
 def test_aligned_rows_ignore_reordering():
-    res = compare(GridBackend(), SwappedGridBackend(), num_images=2, conf=0.0, progress=False)
+    res = compare(GridBackend(), SwappedGridBackend(), CompareOptions(num_images=2, progress=False), PostprocessConfig(conf=0.0))
     assert res.outputs["boxes"]["max_abs"] > 0
     assert res.outputs["boxes (aligned rows)"]["max_abs"] == 0
+
+
+def test_compare_options_name_the_flag():
+    with pytest.raises(InputError, match="--batch"):
+        CompareOptions(batch=0)

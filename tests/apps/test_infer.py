@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from detnet_trt.apps.infer import JSON_NAME, collect_images, read_image, run_inference
+from detnet_trt.apps.infer import JSON_NAME, InferOptions, collect_images, read_image, run_inference
+from detnet_trt.core.config import PostprocessConfig
 from detnet_trt.core.errors import InputError, OutputExistsError
 from detnet_trt.runtime.backends.torch_backend import TorchBackend
 
@@ -30,8 +31,8 @@ def test_writes_annotated_images_and_json(tiny_onnx, images, tmp_path) -> None:
     errors = []
     out = tmp_path / "out"
     res = run_inference(
-        tiny_onnx, [images, tmp_path / "missing.jpg"], out, conf=0.5, on_error=lambda p, r: errors.append(p.name),
-        progress=False,
+        tiny_onnx, [images, tmp_path / "missing.jpg"], out, InferOptions(progress=False), PostprocessConfig(conf=0.5),
+        on_error=lambda p, r: errors.append(p.name),
     )
     assert sorted(p.name for p in res.outputs) == ["grey.png", "img0.jpg", "img1.jpg", "img2.jpg"]
     assert sorted(errors) == ["broken.jpg", "missing.jpg"]
@@ -58,17 +59,18 @@ def test_refuses_to_overwrite_then_force(tiny_onnx, images, tmp_path) -> None:
     out.mkdir()
     (out / "img0.jpg").write_bytes(b"keep me")
     with pytest.raises(OutputExistsError, match="img0.jpg"):
-        run_inference(tiny_onnx, [images / "img0.jpg", images / "img1.jpg"], out, progress=False)
+        run_inference(tiny_onnx, [images / "img0.jpg", images / "img1.jpg"], out, InferOptions(progress=False))
     assert sorted(p.name for p in out.iterdir()) == ["img0.jpg"]  # nothing written before the check
-    res = run_inference(tiny_onnx, [images / "img0.jpg"], out, force=True, progress=False)
+    res = run_inference(tiny_onnx, [images / "img0.jpg"], out, InferOptions(force=True, progress=False))
     assert res.outputs == [out / "img0.jpg"] and (out / "img0.jpg").read_bytes() != b"keep me"
 
 
 def test_batches_and_backends_agree(tiny_checkpoint, tiny_onnx, images, tmp_path) -> None:
     files = sorted(images.glob("img*.jpg"))
-    one = run_inference(tiny_onnx, files, tmp_path / "a", conf=0.5, batch=1, progress=False)
-    two = run_inference(tiny_onnx, files, tmp_path / "b", conf=0.5, batch=2, progress=False)
-    pt = run_inference(TorchBackend(tiny_checkpoint), files, tmp_path / "c", conf=0.5, batch=3, progress=False)
+    post = PostprocessConfig(conf=0.5)
+    one = run_inference(tiny_onnx, files, tmp_path / "a", InferOptions(batch=1, progress=False), post)
+    two = run_inference(tiny_onnx, files, tmp_path / "b", InferOptions(batch=2, progress=False), post)
+    pt = run_inference(TorchBackend(tiny_checkpoint), files, tmp_path / "c", InferOptions(batch=3, progress=False), post)
     for f in map(str, files):
         np.testing.assert_allclose(one.detections[f].boxes, two.detections[f].boxes, atol=1e-3)
         np.testing.assert_allclose(one.detections[f].scores, pt.detections[f].scores, rtol=1e-4)
@@ -80,7 +82,7 @@ def test_duplicate_names_and_collection(tiny_onnx, images, tmp_path) -> None:
     cv2.imwrite(str(other / "img0.jpg"), np.zeros((50, 60, 3), np.uint8))
     found = collect_images([images, other])
     assert [p.name for p in found] == ["broken.jpg", "grey.png", "img0.jpg", "img1.jpg", "img2.jpg", "img0.jpg"]
-    res = run_inference(tiny_onnx, [images / "img0.jpg", other / "img0.jpg"], tmp_path / "o", progress=False)
+    res = run_inference(tiny_onnx, [images / "img0.jpg", other / "img0.jpg"], tmp_path / "o", InferOptions(progress=False))
     assert [p.name for p in res.outputs] == ["img0.jpg", "img0_1.jpg"]
     assert read_image(images / "grey.png").shape == (100, 150, 3)
 
@@ -89,12 +91,18 @@ def test_bad_requests(tiny_onnx, tmp_path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputError, match="no images found"):
-        run_inference(tiny_onnx, [empty], tmp_path / "o", progress=False)
+        run_inference(tiny_onnx, [empty], tmp_path / "o", InferOptions(progress=False))
     with pytest.raises(InputError, match="iou"):
-        run_inference(tiny_onnx, [empty], tmp_path / "o", iou=0.0, progress=False)
+        run_inference(tiny_onnx, [empty], tmp_path / "o", InferOptions(progress=False), PostprocessConfig(iou=0.0))
     with pytest.raises(InputError, match="cannot read"):
         read_image(tmp_path / "nothing.png")
     img = tmp_path / "a.png"
     cv2.imwrite(str(img), np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(InputError, match="is a file"):
-        run_inference(tiny_onnx, [img], img, progress=False)
+        run_inference(tiny_onnx, [img], img, InferOptions(progress=False))
+
+
+def test_infer_options_name_the_flag() -> None:
+    with pytest.raises(InputError, match="--batch"):
+        InferOptions(batch=0)
+    assert InferOptions() == InferOptions(batch=1, force=False, progress=True)

@@ -12,10 +12,16 @@ import numpy as np
 import pytest
 
 from detnet_trt.cli import main
-from detnet_trt.core.errors import IncompatibleError, OutputExistsError
+from detnet_trt.core.errors import IncompatibleError, InputError, OutputExistsError
 from detnet_trt.core.meta import ModelMeta
 from detnet_trt.data.coco import CocoDataset
-from detnet_trt.evaluation.coco_eval import METRIC_KEYS, class_to_category_ids, coco_bbox_metrics, evaluate
+from detnet_trt.evaluation.coco_eval import (
+    METRIC_KEYS,
+    EvalOptions,
+    class_to_category_ids,
+    coco_bbox_metrics,
+    evaluate,
+)
 from detnet_trt.runtime.backends.base import Backend
 from detnet_trt.runtime.letterbox import letterbox_geometry
 
@@ -170,7 +176,7 @@ def test_evaluate_oracle_through_pipeline(tiny_dataset, tmp_path, model_classes)
     whatever the model's class order (classes are matched by name, ids are 3 and 11)."""
     ann, img_dir = tiny_dataset
     out = tmp_path / "results.json"
-    res = evaluate(_oracle(model_classes), ann, img_dir, progress=False, results_json=out)
+    res = evaluate(_oracle(model_classes), ann, img_dir, EvalOptions(progress=False, results_json=out))
     assert res.metrics["AP"] == pytest.approx(100.0, abs=0.5)
     assert res.metrics["AR100"] == pytest.approx(100.0, abs=0.5)
     assert res.num_images == 2 and res.num_detections == 4
@@ -179,7 +185,7 @@ def test_evaluate_oracle_through_pipeline(tiny_dataset, tmp_path, model_classes)
     assert "AP @[IoU=0.50:0.95 | area=all | maxDets=100]" in res.table()
     assert "dog" in res.table(per_class=True)
     with pytest.raises(OutputExistsError):
-        evaluate(_oracle(model_classes), ann, img_dir, progress=False, results_json=out)
+        evaluate(_oracle(model_classes), ann, img_dir, EvalOptions(progress=False, results_json=out))
 
 
 def test_class_name_mismatch_is_an_error(tiny_dataset):
@@ -189,7 +195,7 @@ def test_class_name_mismatch_is_an_error(tiny_dataset):
         class_to_category_ids(["cat", "bird"], ds)
     backend = OracleBackend(["cat", "horse"], [], (100, 200))
     with pytest.raises(IncompatibleError, match="matched by name"):
-        evaluate(backend, *tiny_dataset, progress=False)
+        evaluate(backend, *tiny_dataset, EvalOptions(progress=False))
 
 
 def test_cli_eval_with_data_dir(tmp_path, capsys):
@@ -225,7 +231,7 @@ def test_evaluate_tiny_onnx(tiny_onnx, tmp_path, capsys):
     names = load_backend(tiny_onnx).meta.class_names
     root = make_synth_dataset(tmp_path / "d", images=6, size=(96, 128), val_fraction=0.5, progress=False)
     ann, img_dir, ids = _dataset_for(names, root, tmp_path)
-    res = evaluate(tiny_onnx, ann, img_dir, batch=2, progress=False, results_json=tmp_path / "r.json")
+    res = evaluate(tiny_onnx, ann, img_dir, EvalOptions(batch=2, progress=False, results_json=tmp_path / "r.json"))
     assert res.num_images == 3 and res.num_detections > 0
     assert set(res.metrics) == set(METRIC_KEYS)
     assert all(-1 <= v <= 100 for v in res.metrics.values())
@@ -241,3 +247,13 @@ def test_evaluate_tiny_onnx(tiny_onnx, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "maxDets=100" in out and names[0] in out
     assert json.loads(summary.read_text())["num_images"] == 2
+
+
+def test_eval_options_name_the_flag_and_eval_thresholds_are_the_default() -> None:
+    import inspect
+
+    from detnet_trt.core.config import PostprocessConfig
+
+    with pytest.raises(InputError, match="--batch"):
+        EvalOptions(batch=0)
+    assert inspect.signature(evaluate).parameters["post"].default == PostprocessConfig.for_eval()

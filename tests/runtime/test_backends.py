@@ -8,6 +8,7 @@ import onnxruntime as ort
 import pytest
 
 from detnet_trt import Detector, load_backend
+from detnet_trt.core.config import PostprocessConfig
 from detnet_trt.core.errors import IncompatibleError, InputError, MissingDependencyError, ModelFileError
 from detnet_trt.core.meta import HOST_NMS_OUTPUTS
 from detnet_trt.runtime.backends.ort import OnnxRuntimeBackend, resolve_providers
@@ -144,7 +145,7 @@ def test_backends_are_interchangeable_in_the_pipeline(tiny_checkpoint, tiny_onnx
     results = []
     for be in (TorchBackend(tiny_checkpoint), OnnxRuntimeBackend(tiny_onnx)):
         with be:
-            results.append(Detector(be, conf=0.5, iou=0.5, max_batch=2)(frames))
+            results.append(Detector(be, PostprocessConfig(conf=0.5, iou=0.5), max_batch=2)(frames))
     for a, b in zip(*results):
         assert len(a) == len(b) > 0
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4)

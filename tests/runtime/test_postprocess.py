@@ -165,3 +165,33 @@ def test_detections_to_list() -> None:
     assert det.to_list(["a", "b"]) == [{"box": [1.23, 2.0, 3.0, 4.0], "score": 0.5, "class_id": 1, "class_name": "b"}]
     assert "class_name" not in det.to_list()[0]
     assert Detections.empty().to_list() == []
+
+
+def test_postprocess_with_a_config_and_the_detector_takes_one() -> None:
+    from detnet_trt.core.config import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, PostprocessConfig
+    from detnet_trt.runtime.detector import Detector
+    from detnet_trt.runtime.postprocess import postprocess_with
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 80, (2, 30, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 20, (2, 30, 2)).astype(np.float32)], -1)
+    host = dict(zip(HOST_NMS_OUTPUTS, (boxes, rng.uniform(0, 1, (2, 30)).astype(np.float32),
+                                       rng.integers(0, 3, (2, 30)).astype(np.int32))))
+    post = PostprocessConfig(conf=0.3, iou=0.4, max_det=5)
+    for a, b in zip(postprocess_with(host, None, post), postprocess(host, None, 0.3, 0.4, 5)):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_array_equal(a.class_ids, b.class_ids)
+    # the scalar ops default to the one set of defaults
+    default = PostprocessConfig()
+    assert (default.conf, default.iou, default.max_det) == (DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET)
+    assert [len(d) for d in postprocess(host)] == [len(d) for d in postprocess_with(host, None, default)]
+
+    class _Meta:
+        input_size, layout = (32, 32), "nchw"
+
+    class _Backend:
+        meta = _Meta()
+
+    assert Detector(_Backend(), post).post is post  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="PostprocessConfig"):
+        Detector(_Backend(), 0.25)  # type: ignore[arg-type]  # the old (conf, iou, max_det) form

@@ -1,10 +1,11 @@
 """The camera loop: cameras, streams, video files and image folders through any backend.
 
 ``detnet-trt camera`` calls :func:`run_camera`; :func:`run_loop` is the loop itself for callers
-that bring their own opened source and sinks.
+that bring their own opened source and sinks. Both take a :class:`CameraOptions`.
 """
 
 from .loop import StopFlag, run_camera, run_loop, stop_on_signals
+from .options import CameraOptions
 from .sinks import FrameResult, JsonLinesSink, Sink, VideoRecorder, WindowSink, display_available, make_sinks
 from .sources import (
     Frame,
@@ -24,6 +25,7 @@ from .sources import (
 from .timing import LoopTimer, format_summary
 
 __all__ = [
+    "CameraOptions",
     "Frame",
     "FrameResult",
     "FrameSource",

@@ -12,7 +12,9 @@ latency at a lower frame rate.
 :func:`run_loop` runs a loop over an opened source, detector and sinks; :func:`run_camera` is
 what ``detnet-trt camera`` calls: it opens everything from paths and ``--source`` text, stops
 cleanly on Ctrl-C / SIGTERM / ``--duration`` / ``--max-frames`` / the end of a file, closes
-every sink (finished video, flushed JSON lines) and returns the summary.
+every sink (finished video, flushed JSON lines) and returns the summary. Both take a
+:class:`~.options.CameraOptions`; :func:`run_camera` also the
+:class:`~detnet_trt.core.config.PostprocessConfig` of the detector it makes.
 """
 
 from __future__ import annotations
@@ -27,18 +29,18 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
 from ..._version import __version__
-from ...core.config import DEFAULT_CONF
+from ...core.config import PostprocessConfig
 from ...core.errors import DetnetError
 from ...core.fileio import atomic_write_text, check_writable
 from ...runtime.backends.base import Backend
 from ...runtime.detector import Detector
 from ...runtime.letterbox import Letterboxer, LetterboxInfo
+from .options import CameraOptions
 from .sinks import FrameResult, Sink, display_available, make_sinks
 from .sources import Frame, FrameSource, StopLike, open_source
 from .timing import LoopTimer
@@ -247,36 +249,81 @@ class _Inferrer:
         self.thread.join(timeout=5.0)
 
 
+def _start_workers(
+    detector: Detector, source: FrameSource, flag: StopFlag, options: CameraOptions
+) -> tuple[_Prefetcher | None, _Inferrer | None]:
+    """With ``overlap``: the pre-processing thread (two input buffers) and the inference thread."""
+    if not options.overlap:
+        return None, None
+    lb = detector.letterboxer
+    second = Letterboxer(lb.input_size, lb.layout, lb.max_batch, pad_value=lb.pad_value)
+    prefetch = _Prefetcher(source, [lb, second], flag)
+    return prefetch, _Inferrer(detector.backend, prefetch, flag, options.max_frames)
+
+
+def _stop_workers(prefetch: _Prefetcher | None, inferrer: _Inferrer | None) -> None:
+    if inferrer is not None:
+        inferrer.halt.set()
+    if prefetch is not None:
+        prefetch.close()  # ends the pre-processing thread, which ends a waiting inferrer
+    if inferrer is not None:
+        inferrer.close()
+
+
+def _next_inferred(detector: Detector, source: FrameSource, flag: StopFlag, inferrer: _Inferrer | None) -> _Inferred | None:
+    """The next inferred frame: from the inference thread, or (no overlap) captured, letterboxed
+    and inferred here; None at the end of the source or on a stop."""
+    if inferrer is not None:
+        return inferrer.get()
+    t0 = time.perf_counter()
+    item = _prepare(source, detector.letterboxer, 0, flag.event)
+    t1 = time.perf_counter()
+    if item is None:
+        return None
+    outputs = detector.backend.infer(item.batch)
+    return _Inferred(item, outputs, time.perf_counter() - t1, t1 - t0)
+
+
+def _finish_frame(detector: Detector, got: _Inferred, n: int, sinks: Sequence[Sink], timer: LoopTimer) -> float:
+    """NMS and the sinks of frame ``n``, its stage times recorded; returns when it was done."""
+    item = got.item
+    t2 = time.perf_counter()
+    dets = detector.postprocess(got.outputs, item.infos)[0]
+    t3 = time.perf_counter()
+    result = FrameResult(n, item.frame, dets, detector.class_names, timer.status_lines() if sinks else [])
+    for s in sinks:
+        s.write(result)
+    t4 = time.perf_counter()
+    for name, secs in (("capture", item.capture_s), ("pre", item.pre_s), ("infer", got.infer_s),
+                       ("post", t3 - t2), ("sinks", t4 - t3), ("latency", t4 - item.frame.t_capture),
+                       ("stall", got.stall_s)):
+        timer.add(name, secs)
+    timer.frame_done(t4)
+    return t4
+
+
 def run_loop(
     detector: Detector,
     source: FrameSource,
     sinks: Sequence[Sink] = (),
+    options: CameraOptions = CameraOptions(),
     *,
-    max_frames: int | None = None,
-    duration: float | None = None,
-    overlap: bool = True,
     stop: StopFlag | None = None,
-    log_interval: float | None = 5.0,
 ) -> dict[str, Any]:
-    """Run detection on ``source`` until it ends, ``max_frames`` frames were processed,
-    ``duration`` seconds passed, or ``stop`` is set. Returns the summary (see
-    :meth:`LoopTimer.summary`, plus source counters, ``stop_reason`` and ``overlap``).
+    """Run detection on ``source`` until it ends, ``options.max_frames`` frames were processed,
+    ``options.duration`` seconds passed, or ``stop`` is set; ``options.overlap`` and
+    ``options.log_interval`` say how it runs (its sink and source fields are not used here).
+    Returns the summary (see :meth:`LoopTimer.summary`, plus source counters, ``stop_reason`` and
+    ``overlap``).
 
     Opens the detector's backend if needed; does not close the source or the sinks.
     """
     flag = stop or StopFlag()
-    backend = detector.backend
-    backend.open()
+    detector.backend.open()
     timer = LoopTimer()
     sinks = sorted(sinks, key=lambda s: s.order)
-    class_names = detector.class_names
-    prefetch: _Prefetcher | None = None
-    inferrer: _Inferrer | None = None
-    if overlap:
-        lb = detector.letterboxer
-        second = Letterboxer(lb.input_size, lb.layout, lb.max_batch, pad_value=lb.pad_value)
-        prefetch = _Prefetcher(source, [lb, second], flag)
-        inferrer = _Inferrer(backend, prefetch, flag, max_frames)
+    prefetch, inferrer = _start_workers(detector, source, flag, options)
+    duration, log_interval, max_frames = options.duration, options.log_interval, options.max_frames
     timer_thread = threading.Timer(duration, flag.set, args=("duration",)) if duration else None
     t_start = time.perf_counter()
     timer.start(t_start)
@@ -287,57 +334,29 @@ def run_loop(
     end_reason = "end of stream"
     n = 0
     try:
-        while True:
-            if flag.is_set():
-                break
+        while not flag.is_set():
             if max_frames is not None and n >= max_frames:
                 end_reason = "max-frames"
                 break
-            if inferrer is not None:
-                got = inferrer.get()
-                if got is None:
-                    break
-            else:
-                t0 = time.perf_counter()
-                item = _prepare(source, detector.letterboxer, 0, flag.event)
-                t1 = time.perf_counter()
-                if item is None:
-                    break
-                outputs = backend.infer(item.batch)
-                got = _Inferred(item, outputs, time.perf_counter() - t1, t1 - t0)
-            item = got.item
-            t2 = time.perf_counter()
-            dets = detector.postprocess(got.outputs, item.infos)[0]
-            t3 = time.perf_counter()
-            result = FrameResult(n, item.frame, dets, class_names, timer.status_lines() if sinks else [])
-            for s in sinks:
-                s.write(result)
-            t4 = time.perf_counter()
-            for name, secs in (("capture", item.capture_s), ("pre", item.pre_s), ("infer", got.infer_s),
-                               ("post", t3 - t2), ("sinks", t4 - t3), ("latency", t4 - item.frame.t_capture),
-                               ("stall", got.stall_s)):
-                timer.add(name, secs)
-            timer.frame_done(t4)
+            got = _next_inferred(detector, source, flag, inferrer)
+            if got is None:
+                break
+            t_done = _finish_frame(detector, got, n, sinks, timer)
             n += 1
             if any(s.stop_requested for s in sinks):
                 flag.set("window")
-            if next_log is not None and t4 >= next_log:
-                next_log = t4 + (log_interval or 0)
+            if next_log is not None and t_done >= next_log:
+                next_log = t_done + (log_interval or 0)
                 log.info("%d frames | %s | %s | dropped %d, reconnects %d", n, *timer.status_lines(),
                          source.dropped, source.reconnects)
     finally:
         if timer_thread is not None:
             timer_thread.cancel()
-        if inferrer is not None:
-            inferrer.halt.set()
-        if prefetch is not None:
-            prefetch.close()  # ends the pre-processing thread, which ends a waiting inferrer
-        if inferrer is not None:
-            inferrer.close()
+        _stop_workers(prefetch, inferrer)
     summary: dict[str, Any] = timer.summary()
     summary.update(source.stats())
     summary["stop_reason"] = flag.reason if flag.is_set() else end_reason
-    summary["overlap"] = overlap
+    summary["overlap"] = options.overlap
     return summary
 
 
@@ -351,27 +370,55 @@ def _describe_backend(backend: Backend) -> dict[str, Any]:
     return d
 
 
+def _check_outputs(options: CameraOptions) -> None:
+    """Before the (possibly slow) model load: outputs writable, a display for ``--show``."""
+    for p in options.outputs():
+        check_writable(p, options.force)
+    if options.show and not display_available():
+        raise DetnetError("--show needs a display, but neither DISPLAY nor WAYLAND_DISPLAY is set",
+                          "run with --headless (and --jsonl / --record), or forward X (ssh -X)")
+
+
+def _open_backend(model: str | os.PathLike[str] | Backend, backend_kwargs: dict[str, Any] | None) -> tuple[Backend, str]:
+    if isinstance(model, Backend):
+        return model, f"<{type(model).__name__}>"
+    from ...runtime.backends import load_backend
+
+    return load_backend(model, **(backend_kwargs or {})), str(model)
+
+
+def _warm_up(detector: Detector, runs: int) -> None:
+    """First runs allocate / autotune: keep them out of the figures."""
+    detector.letterboxer.buffer.fill(detector.letterboxer.pad_value)
+    for _ in range(max(0, runs)):
+        detector.backend.infer(detector.letterboxer.buffer[:1])
+
+
+def _open_source_and_sinks(
+    stack: contextlib.ExitStack, source: str | int | FrameSource, options: CameraOptions
+) -> tuple[FrameSource, list[Sink]]:
+    """The source (the caller's own ``FrameSource`` is left open) and the sinks, closed by ``stack``."""
+    if isinstance(source, FrameSource):
+        src = source  # the caller's: the caller closes it
+    else:
+        src = open_source(source, reconnect=options.reconnect, width=options.width, height=options.height,
+                          fps=options.fps)
+        stack.callback(src.close)
+    log.info("source %s opened (%s%s)", src.name, "live" if src.live else "every frame",
+             f", {src.fps:g} FPS" if src.fps else "")
+    sinks = make_sinks(show=options.show, jsonl=options.jsonl, record=options.record,
+                       record_fps=options.record_fps or src.fps, force=options.force, title=f"detnet-trt: {src.name}")
+    for s in sinks:
+        stack.callback(s.close)
+    return src, sinks
+
+
 def run_camera(
     model: str | os.PathLike[str] | Backend,
     source: str | int | FrameSource,
+    options: CameraOptions = CameraOptions(),
+    post: PostprocessConfig = PostprocessConfig(),
     *,
-    show: bool | None = None,
-    jsonl: str | os.PathLike[str] | None = None,
-    record: str | os.PathLike[str] | None = None,
-    record_fps: float | None = None,
-    stats_json: str | os.PathLike[str] | None = None,
-    max_frames: int | None = None,
-    duration: float | None = None,
-    reconnect: bool | None = None,
-    conf: float = DEFAULT_CONF,
-    iou: float = 0.5,
-    max_det: int = 100,
-    overlap: bool = True,
-    width: int | None = None,
-    height: int | None = None,
-    fps: int | None = None,
-    force: bool = False,
-    log_interval: float | None = 5.0,
     handle_signals: bool = True,
     stop: StopFlag | None = None,
     warmup: int = 1,
@@ -380,71 +427,40 @@ def run_camera(
     """``detnet-trt camera``: detect on a camera, stream, video file or image folder.
 
     ``model`` is a checkpoint / ONNX / engine path (see :func:`detnet_trt.load_backend`) or a
-    :class:`Backend`. ``show=None`` opens a window when a display is available. ``reconnect=None``
-    means on for live sources. ``backend_kwargs`` go to :func:`~detnet_trt.load_backend`.
-    Returns the summary dict (also written to ``stats_json``).
+    :class:`Backend`; ``backend_kwargs`` go to :func:`~detnet_trt.load_backend`. ``options``: sinks,
+    limits, source and loop settings (:class:`CameraOptions`); ``post``: the detector's
+    thresholds. ``warmup`` inferences run before the loop. Returns the summary dict (also written
+    to ``options.stats_json``).
     """
-    if max_frames is not None and max_frames < 1:
-        raise DetnetError(f"--max-frames must be at least 1, got {max_frames}")
-    if duration is not None and not duration > 0:
-        raise DetnetError(f"--duration must be positive seconds, got {duration}")
-    for name, v in (("--conf", conf), ("--iou", iou)):
-        if not 0.0 <= v <= 1.0:
-            raise DetnetError(f"{name} must be between 0 and 1, got {v}")
-    outputs = [p for p in (jsonl, record, stats_json) if p is not None]
-    if len({Path(p).resolve() for p in outputs}) != len(outputs):
-        raise DetnetError("--jsonl, --record and --stats-json must be different files")
-    for p in outputs:
-        check_writable(p, force)
-    if show and not display_available():  # before the (possibly slow) model load
-        raise DetnetError("--show needs a display, but neither DISPLAY nor WAYLAND_DISPLAY is set",
-                          "run with --headless (and --jsonl / --record), or forward X (ssh -X)")
-
-    if isinstance(model, Backend):
-        backend, model_name = model, f"<{type(model).__name__}>"
-    else:
-        from ...runtime.backends import load_backend
-
-        backend, model_name = load_backend(model, **(backend_kwargs or {})), str(model)
+    _check_outputs(options)
+    backend, model_name = _open_backend(model, backend_kwargs)
     flag = stop or StopFlag()
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop_on_signals(flag) if handle_signals else contextlib.nullcontext())
         stack.enter_context(backend)
-        detector = Detector(backend, conf=conf, iou=iou, max_det=max_det)
-        detector.letterboxer.buffer.fill(detector.letterboxer.pad_value)
-        for _ in range(max(0, warmup)):  # first runs allocate / autotune: keep them out of the figures
-            backend.infer(detector.letterboxer.buffer[:1])
-        if isinstance(source, FrameSource):
-            src = source  # the caller's: the caller closes it
-        else:
-            src = open_source(source, reconnect=reconnect, width=width, height=height, fps=fps)
-            stack.callback(src.close)
-        log.info("source %s opened (%s%s)", src.name, "live" if src.live else "every frame",
-                 f", {src.fps:g} FPS" if src.fps else "")
-        sinks = make_sinks(show=show, jsonl=jsonl, record=record, record_fps=record_fps or src.fps,
-                           force=force, title=f"detnet-trt: {src.name}")
-        for s in sinks:
-            stack.callback(s.close)
-        summary = run_loop(detector, src, sinks, max_frames=max_frames, duration=duration,
-                           overlap=overlap, stop=flag, log_interval=log_interval)
+        detector = Detector(backend, post)
+        _warm_up(detector, warmup)
+        src, sinks = _open_source_and_sinks(stack, source, options)
+        summary = run_loop(detector, src, sinks, options, stop=flag)
     # sinks and source are closed here (also on errors and Ctrl-C): record the run
+    jsonl, record = options.jsonl, options.record
     summary.update(
         {
             "model": model_name,
             "backend": _describe_backend(backend),
-            "conf": conf,
-            "iou": iou,
+            "conf": post.conf,
+            "iou": post.iou,
             "outputs": {"jsonl": str(jsonl) if jsonl else None, "record": str(record) if record else None},
             "detnet_trt": __version__,
             "python": platform.python_version(),
             "host": platform.node(),
         }
     )
-    if stats_json is not None:
+    if options.stats_json is not None:
         import json
 
-        atomic_write_text(stats_json, json.dumps(summary, indent=2) + "\n", force=True)
+        atomic_write_text(options.stats_json, json.dumps(summary, indent=2) + "\n", force=True)
     return summary
 
 
-__all__ = ["StopFlag", "run_camera", "run_loop", "stop_on_signals"]
+__all__ = ["CameraOptions", "StopFlag", "run_camera", "run_loop", "stop_on_signals"]

@@ -10,9 +10,10 @@ import cv2
 import pytest
 from camera_fakes import BlobBackend, FlakyOpener, blob_x, write_video
 
-from detnet_trt.apps.camera import LiveSource, StopFlag, run_camera, run_loop
+from detnet_trt.apps.camera import CameraOptions, LiveSource, StopFlag, run_camera, run_loop
 from detnet_trt.apps.camera.sinks import Sink
 from detnet_trt.apps.camera.sources import FrameSource
+from detnet_trt.core.config import PostprocessConfig
 from detnet_trt.core.errors import DetnetError, InputError
 from detnet_trt.runtime.detector import Detector
 
@@ -30,8 +31,9 @@ def test_video_file_headless_one_record_per_frame_in_order(tmp_path, overlap: bo
     video = write_video(tmp_path / "in.mp4", 24, fps=24)
     out, rec, stats = tmp_path / "out.jsonl", tmp_path / "rec.mp4", tmp_path / "stats.json"
     summary = run_camera(
-        BlobBackend(latency=0.002), str(video), show=False, jsonl=out, record=rec, stats_json=stats,
-        overlap=overlap, handle_signals=False, log_interval=None,
+        BlobBackend(latency=0.002), str(video),
+        CameraOptions(show=False, jsonl=out, record=rec, stats_json=stats, overlap=overlap, log_interval=None),
+        handle_signals=False,
     )
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(24))
@@ -55,13 +57,14 @@ def test_video_file_headless_one_record_per_frame_in_order(tmp_path, overlap: bo
 
 def test_max_frames_and_duration_bound_a_run(tmp_path) -> None:
     video = write_video(tmp_path / "in.mp4", 30)
-    s = run_camera(BlobBackend(), str(video), show=False, max_frames=7, handle_signals=False, log_interval=None)
+    s = run_camera(BlobBackend(), str(video), CameraOptions(show=False, max_frames=7, log_interval=None), handle_signals=False)
     assert s["frames"] == 7 and s["stop_reason"] == "max-frames"
     opener = FlakyOpener([None], fps=100)
     src = LiveSource(opener, "fake")
     try:
         t0 = time.perf_counter()
-        s = run_camera(BlobBackend(latency=0.005), src, show=False, duration=0.5, handle_signals=False, log_interval=None)
+        s = run_camera(BlobBackend(latency=0.005), src, CameraOptions(show=False, duration=0.5, log_interval=None),
+                       handle_signals=False)
         took = time.perf_counter() - t0
     finally:
         src.close()
@@ -74,8 +77,8 @@ def test_live_source_failing_and_coming_back_is_reconnected_and_counted(tmp_path
     src = LiveSource(opener, "flaky", backoff=0.01, max_backoff=0.05)
     out = tmp_path / "live.jsonl"
     try:
-        s = run_camera(BlobBackend(latency=0.001), src, show=False, jsonl=out, max_frames=20,
-                       handle_signals=False, log_interval=None)
+        s = run_camera(BlobBackend(latency=0.001), src, CameraOptions(show=False, jsonl=out, max_frames=20, log_interval=None),
+                       handle_signals=False)
     finally:
         src.close()
     assert s["frames"] == 20 and s["reconnects"] == 1 and s["reconnect_attempts"] == 2
@@ -89,7 +92,7 @@ def test_live_source_failing_and_coming_back_is_reconnected_and_counted(tmp_path
 def test_slow_backend_on_fast_camera_drops_instead_of_lagging() -> None:
     src = LiveSource(FlakyOpener([None], fps=300), "fast")
     try:
-        s = run_loop(Detector(BlobBackend(latency=0.02)), src, max_frames=15, log_interval=None)
+        s = run_loop(Detector(BlobBackend(latency=0.02)), src, options=CameraOptions(max_frames=15, log_interval=None))
     finally:
         src.close()
     assert s["frames"] == 15 and s["dropped"] > 15  # ~6 camera frames per inference
@@ -111,7 +114,7 @@ def test_a_sink_can_stop_the_loop(tmp_path) -> None:
     from detnet_trt.apps.camera import open_source
 
     with open_source(str(video)) as src:
-        s = run_loop(Detector(BlobBackend()), src, [_StopAfter(4)], log_interval=None)
+        s = run_loop(Detector(BlobBackend()), src, [_StopAfter(4)], CameraOptions(log_interval=None))
     assert s["frames"] == 4 and s["stop_reason"] == "window"
 
 
@@ -121,7 +124,7 @@ def test_stop_flag_from_another_thread_stops_a_waiting_loop() -> None:
     threading.Timer(0.3, flag.set, args=("SIGTERM",)).start()
     try:
         t0 = time.perf_counter()
-        s = run_loop(Detector(BlobBackend()), src, stop=flag, log_interval=None)
+        s = run_loop(Detector(BlobBackend()), src, options=CameraOptions(log_interval=None), stop=flag)
     finally:
         src.close()
     assert s["stop_reason"] == "SIGTERM" and s["frames"] <= 2 and time.perf_counter() - t0 < 2.0
@@ -139,7 +142,7 @@ class _BadSource(FrameSource):
 @pytest.mark.parametrize("overlap", [True, False])
 def test_errors_in_preprocessing_reach_the_caller(overlap: bool) -> None:
     with pytest.raises(InputError, match="H x W x 3"):
-        run_loop(Detector(BlobBackend()), _BadSource("bad"), overlap=overlap, log_interval=None)
+        run_loop(Detector(BlobBackend()), _BadSource("bad"), options=CameraOptions(overlap=overlap, log_interval=None))
 
 
 def test_sinks_are_closed_when_the_loop_fails(tmp_path) -> None:
@@ -152,7 +155,8 @@ def test_sinks_are_closed_when_the_loop_fails(tmp_path) -> None:
     video = write_video(tmp_path / "in.mp4", 10)
     out, rec = tmp_path / "o.jsonl", tmp_path / "o.mp4"
     with pytest.raises(RuntimeError, match="device lost"):
-        run_camera(Boom(), str(video), show=False, jsonl=out, record=rec, handle_signals=False, warmup=0, log_interval=None)
+        run_camera(Boom(), str(video), CameraOptions(show=False, jsonl=out, record=rec, log_interval=None),
+                   handle_signals=False, warmup=0)
     assert len(out.read_text().splitlines()) == 3
     assert _video_frames(rec) == 3
 
@@ -161,7 +165,9 @@ def test_sinks_are_closed_when_the_loop_fails(tmp_path) -> None:
                                         ({"conf": 2.0}, "--conf")])
 def test_bad_arguments(tmp_path, kw, match) -> None:
     with pytest.raises(DetnetError, match=match):
-        run_camera(BlobBackend(), str(tmp_path), show=False, **kw)
+        post = {k: v for k, v in kw.items() if k == "conf"}
+        run_camera(BlobBackend(), str(tmp_path), CameraOptions(show=False, **{k: v for k, v in kw.items() if k != "conf"}),
+                   PostprocessConfig(**post))
 
 
 def test_real_tiny_model_through_the_loop(request, tmp_path) -> None:
@@ -171,7 +177,8 @@ def test_real_tiny_model_through_the_loop(request, tmp_path) -> None:
         pytest.skip("tiny_onnx fixture not available yet (EXPORT issue)")
     video = write_video(tmp_path / "in.mp4", 6)
     out = tmp_path / "o.jsonl"
-    s = run_camera(tiny_onnx, str(video), show=False, jsonl=out, conf=0.0, handle_signals=False, log_interval=None)
+    s = run_camera(tiny_onnx, str(video), CameraOptions(show=False, jsonl=out, log_interval=None), PostprocessConfig(conf=0.0),
+                   handle_signals=False)
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     assert s["frames"] == 6 and [r["frame"] for r in recs] == list(range(6))
     assert s["backend"]["backend"] != "blob"
@@ -188,7 +195,7 @@ def test_loop_ends_promptly_while_the_prefetcher_waits_for_a_frame() -> None:
     src = LiveSource(FlakyOpener([2, "fail"], fps=50), "dies", backoff=10.0)
     try:
         t0 = time.perf_counter()
-        s = run_loop(Detector(BlobBackend()), src, max_frames=2, duration=8.0, log_interval=None)
+        s = run_loop(Detector(BlobBackend()), src, options=CameraOptions(max_frames=2, duration=8.0, log_interval=None))
         took = time.perf_counter() - t0
     finally:
         src.close()
@@ -218,9 +225,16 @@ def test_overlap_runs_nms_and_sinks_while_the_next_frame_is_inferred(tmp_path) -
     from detnet_trt.apps.camera import open_source
 
     with open_source(str(video)) as src:
-        s = run_loop(Detector(Recording(latency=0.02)), src, [SlowSink()], log_interval=None)
+        s = run_loop(Detector(Recording(latency=0.02)), src, [SlowSink()], CameraOptions(log_interval=None))
     assert s["frames"] == 8 and len(infer_spans) == 8 and len(sink_spans) == 8
     assert {name for *_, name in infer_spans} == {"camera-infer"}
     assert {name for *_, name in sink_spans} == {threading.current_thread().name}
     overlapped = [k for k in range(7) if sink_spans[k][0] < infer_spans[k + 1][1] and infer_spans[k + 1][0] < sink_spans[k][1]]
     assert len(overlapped) >= 6  # frame k's sink ran while frame k+1 was inferred
+
+
+@pytest.mark.parametrize("kw, flag", [({"max_frames": 0}, "--max-frames"), ({"duration": 0.0}, "--duration"),
+                                      ({"jsonl": "a.out", "stats_json": "a.out"}, "--jsonl")])
+def test_camera_options_name_the_flag(kw, flag) -> None:
+    with pytest.raises(InputError, match=flag):
+        CameraOptions(**kw)
