@@ -278,50 +278,62 @@ def make_synth_dataset(
         bar = tqdm(total=images, desc="synth", unit="img")
     try:
         for split_idx, split in enumerate(SPLITS):
-            img_dir = root / "images" / split
-            img_dir.mkdir(parents=True, exist_ok=True)
-            coco: dict[str, Any] = {
-                "info": {
-                    "description": "detnet-trt synthetic shapes",
-                    "version": "1",
-                    "seed": seed,
-                    "split": split,
-                },
-                "licenses": [],
-                "images": [],
-                "annotations": [],
-                "categories": [{"id": cid, "name": name, "supercategory": "shape"} for cid, name in CATEGORIES],
-            }
-            ann_id = 1
-            for i in range(counts[split]):
-                rng = np.random.default_rng([seed, split_idx, i])
-                img, recs = render_scene(rng, (h, w), max_objects)
-                image_id = i + 1
-                fname = f"{image_id:012d}.jpg"
-                ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
-                if not ok:  # pragma: no cover - OpenCV always encodes uint8 BGR
-                    raise RuntimeError("JPEG encoding failed")
-                atomic_write_bytes(img_dir / fname, buf.tobytes())
-                coco["images"].append({"id": image_id, "file_name": fname, "width": w, "height": h})
-                for r in recs:
-                    coco["annotations"].append(
-                        {
-                            "id": ann_id,
-                            "image_id": image_id,
-                            "category_id": CATEGORIES[r["class_index"]][0],
-                            "bbox": [float(v) for v in r["bbox"]],
-                            "area": float(r["area"]),
-                            "iscrowd": 0,
-                        }
-                    )
-                    ann_id += 1
-                if bar is not None:
-                    bar.update(1)
+            coco = _write_split(root, split_idx, split, counts[split], seed, (h, w), max_objects, bar)
             atomic_write_text(root / "annotations" / f"instances_{split}.json", json.dumps(coco), force=True)
     finally:
         if bar is not None:
             bar.close()
     return root
+
+
+def _write_split(  # 8 parameters: the split's place in the dataset plus make_synth_dataset's settings
+    root: Path,
+    split_idx: int,
+    split: str,
+    count: int,
+    seed: int,
+    hw: tuple[int, int],
+    max_objects: int,
+    bar: Any,
+) -> dict[str, Any]:
+    """Render and write the ``count`` images of ``split``; returns its COCO annotation dict."""
+    h, w = hw
+    img_dir = root / "images" / split
+    img_dir.mkdir(parents=True, exist_ok=True)
+    coco: dict[str, Any] = {
+        "info": {"description": "detnet-trt synthetic shapes", "version": "1", "seed": seed, "split": split},
+        "licenses": [],
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": cid, "name": name, "supercategory": "shape"} for cid, name in CATEGORIES],
+    }
+    for i in range(count):
+        rng = np.random.default_rng([seed, split_idx, i])
+        img, recs = render_scene(rng, (h, w), max_objects)
+        image_id = i + 1
+        fname = f"{image_id:012d}.jpg"
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
+        if not ok:  # pragma: no cover - OpenCV always encodes uint8 BGR
+            raise RuntimeError("JPEG encoding failed")
+        atomic_write_bytes(img_dir / fname, buf.tobytes())
+        coco["images"].append({"id": image_id, "file_name": fname, "width": w, "height": h})
+        for r in recs:
+            coco["annotations"].append(_annotation(len(coco["annotations"]) + 1, image_id, r))
+        if bar is not None:
+            bar.update(1)
+    return coco
+
+
+def _annotation(ann_id: int, image_id: int, rec: dict[str, Any]) -> dict[str, Any]:
+    """One COCO annotation of a :func:`render_scene` record."""
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": CATEGORIES[rec["class_index"]][0],
+        "bbox": [float(v) for v in rec["bbox"]],
+        "area": float(rec["area"]),
+        "iscrowd": 0,
+    }
 
 
 __all__ = ["CATEGORIES", "CLASS_NAMES", "make_synth_dataset", "render_scene"]

@@ -170,23 +170,56 @@ def make_calib_set(
     on_disk = _scan_images(images)
     if not on_disk:
         raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {images}", "check the --images folder")
-    per_cat: dict[int, list[str]] | None = None
-    ann_desc = "none"
-    if annotations is not None:
-        ann = Path(annotations)
-        candidates, per_cat = _load_annotations(ann, images, set(on_disk))
-        if not candidates:
-            raise InputError(
-                f"none of the images listed in {ann} is under {images}",
-                "pass the image folder that matches the annotation file",
-            )
-        ann_desc = f"{ann.name} sha256={sha256_file(ann)}"
-        rule = RULE_STRATIFIED
-    else:
-        candidates = on_disk
-        rule = RULE_UNIFORM
+    candidates, per_cat, ann_desc = _candidates(images, on_disk, annotations)
     order = _priority_order(candidates, per_cat, seed)
+    chosen, skipped = _take_readable(images, order, num, progress)
+    need = min(min_images, num)
+    if len(chosen) < need:
+        raise InputError(
+            f"only {len(chosen)} readable images in {images} ({_format_skipped(skipped)}); "
+            f"a calibration set needs at least {need}",
+            "add images, or lower --num",
+        )
+    header: dict[str, Any] = {
+        "format": FORMAT,
+        "source": images.as_posix(),
+        "root": _root_relative_to(images, out_path),
+        "annotations": ann_desc,
+        "rule": RULE_UNIFORM if per_cat is None else RULE_STRATIFIED,
+        "seed": seed,
+        "requested": num,
+        "count": len(chosen),
+        "candidates": len(candidates),
+    }
+    if per_cat is not None:
+        header["categories covered"] = _coverage(per_cat, chosen)
+    header["skipped"] = _format_skipped(skipped)
+    _write_set(out_path, header, sorted(chosen))
+    return out_path
 
+
+# --- the steps of make_calib_set ------------------------------------------------------------
+def _candidates(
+    images: Path, on_disk: list[str], annotations: str | os.PathLike[str] | None
+) -> tuple[list[str], dict[int, list[str]] | None, str]:
+    """The candidate images, category id -> images (None without annotations), and the header's
+    description of the annotations."""
+    if annotations is None:
+        return on_disk, None, "none"
+    ann = Path(annotations)
+    candidates, per_cat = _load_annotations(ann, images, set(on_disk))
+    if not candidates:
+        raise InputError(
+            f"none of the images listed in {ann} is under {images}",
+            "pass the image folder that matches the annotation file",
+        )
+    return candidates, per_cat, f"{ann.name} sha256={sha256_file(ann)}"
+
+
+def _take_readable(
+    images: Path, order: Sequence[str], num: int, progress: bool
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The first ``num`` decodable images in ``order``, and the (image, why) of those skipped."""
     chosen: list[str] = []
     skipped: list[tuple[str, str]] = []
     it: Iterable[str] = order
@@ -202,45 +235,32 @@ def make_calib_set(
             chosen.append(rel)
         else:
             skipped.append((rel, why))
-    need = min(min_images, num)
-    if len(chosen) < need:
-        raise InputError(
-            f"only {len(chosen)} readable images in {images} ({_format_skipped(skipped)}); "
-            f"a calibration set needs at least {need}",
-            "add images, or lower --num",
-        )
-    covered = ""
-    if per_cat is not None:
-        chosen_set = set(chosen)
-        have = [c for c, imgs in per_cat.items() if imgs]
-        hit = [c for c in have if chosen_set.intersection(per_cat[c])]
-        covered = f"{len(hit)} of {len(per_cat)} (with images: {len(have)})"
+    return chosen, skipped
 
-    rels = sorted(chosen)
+
+def _coverage(per_cat: dict[int, list[str]], chosen: list[str]) -> str:
+    """The header's "categories covered": categories with a chosen image, of all (and of those with images)."""
+    chosen_set = set(chosen)
+    have = [c for c, imgs in per_cat.items() if imgs]
+    hit = [c for c in have if chosen_set.intersection(per_cat[c])]
+    return f"{len(hit)} of {len(per_cat)} (with images: {len(have)})"
+
+
+def _root_relative_to(images: Path, out_path: Path) -> str:
+    """The images folder as the header's ``root``: relative to the set file's folder when possible."""
     try:
-        root = Path(os.path.relpath(images.resolve(), out_path.resolve().parent)).as_posix()
+        return Path(os.path.relpath(images.resolve(), out_path.resolve().parent)).as_posix()
     except ValueError:  # another drive on Windows
-        root = images.resolve().as_posix()
-    header: dict[str, Any] = {
-        "format": FORMAT,
-        "source": images.as_posix(),
-        "root": root,
-        "annotations": ann_desc,
-        "rule": rule,
-        "seed": seed,
-        "requested": num,
-        "count": len(rels),
-        "candidates": len(candidates),
-    }
-    if covered:
-        header["categories covered"] = covered
-    header["skipped"] = _format_skipped(skipped)
-    header["sha256"] = list_hash(rels)
+        return images.resolve().as_posix()
+
+
+def _write_set(out_path: Path, header: dict[str, Any], rels: list[str]) -> None:
+    """The set file: ``# key: value`` header lines (``sha256`` of the list last), then the sorted paths."""
+    header = dict(header, sha256=list_hash(rels))
     lines = ["# detnet_trt calibration set (detnet-trt calib-set; rule in calibration/README.md)"]
     lines += [f"# {k}: {v}" for k, v in header.items()]
     lines += rels
     atomic_write_text(out_path, "\n".join(lines) + "\n", force=True)
-    return out_path
 
 
 def read_calib_set(path: str | os.PathLike[str], images_dir: str | os.PathLike[str] | None = None) -> CalibSet:

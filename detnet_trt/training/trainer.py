@@ -250,175 +250,242 @@ def _evaluate(
 # --- the loop ----------------------------------------------------------------------------------
 def train(cfg: TrainConfig) -> TrainResult:
     """Train per ``cfg``; returns the best/last checkpoint paths and the history (rank 0's view)."""
-    from torch.utils.data import DataLoader
-    from torch.utils.data.distributed import DistributedSampler
-
-    from ..data.coco import resolve_coco_dir
-    from ..data.dataset import Augment, DetectionDataset, collate, worker_init
-    from ..models.checkpoint import save_checkpoint
-
     if cfg.epochs < 1 or cfg.batch < 1:
         raise InputError(f"epochs and batch must be >= 1, got {cfg.epochs} and {cfg.batch}")
     device, d = _setup_device_and_dist(cfg.device)
     try:
-        if cfg.batch % d.world:
-            raise InputError(
-                f"global batch {cfg.batch} is not divisible by {d.world} processes",
-                "pick --batch as a multiple of the number of processes",
-            )
-        out = Path(cfg.output)
-        last = last_path_for(out)
-        if d.main and not cfg.resume:
-            check_writable(out, cfg.force)
-            check_writable(last, cfg.force)
-
-        train_ann, train_dir = resolve_coco_dir(cfg.data, cfg.train_split)
-        val_ann, val_dir = resolve_coco_dir(cfg.data, cfg.val_split)
-        train_ds = DetectionDataset(
-            train_ann, train_dir, cfg.imgsz or (64, 64), augment=Augment() if cfg.augment else None, seed=cfg.seed
-        )
-        model, state = _build_or_resume(cfg, train_ds.class_names)
-        model.to(device)
-        train_ds.input_size = _input_size(model)  # the variant's default when --imgsz is not given
-        train_ds.layout = getattr(model, "layout", "nchw")
-        sampler: DistributedSampler = DistributedSampler(
-            train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed
-        )
-        per_rank = cfg.batch // d.world
-        loader = DataLoader(
-            train_ds,
-            batch_size=per_rank,
-            sampler=sampler,
-            num_workers=cfg.workers,
-            collate_fn=collate,
-            drop_last=True,
-            pin_memory=device.type == "cuda",
-            worker_init_fn=worker_init,
-        )
-        steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
-        if steps < 1:
-            raise TrainingError(
-                f"{len(train_ds)} training images give no full batch of {cfg.batch}", "lower --batch"
-            )
-
-        net: torch.nn.Module = model
-        if d.world > 1:
-            if device.type == "cuda":
-                net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-            net = torch.nn.parallel.DistributedDataParallel(
-                net, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        optimizer = make_optimizer(model, cfg)
-        total = steps * cfg.epochs
-        warm = min(max(1, round(cfg.warmup_epochs * steps)), max(1, total // 3))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warm, cfg.min_lr_ratio))
-        use_amp = cfg.amp and device.type == "cuda"
-        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-
-        start_epoch, best_ap, best_epoch = 0, -1.0, -1
-        history: list[dict[str, Any]] = []
-        step_losses: list[float] = []
-        if state is not None:
-            if state["config"]["epochs"] != cfg.epochs or state["config"]["batch"] != cfg.batch:
-                raise TrainingError(
-                    f"{cfg.resume} was started with --epochs {state['config']['epochs']} --batch "
-                    f"{state['config']['batch']}, resuming with {cfg.epochs} / {cfg.batch}",
-                    "resume with the same --epochs and --batch (the LR schedule depends on them)",
-                )
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            start_epoch, best_ap, best_epoch = state["epoch"] + 1, state["best_ap"], state["best_epoch"]
-            history, step_losses = list(state["history"]), list(state["step_losses"])
-            _set_rng_state(state["rng"])
-            if d.main:
-                print(f"resuming {cfg.resume} at epoch {start_epoch + 1}/{cfg.epochs}", file=sys.stderr)
-
-        for epoch in range(start_epoch, cfg.epochs):
-            t0 = time.perf_counter()
-            sampler.set_epoch(epoch)
-            train_ds.set_epoch(epoch)
-            net.train()
-            sums: dict[str, float] = {}
-            bar = None
-            if d.main and cfg.progress:
-                from tqdm import tqdm
-
-                bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="it", leave=True)
-            for i, (images, targets) in enumerate(loader):
-                if i >= steps:
-                    break
-                images = images.to(device, non_blocking=True)
-                targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    losses = net(images, targets)
-                names = sorted(losses)
-                logged = _all_mean(torch.stack([losses[k].detach().float() for k in names]), d).tolist()
-                step_loss = dict(zip(names, logged))
-                if not math.isfinite(step_loss["loss"]):
-                    raise TrainingError(
-                        f"the loss became {step_loss['loss']} at epoch {epoch + 1}, step {i + 1}",
-                        "lower --lr or raise --warmup-epochs",
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(losses["loss"]).backward()
-                if cfg.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                step_losses.append(step_loss["loss"])
-                for k, v in step_loss.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                if bar is not None:
-                    postfix = {k: f"{v / (i + 1):.3f}" for k, v in sums.items()}
-                    bar.set_postfix(postfix | {"lr": f"{scheduler.get_last_lr()[0]:.2e}"})
-                    bar.update(1)
-            if bar is not None:
-                bar.close()
-            record: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "lr": scheduler.get_last_lr()[0],
-                "train_seconds": round(time.perf_counter() - t0, 2),
-                **{f"train_{k}": v / steps for k, v in sums.items()},
-            }
-            is_last = epoch + 1 == cfg.epochs
-            do_val = is_last or (cfg.val_every > 0 and (epoch + 1) % cfg.val_every == 0)
-            if d.main:
-                if do_val:
-                    t1 = time.perf_counter()
-                    metrics = _evaluate(model, device, val_ann, val_dir, cfg.val_images)
-                    record["val"] = metrics
-                    record["val_seconds"] = round(time.perf_counter() - t1, 2)
-                    if metrics.get("AP", -1.0) > best_ap:
-                        best_ap, best_epoch = metrics["AP"], epoch + 1
-                        record["best"] = True
-                history.append(record)
-                if record.get("best") or not out.exists():
-                    provenance = {"epoch": epoch + 1, "val": record.get("val"), "config": cfg.to_dict()}
-                    save_checkpoint(model, out, extra={"train": provenance})
-                train_state = {
-                    "epoch": epoch,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "best_ap": best_ap,
-                    "best_epoch": best_epoch,
-                    "history": history,
-                    "step_losses": step_losses,
-                    "rng": _rng_state(),
-                    "config": cfg.to_dict(),
-                }
-                save_checkpoint(model, last, extra={"train_state": train_state})
-                print(_summary(record, cfg.epochs), file=sys.stderr, flush=True)
-            if d.world > 1:
-                dist.barrier()
-        return TrainResult(out, last, best_ap, best_epoch, history, step_losses)
+        run = _prepare(cfg, device, d)
+        for epoch in range(run.start_epoch, cfg.epochs):
+            record = _train_epoch(run, epoch)
+            _end_epoch(run, epoch, record)
+        return TrainResult(run.out, run.last, run.best_ap, run.best_epoch, run.history, run.step_losses)
     finally:
         if d.initialised_here:
             dist.destroy_process_group()
+
+
+@dataclass
+class _Run:
+    """One run's state, shared by the steps of :func:`train`."""
+
+    cfg: TrainConfig
+    device: torch.device
+    d: _Dist
+    out: Path  # best checkpoint
+    last: Path  # resumable checkpoint
+    val: tuple[Path, Path]  # val annotations, val images
+    train_ds: Any  # data.dataset.DetectionDataset
+    sampler: Any  # DistributedSampler
+    loader: Any  # DataLoader
+    steps: int  # per epoch
+    model: torch.nn.Module
+    net: torch.nn.Module  # model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    amp_dtype: torch.dtype
+    start_epoch: int = 0
+    best_ap: float = -1.0
+    best_epoch: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+
+
+def _prepare(cfg: TrainConfig, device: torch.device, d: _Dist) -> _Run:
+    """Outputs checked, data, model (new or resumed), loader, optimizer, schedule and AMP."""
+    from ..data.coco import resolve_coco_dir
+    from ..data.dataset import Augment, DetectionDataset
+
+    if cfg.batch % d.world:
+        raise InputError(
+            f"global batch {cfg.batch} is not divisible by {d.world} processes",
+            "pick --batch as a multiple of the number of processes",
+        )
+    out = Path(cfg.output)
+    last = last_path_for(out)
+    if d.main and not cfg.resume:
+        check_writable(out, cfg.force)
+        check_writable(last, cfg.force)
+
+    train_ann, train_dir = resolve_coco_dir(cfg.data, cfg.train_split)
+    val = resolve_coco_dir(cfg.data, cfg.val_split)
+    train_ds = DetectionDataset(
+        train_ann, train_dir, cfg.imgsz or (64, 64), augment=Augment() if cfg.augment else None, seed=cfg.seed
+    )
+    model, state = _build_or_resume(cfg, train_ds.class_names)
+    model.to(device)
+    train_ds.input_size = _input_size(model)  # the variant's default when --imgsz is not given
+    train_ds.layout = getattr(model, "layout", "nchw")
+    sampler, loader, steps = _data_loader(cfg, train_ds, device, d)
+
+    net: torch.nn.Module = model
+    if d.world > 1:
+        if device.type == "cuda":
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    optimizer = make_optimizer(model, cfg)
+    total = steps * cfg.epochs
+    warm = min(max(1, round(cfg.warmup_epochs * steps)), max(1, total // 3))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warm, cfg.min_lr_ratio))
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    run = _Run(cfg, device, d, out, last, val, train_ds, sampler, loader, steps, model, net, optimizer,
+               scheduler, scaler, use_amp, amp_dtype)
+    if state is not None:
+        _restore(run, state)
+    return run
+
+
+def _data_loader(cfg: TrainConfig, train_ds: Any, device: torch.device, d: _Dist) -> tuple[Any, Any, int]:
+    """This rank's sampler and loader (``batch / world`` images per step), and the steps per epoch."""
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    from ..data.dataset import collate, worker_init
+
+    sampler: DistributedSampler = DistributedSampler(
+        train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed
+    )
+    loader = DataLoader(
+        train_ds,
+        batch_size=cfg.batch // d.world,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=worker_init,
+    )
+    steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+    if steps < 1:
+        raise TrainingError(f"{len(train_ds)} training images give no full batch of {cfg.batch}", "lower --batch")
+    return sampler, loader, steps
+
+
+def _restore(run: _Run, state: dict[str, Any]) -> None:
+    """Continue from a ``*.last.pt`` training state (same schedule only)."""
+    cfg = run.cfg
+    if state["config"]["epochs"] != cfg.epochs or state["config"]["batch"] != cfg.batch:
+        raise TrainingError(
+            f"{cfg.resume} was started with --epochs {state['config']['epochs']} --batch "
+            f"{state['config']['batch']}, resuming with {cfg.epochs} / {cfg.batch}",
+            "resume with the same --epochs and --batch (the LR schedule depends on them)",
+        )
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    run.start_epoch, run.best_ap, run.best_epoch = state["epoch"] + 1, state["best_ap"], state["best_epoch"]
+    run.history, run.step_losses = list(state["history"]), list(state["step_losses"])
+    _set_rng_state(state["rng"])
+    if run.d.main:
+        print(f"resuming {cfg.resume} at epoch {run.start_epoch + 1}/{cfg.epochs}", file=sys.stderr)
+
+
+def _train_epoch(run: _Run, epoch: int) -> dict[str, Any]:
+    """One pass over this epoch's ``steps`` batches; returns the epoch's record (mean losses, lr, time)."""
+    cfg = run.cfg
+    t0 = time.perf_counter()
+    run.sampler.set_epoch(epoch)
+    run.train_ds.set_epoch(epoch)
+    run.net.train()
+    sums: dict[str, float] = {}
+    bar = None
+    if run.d.main and cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=run.steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="it", leave=True)
+    for i, (images, targets) in enumerate(run.loader):
+        if i >= run.steps:
+            break
+        step_loss = _train_step(run, images, targets, f"at epoch {epoch + 1}, step {i + 1}")
+        run.step_losses.append(step_loss["loss"])
+        for k, v in step_loss.items():
+            sums[k] = sums.get(k, 0.0) + v
+        if bar is not None:
+            postfix = {k: f"{v / (i + 1):.3f}" for k, v in sums.items()}
+            bar.set_postfix(postfix | {"lr": f"{run.scheduler.get_last_lr()[0]:.2e}"})
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return {
+        "epoch": epoch + 1,
+        "lr": run.scheduler.get_last_lr()[0],
+        "train_seconds": round(time.perf_counter() - t0, 2),
+        **{f"train_{k}": v / run.steps for k, v in sums.items()},
+    }
+
+
+def _train_step(
+    run: _Run, images: torch.Tensor, targets: list[dict[str, torch.Tensor]], where: str
+) -> dict[str, float]:
+    """Forward, backward (scaled, clipped) and an optimizer + LR step; returns the losses
+    averaged over the processes."""
+    device, cfg = run.device, run.cfg
+    images = images.to(device, non_blocking=True)
+    targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+    with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.use_amp):
+        losses = run.net(images, targets)
+    names = sorted(losses)
+    logged = _all_mean(torch.stack([losses[k].detach().float() for k in names]), run.d).tolist()
+    step_loss = dict(zip(names, logged))
+    if not math.isfinite(step_loss["loss"]):
+        raise TrainingError(f"the loss became {step_loss['loss']} {where}", "lower --lr or raise --warmup-epochs")
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(losses["loss"]).backward()
+    if cfg.grad_clip > 0:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    return step_loss
+
+
+def _end_epoch(run: _Run, epoch: int, record: dict[str, Any]) -> None:
+    """Rank 0: val AP (every ``val_every`` epochs and after the last), the best and the last
+    checkpoints, a summary line. Then every rank waits for the others."""
+    cfg = run.cfg
+    is_last = epoch + 1 == cfg.epochs
+    do_val = is_last or (cfg.val_every > 0 and (epoch + 1) % cfg.val_every == 0)
+    if run.d.main:
+        from ..models.checkpoint import save_checkpoint
+
+        if do_val:
+            t1 = time.perf_counter()
+            metrics = _evaluate(run.model, run.device, run.val[0], run.val[1], cfg.val_images)
+            record["val"] = metrics
+            record["val_seconds"] = round(time.perf_counter() - t1, 2)
+            if metrics.get("AP", -1.0) > run.best_ap:
+                run.best_ap, run.best_epoch = metrics["AP"], epoch + 1
+                record["best"] = True
+        run.history.append(record)
+        if record.get("best") or not run.out.exists():
+            provenance = {"epoch": epoch + 1, "val": record.get("val"), "config": cfg.to_dict()}
+            save_checkpoint(run.model, run.out, extra={"train": provenance})
+        save_checkpoint(run.model, run.last, extra={"train_state": _train_state(run, epoch)})
+        print(_summary(record, cfg.epochs), file=sys.stderr, flush=True)
+    if run.d.world > 1:
+        dist.barrier()
+
+
+def _train_state(run: _Run, epoch: int) -> dict[str, Any]:
+    """What ``resume`` needs to continue exactly after ``epoch``."""
+    return {
+        "epoch": epoch,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "best_ap": run.best_ap,
+        "best_epoch": run.best_epoch,
+        "history": run.history,
+        "step_losses": run.step_losses,
+        "rng": _rng_state(),
+        "config": run.cfg.to_dict(),
+    }
 
 
 def _summary(record: dict[str, Any], epochs: int) -> str:
