@@ -238,12 +238,12 @@ def _input_size(model: torch.nn.Module) -> tuple[int, int]:
 def _evaluate(
     model: torch.nn.Module, device: torch.device, ann_file: Path, image_dir: Path, max_images: int | None = None
 ) -> dict[str, float]:
-    from ..evaluation.coco_eval import evaluate
+    from ..evaluation.coco_eval import EvalOptions, evaluate
     from ..runtime.backends.torch_backend import TorchBackend
 
     clone = copy.deepcopy(model).eval()
     with TorchBackend(clone, device=str(device)) as backend:
-        result = evaluate(backend, ann_file, image_dir, progress=False, max_images=max_images)
+        result = evaluate(backend, ann_file, image_dir, EvalOptions(max_images=max_images, progress=False))
     return {k: float(v) for k, v in result.metrics.items()}
 
 
