@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     from detnet_trt.core.fileio import atomic_write_text, sha256_file
     from detnet_trt.data.coco import resolve_coco_dir
     from detnet_trt.evaluation.coco_eval import evaluate
-    from detnet_trt.quantize.calibrate import QuantizeOptions, quantize_onnx, read_quant_provenance
+    from detnet_trt.quantize.calibrate import quantize_onnx, read_quant_provenance
     from detnet_trt.quantize.calibset import CalibSet, make_calib_set, read_calib_set
+    from detnet_trt.quantize.options import QuantizeOptions
     from detnet_trt.runtime.backends import load_backend
 
     work = Path(args.work)

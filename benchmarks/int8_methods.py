@@ -23,7 +23,8 @@ from detnet_trt.data.coco import resolve_coco_dir
 from detnet_trt.data.synth import make_synth_dataset
 from detnet_trt.evaluation.coco_eval import EvalOptions, evaluate
 from detnet_trt.export.onnx import export_onnx
-from detnet_trt.quantize.calibrate import QuantizeOptions, quantize_onnx
+from detnet_trt.quantize.calibrate import quantize_onnx
+from detnet_trt.quantize.options import QuantizeOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 CKPT = ROOT / "detnet_trt" / "assets" / "detnet_tiny_synth.pt"

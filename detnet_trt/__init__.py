@@ -42,6 +42,14 @@ _EXPORTS = {
     "compare": "detnet_trt.apps.compare",
     "run_camera": "detnet_trt.apps.camera.loop",
     "run_inference": "detnet_trt.apps.infer",
+    "InferOptions": "detnet_trt.apps.infer",
+    "BenchOptions": "detnet_trt.apps.bench",
+    "CompareOptions": "detnet_trt.apps.compare",
+    "CameraOptions": "detnet_trt.apps.camera.options",
+    "EvalOptions": "detnet_trt.evaluation.coco_eval",
+    "QuantizeOptions": "detnet_trt.quantize.options",
+    "AccuracyCheckOptions": "detnet_trt.quantize.options",
+    "accuracy_check": "detnet_trt.quantize.gate",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -61,20 +69,23 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
-    from .apps.bench import benchmark
+    from .apps.bench import BenchOptions, benchmark
     from .apps.camera.loop import run_camera
-    from .apps.compare import compare
-    from .apps.infer import run_inference
+    from .apps.camera.options import CameraOptions
+    from .apps.compare import CompareOptions, compare
+    from .apps.infer import InferOptions, run_inference
     from .build.chain import build_engine
     from .build.options import BuildOptions
     from .core.config import PostprocessConfig
     from .core.errors import DetnetError
     from .core.meta import ModelMeta
     from .core.onnx_meta import read_onnx_meta
-    from .evaluation.coco_eval import evaluate
+    from .evaluation.coco_eval import EvalOptions, evaluate
     from .export.onnx import export_onnx
     from .quantize.calibrate import quantize_onnx
     from .quantize.calibset import make_calib_set, read_calib_set
+    from .quantize.gate import accuracy_check
+    from .quantize.options import AccuracyCheckOptions, QuantizeOptions
     from .runtime.backends import load_backend
     from .runtime.backends.base import Backend
     from .runtime.backends.tensorrt import TensorRTBackend

@@ -200,3 +200,23 @@ def test_lazy_attributes_resolve() -> None:
         assert getattr(detnet_trt, name) is not None, name
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         detnet_trt.nope  # noqa: B018
+
+
+MAX_LINES, MAX_PARAMS = 80, 8
+
+
+def test_functions_are_small_or_say_why() -> None:
+    """No package function over ~80 lines or ~8 parameters without a reason on its ``def`` line."""
+    big = []
+    for name, path in sorted(MODULES.items()):
+        lines = path.read_text(encoding="utf-8").split("\n")
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            a = node.args
+            params = [x for x in a.posonlyargs + a.args + a.kwonlyargs if x.arg not in ("self", "cls")]
+            count = len(params) + bool(a.vararg) + bool(a.kwarg)
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            if (length > MAX_LINES or count > MAX_PARAMS) and "#" not in lines[node.lineno - 1]:
+                big.append(f"{name}.{node.name}: {length} lines, {count} parameters")
+    assert not big, "functions over the size limits without a reason comment on the def line:\n" + "\n".join(big)

@@ -108,7 +108,8 @@ def _step_calib_set(ctx: _Ctx) -> None:
 
 
 def _step_quantize(ctx: _Ctx) -> None:
-    from ..quantize.calibrate import QuantizeOptions, quantize_onnx
+    from ..quantize.calibrate import quantize_onnx
+    from ..quantize.options import QuantizeOptions
 
     ctx.paths["int8"] = quantize_onnx(
         ctx.paths["fp32"],
@@ -290,7 +291,8 @@ def plot_latency(records: dict[str, dict[str, Any]], out: Path) -> Path:
 
 def _step_tensorrt(ctx: _Ctx) -> None:
     try:
-        from ..build.chain import BuildOptions, build_engine
+        from ..build.chain import build_engine
+        from ..build.options import BuildOptions
 
         ctx.paths["engine"] = build_engine(
             ctx.paths["int8"], ctx.out / "detnet_tiny_int8.engine", BuildOptions(precision="int8", force=True)
