@@ -7,8 +7,13 @@ where any of these is missing.
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
+
+# Tests import ONNX Runtime directly too: keep its telemetry off for the whole run (the package does
+# the same through detnet_trt.core.offline.import_ort; tests/test_no_network.py checks that).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
 def _have_gpu_stack() -> tuple[bool, str]:

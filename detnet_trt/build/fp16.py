@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import MissingDependencyError, ModelFileError
 from ..core.fileio import atomic_write_bytes, check_writable
+from ..core.offline import import_ort
 from ..core.onnx_meta import meta_of, set_meta
 
 if TYPE_CHECKING:
@@ -33,10 +34,7 @@ def convert_to_fp16(
 ) -> Path:
     """Write an FP16-typed copy of the FP32 ONNX ``src`` to ``dst`` (I/O types unchanged)."""
     import onnx
-    from onnxruntime.transformers.float16 import (
-        DEFAULT_OP_BLOCK_LIST,
-        convert_float_to_float16,
-    )
+    float16 = import_ort("onnxruntime.transformers.float16")
 
     out = check_writable(dst, force)
     try:
@@ -44,8 +42,8 @@ def convert_to_fp16(
     except Exception as err:  # noqa: BLE001 - onnx raises several types for a bad file
         raise ModelFileError(f"{src}: cannot read ONNX model ({err})", "check the path") from None
     io_before = _io_types(model)
-    block = list(dict.fromkeys([*DEFAULT_OP_BLOCK_LIST, *keep_float32_ops]))
-    fp16 = convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
+    block = list(dict.fromkeys([*float16.DEFAULT_OP_BLOCK_LIST, *keep_float32_ops]))
+    fp16 = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
     if _io_types(fp16) != io_before:  # the converter promises this; the engine contract needs it
         raise ModelFileError(f"{src}: FP16 conversion changed the graph's input/output types")
     fp16 = _toposort(fp16)  # the converter appends the casts it inserts at the end of the node list

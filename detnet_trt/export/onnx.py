@@ -55,6 +55,7 @@ from ..core.config import GRAPH_NMS, PostprocessConfig
 from ..core.errors import InputError
 from ..core.fileio import atomic_write_bytes, check_writable, sha256_file
 from ..core.meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS, INPUT_NAME, LAYOUTS, ModelMeta
+from ..core.offline import import_ort
 from ..core.onnx_meta import set_meta
 from .check import TRT86_MAX_OPSET, TRT_MAX_TOPK, ExportCheckError, check_graph
 from .nms import _append_nms
@@ -308,7 +309,7 @@ def _tidy(proto: onnx.ModelProto, k: int) -> None:
 
 def _verify(data: bytes, dummy: np.ndarray, ref: list[np.ndarray], meta: ModelMeta) -> None:
     """Run the serialized graph in ONNX Runtime on ``dummy`` and compare with PyTorch's ``ref``."""
-    import onnxruntime as ort
+    ort = import_ort()
 
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     outs = dict(zip(meta.output_names, sess.run(list(meta.output_names), {INPUT_NAME: dummy})))

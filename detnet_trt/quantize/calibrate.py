@@ -38,6 +38,7 @@ import numpy as np
 from ..core.errors import IncompatibleError, InputError, MissingDependencyError, ModelFileError
 from ..core.fileio import atomic_write_bytes, atomic_write_text, check_writable, sha256_file
 from ..core.meta import ModelMeta
+from ..core.offline import import_ort
 from ..core.onnx_meta import meta_of, set_meta
 from .calibset import CalibSet, read_calib_set
 from .options import DEFAULT_PERCENTILE as DEFAULT_PERCENTILE  # re-exported: the names lived here
@@ -114,7 +115,7 @@ def prepare_fp32(model_path: Path, out_path: Path) -> tuple[Any, dict[str, str]]
     """ONNX Runtime's quantization pre-processing (shape inference + basic graph optimisation,
     which folds batch norms into convolutions), after naming unnamed nodes. Returns the model and
     the exported model's weight names of its nodes (folding renames weights; node names stay)."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    quant_pre_process = import_ort("onnxruntime.quantization.shape_inference").quant_pre_process
 
     onnx = _onnx()
     model = _load(model_path)
@@ -146,15 +147,15 @@ def _fp32_meta(model: Any, path: Path) -> ModelMeta:
 def ort_has_cache_api() -> bool:
     """Whether this onnxruntime's ``quantize_static`` takes ``calibration_cache_path`` (older ones
     calibrate inside ``quantize_static``; ranges can then be neither cached nor reused)."""
-    from onnxruntime.quantization import quantize_static
+    quantize_static = import_ort("onnxruntime.quantization").quantize_static
 
     return "calibration_cache_path" in inspect.signature(quantize_static).parameters
 
 
 def _ort_method(method: str) -> Any:
-    from onnxruntime.quantization import CalibrationMethod
+    methods = import_ort("onnxruntime.quantization").CalibrationMethod
 
-    return {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method]
+    return {"entropy": methods.Entropy, "minmax": methods.MinMax, "percentile": methods.Percentile}[method]
 
 
 def _calibrate(
@@ -165,8 +166,8 @@ def _calibrate(
     workdir: Path,
 ) -> dict[str, Any]:
     """Run the calibrator batch by batch; returns ONNX Runtime's TensorsData as a JSON-able dict."""
-    from onnxruntime.quantization import create_calibrator
-    from onnxruntime.quantization.calibrate import CalibrationCacheEncoder
+    create_calibrator = import_ort("onnxruntime.quantization").create_calibrator
+    cache_encoder = import_ort("onnxruntime.quantization.calibrate").CalibrationCacheEncoder
 
     options: dict[str, Any] = {"symmetric": True}
     if method == "percentile":
@@ -185,7 +186,7 @@ def _calibrate(
         if reader.used == 0:
             raise InputError("no calibration image could be read", "check the calibration set's images")
         tensors = calibrator.compute_data()
-    return json.loads(json.dumps(tensors.to_dict(), cls=CalibrationCacheEncoder))
+    return json.loads(json.dumps(tensors.to_dict(), cls=cache_encoder))
 
 
 class _OneShot:
@@ -310,7 +311,7 @@ def _provenance(
     src: Path, cs: CalibSet, meta: ModelMeta, options: QuantizeOptions, data_sha: str, skipped: int
 ) -> dict[str, Any]:
     """What the Q/DQ model is made from (inputs and settings), recorded in it and in the cache."""
-    import onnxruntime
+    onnxruntime = import_ort()
 
     return {
         "format": FORMAT,
@@ -368,7 +369,7 @@ def _calibration_ranges(
     cache_path = options.calib_cache
     if not ort_has_cache_api():
         if cache_path is not None:
-            import onnxruntime
+            onnxruntime = import_ort()
 
             raise MissingDependencyError(
                 f"--calib-cache needs an onnxruntime whose quantize_static takes calibration_cache_path "
@@ -439,19 +440,19 @@ def _run_quantizer(
 ) -> Any:
     """ONNX Runtime's static QDQ quantizer; returns the Q/DQ model with the float nodes' inputs
     un-quantized and unused opsets dropped."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    q = import_ort("onnxruntime.quantization")
 
     with contextlib.redirect_stdout(io.StringIO()):
-        quantize_static(
+        q.quantize_static(
             str(prepared_path),
             str(q_path),
             **source,
-            quant_format=QuantFormat.QDQ,
+            quant_format=q.QuantFormat.QDQ,
             op_types_to_quantize=list(OP_TYPES),
             per_channel=True,
             reduce_range=False,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
+            activation_type=q.QuantType.QInt8,
+            weight_type=q.QuantType.QInt8,
             nodes_to_exclude=exclude,
             calibrate_method=_ort_method(method),
             extra_options=extra_options,

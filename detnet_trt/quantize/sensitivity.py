@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..core.meta import INPUT_NAME, ModelMeta
+from ..core.offline import import_ort
 
 
 @dataclass
@@ -60,7 +61,7 @@ def layer_errors(
     """Per-layer errors of the Q/DQ model ``int8_path`` against ``fp32_path`` on uint8 ``images``
     (each one letterboxed model input batch), most harmful layer first."""
     import onnx
-    import onnxruntime as ort
+    ort = import_ort()
 
     from .calibrate import prepare_fp32
     from .placement import OP_TYPES

@@ -16,6 +16,7 @@ import numpy as np
 
 from ...core.errors import IncompatibleError, InputError, MissingDependencyError, ModelFileError
 from ...core.meta import INPUT_NAME
+from ...core.offline import import_ort
 from .base import Backend
 
 PROVIDERS: dict[str, list[str]] = {
@@ -27,7 +28,7 @@ PROVIDERS: dict[str, list[str]] = {
 
 def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
     """Provider names for ``providers`` (``None`` = ``"cpu"``), checked against this ONNX Runtime."""
-    import onnxruntime as ort
+    ort = import_ort()
 
     if providers is None:
         providers = "cpu"
@@ -78,7 +79,7 @@ class OnnxRuntimeBackend(Backend):
         self._outputs: list[str] = list(self.meta.output_names)
 
     def _open(self) -> None:
-        import onnxruntime as ort
+        ort = import_ort()
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -123,7 +124,7 @@ class OnnxRuntimeBackend(Backend):
         return list(self.session.get_providers()) if self.session is not None else []
 
     def describe(self) -> dict[str, str]:
-        import onnxruntime as ort
+        ort = import_ort()
 
         d = super().describe()
         d.update(
