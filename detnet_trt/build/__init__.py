@@ -9,26 +9,17 @@ that importing :mod:`.options` (the CLI does, to declare its flags) loads nothin
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..core.lazy import lazy_exports
 
 # public name -> module (in this package) that defines it
-_EXPORTS = {"BuildOptions": "options", "EngineBuildError": "options", "build_engine": "chain"}
+_EXPORTS = {"BuildOptions": ".options", "EngineBuildError": ".options", "build_engine": ".chain"}
 
 __all__ = ["BuildOptions", "EngineBuildError", "build_engine"]  # = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed

@@ -9,23 +9,24 @@ does, to declare its flags) loads neither NumPy nor ONNX.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..core.lazy import lazy_exports
 
 # public name -> module (in this package) that defines it
 _EXPORTS = {
-    "AccuracyCheckOptions": "options",
-    "QuantizeOptions": "options",
-    "CalibSet": "calibset",
-    "make_calib_set": "calibset",
-    "read_calib_set": "calibset",
-    "check_quantized": "calibrate",
-    "is_qdq_onnx": "calibrate",
-    "quantize_onnx": "calibrate",
-    "read_quant_provenance": "calibrate",
-    "AccuracyDropError": "gate",
-    "AccuracyReport": "gate",
-    "accuracy_check": "gate",
+    "AccuracyCheckOptions": ".options",
+    "QuantizeOptions": ".options",
+    "CalibSet": ".calibset",
+    "make_calib_set": ".calibset",
+    "read_calib_set": ".calibset",
+    "check_quantized": ".calibrate",
+    "is_qdq_onnx": ".calibrate",
+    "quantize_onnx": ".calibrate",
+    "read_quant_provenance": ".calibrate",
+    "AccuracyDropError": ".gate",
+    "AccuracyReport": ".gate",
+    "accuracy_check": ".gate",
 }
 
 __all__ = [  # = sorted(_EXPORTS)
@@ -44,17 +45,7 @@ __all__ = [  # = sorted(_EXPORTS)
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
