@@ -5,8 +5,9 @@ Each module ``detnet_trt/cli/<name>.py`` (not starting with ``_``) defines
 ``func=run`` where ``run(args) -> int`` is a thin wrapper over a library function. Modules must
 import only argparse-level things at top level; heavy imports go inside ``run``.
 
-A :class:`~detnet_trt.core.errors.DetnetError` is printed as one line and exits with code 2; the
-traceback is shown only with ``--debug``.
+A :class:`~detnet_trt.core.errors.DetnetError` is printed as one line and exits with code 2; so is
+an ``OSError`` that escapes a command (a read-only folder, a full disk, a missing file: the
+operating system's message with the path). The traceback is shown only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_message(err: OSError) -> str:
+    """One line for an ``OSError``: what failed, on which path(s)."""
+    what = err.strerror or str(err) or type(err).__name__
+    paths = [p for p in (err.filename, err.filename2) if p is not None]
+    where = f": {' -> '.join(str(p) for p in paths)}" if paths else ""
+    return f"{what}{where}".replace("\n", " ")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -60,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"detnet-trt {args.command}: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"detnet-trt {args.command}: error: {_os_message(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"detnet-trt {args.command}: interrupted", file=sys.stderr)
         return 130
