@@ -16,7 +16,7 @@ from detnet_trt.cli import main
     [
         (OSError(errno.ENOSPC, "No space left on device", "/data/out.jpg"), "No space left on device: /data/out.jpg"),
         (PermissionError(errno.EACCES, "Permission denied", "/ro/x"), "Permission denied: /ro/x"),
-        (OSError(errno.EXDEV, "Invalid cross-device link", "/a", "/b"), "Invalid cross-device link: /a -> /b"),
+        (OSError(errno.EXDEV, "Invalid cross-device link", "/a", None, "/b"), "Invalid cross-device link: /a -> /b"),
         (OSError("something\nodd"), "something odd"),
     ],
 )
