@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
+from ..core.errors import DetnetError
 from ..core.fileio import atomic_write_bytes, sha256_bytes, sha256_file
 from ..core.meta import INPUT_NAME, ModelMeta
 from ..core.onnx_meta import read_onnx_meta
@@ -68,8 +69,6 @@ def _build_with_tensorrt(
     if cache_path is not None:
         load_timing_cache(config, cache_path)
     data, seconds = _build_serialized(api, builder, network, config, opts, onnx_path, log)
-    if cache_path is not None:
-        save_timing_cache(config, cache_path)
 
     log.step(f"save {out.name} ({len(data) / 2**20:.1f} MiB, built in {seconds:.0f} s)")
     atomic_write_bytes(out, data, force=True)
@@ -89,6 +88,8 @@ def _build_with_tensorrt(
         },
     )
     write_sidecar(out, info, force=True)
+    if cache_path is not None:  # after the engine: a cache that cannot be written never costs the build
+        save_timing_cache(config, cache_path)
     return out
 
 
@@ -236,12 +237,21 @@ def load_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
         config.set_timing_cache(config.create_timing_cache(b""), False)
 
 
-def save_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
+def save_timing_cache(config: trt.IBuilderConfig, path: Path) -> bool:
+    """Write the builder's timing cache to ``path``; a failure is a warning on stderr (the engine
+    is already saved), returned as ``False``."""
     cache = config.get_timing_cache()
     if cache is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, bytes(memoryview(cache.serialize())), force=True)
+        return False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, bytes(memoryview(cache.serialize())), force=True)
+    except (OSError, DetnetError) as err:
+        print(f"detnet-trt build: warning: timing cache not saved to {path} ({err}); the engine is fine, "
+              "later builds just start without it (--timing-cache PATH elsewhere, or --no-timing-cache)",
+              file=sys.stderr)
+        return False
+    return True
 
 
 class _Steps:

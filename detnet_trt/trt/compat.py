@@ -63,7 +63,8 @@ VERSION_SPECIFIC_NAMES: dict[str, tuple[int, ...]] = {
     "IBuilderConfig.progress_monitor": (10, 11),
 }
 
-_MIN_MAJOR, _MAX_MAJOR = 8, 11
+#: The oldest TensorRT the package supports (as setup.py and the README say) and the newest major.
+MIN_VERSION, MAX_MAJOR = (8, 6), 11
 
 
 class TensorRTMissingError(MissingDependencyError):
@@ -133,10 +134,19 @@ class TrtApi:
         return self.major >= 10
 
     def check_supported(self) -> None:
-        if not _MIN_MAJOR <= self.major <= _MAX_MAJOR:
+        """:class:`DetnetError` for a version outside 8.6 .. 11.x, naming what to install."""
+        major, minor, _ = parse_version(self.version)
+        if (major, minor) < MIN_VERSION or major == 9:
             raise DetnetError(
-                f"TensorRT {self.version} is not supported (supported: 8.6, 10.x, 11.x)",
-                "install one of these versions",
+                f"TensorRT {self.version} is not supported: the oldest supported is "
+                f"{MIN_VERSION[0]}.{MIN_VERSION[1]} (supported: 8.6, 10.x, 11.x)",
+                "install TensorRT 8.6 or newer (JetPack 6.0 ships 8.6, JetPack 6.1 / 6.2 ship 10.3)",
+            )
+        if major > MAX_MAJOR:
+            raise DetnetError(
+                f"TensorRT {self.version} is not supported: it is newer than {MAX_MAJOR}.x, the newest this "
+                "package was checked against (supported: 8.6, 10.x, 11.x)",
+                "install TensorRT 10.x or 11.x, or a detnet-trt release that supports it",
             )
 
     def network_flag_names(self, strongly_typed: bool) -> tuple[str, ...]:

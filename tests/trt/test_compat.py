@@ -62,6 +62,19 @@ def test_unsupported_version_is_an_error(version) -> None:
         TrtApi(version).check_supported()
 
 
+@pytest.mark.parametrize("version", ["8.0.1", "8.2.1.8", "8.5.3.1", "9.3.0"])
+def test_versions_before_8_6_are_refused_with_what_to_install(version) -> None:
+    """setup.py and the README say TensorRT 8.6 or newer: 8.0-8.5 (and the 9.x previews) are refused."""
+    with pytest.raises(compat.DetnetError, match=r"not supported: the oldest supported is 8\.6") as err:
+        TrtApi(version).check_supported()
+    assert "install TensorRT 8.6 or newer" in str(err.value)
+
+
+@pytest.mark.parametrize("version", ["8.6.0", "8.6.1.6", "10.0.1", "11.9.0"])
+def test_supported_versions_pass_the_gate(version) -> None:
+    TrtApi(version).check_supported()
+
+
 @pytest.mark.parametrize(
     ("text", "want"), [("8.6.1", (8, 6, 1)), ("10.3.0", (10, 3, 0)), ("11.4.0.106", (11, 4, 0)), ("10.0", (10, 0, 0))]
 )
