@@ -30,7 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--repo", required=True, help="repository folder to write")
     add_repo_args(p)
     add_postprocess_args(p)
-    p.add_argument("--force", action="store_true", help="replace an existing repository folder")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing repository that export-triton wrote (a folder holding other files is refused)")
+    p.add_argument("--link", action="store_true",
+                   help="hard-link the model file into the repository instead of copying it (saves space; "
+                        "the repository's model file is then the original)")
     p.set_defaults(func=run)
     return p
 
@@ -64,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     plan = export_triton(
         args.model, args.repo, options=repo_options(args), post=postprocess_config(args), force=args.force,
+        link=args.link,
     )
     print(f"wrote {plan.repo}: {', '.join(plan.configs)} ({plan.info.platform})")
     print(f"run: tritonserver --model-repository={plan.repo.resolve()}  (see {plan.repo / 'README.md'})")

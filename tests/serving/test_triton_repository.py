@@ -192,11 +192,105 @@ def test_cli_export_triton_checks_options_before_reading_the_model(tmp_path, cap
 def test_force_replaces_repository(onnx_model, tmp_path):
     dest = tmp_path / "repo"
     export_triton(onnx_model, dest, options=TritonRepoOptions(max_batch=2, kind="cpu"))
-    (dest / "stale.txt").write_text("old")
+    pycache = dest / "detnet_postprocess" / "1" / "__pycache__"  # what Triton's Python backend writes
+    pycache.mkdir()
+    (pycache / "model.cpython-310.pyc").write_bytes(b"pyc")
     export_triton(onnx_model, dest, options=TritonRepoOptions(max_batch=4, kind="cpu"), force=True)
-    assert not (dest / "stale.txt").exists()
+    assert not pycache.exists()
     assert _parse(dest / "detnet" / "config.pbtxt").max_batch_size == 4
     assert [p.name for p in tmp_path.iterdir()] == ["repo"]  # no temporary folders left
+
+
+def test_force_never_deletes_files_it_did_not_write(onnx_model, tmp_path):
+    from detnet_trt.core.fileio import OutputError
+
+    dest = tmp_path / "repo"
+    export_triton(onnx_model, dest, options=TritonRepoOptions(kind="cpu"))
+    (dest / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match=r"holds files detnet-trt did not write \(notes.txt\)"):
+        export_triton(onnx_model, dest, options=TritonRepoOptions(kind="cpu"), force=True)
+    assert (dest / "notes.txt").read_text() == "mine"
+    user = tmp_path / "work"
+    user.mkdir()
+    (user / "thesis.tex").write_text("years of work")
+    with pytest.raises(OutputError, match="not written by detnet-trt export-triton") as err:
+        export_triton(onnx_model, user, options=TritonRepoOptions(kind="cpu"), force=True)
+    assert "\n" not in str(err.value) and "--repo" in str(err.value)
+    assert (user / "thesis.tex").read_text() == "years of work"
+    marker = json.loads((dest / ".detnet-trt-repository.json").read_text())
+    assert marker["format"] == "detnet-trt-triton-repository"
+    assert "detnet_model/1/model.onnx" in marker["files"] and "README.md" in marker["files"]
+
+
+@pytest.mark.parametrize("where", [".", "..", "/"])
+def test_current_parent_and_root_folders_are_refused(onnx_model, tmp_path, monkeypatch, capsys, where):
+    from detnet_trt.cli import main
+
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    for extra in ([], ["--force"]):
+        assert main(["export-triton", str(onnx_model), "--repo", where, "--kind", "cpu", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("detnet-trt export-triton: error: --repo") and err.count("\n") == 1
+        assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+
+
+def test_repository_holding_the_model_is_refused(onnx_model, tmp_path):
+    from detnet_trt.core.fileio import OutputError
+
+    models = tmp_path / "models"
+    models.mkdir()
+    m = models / "m.onnx"
+    m.write_bytes(Path(onnx_model).read_bytes())
+    with pytest.raises(OutputError, match="holds the input"):
+        export_triton(m, models, options=TritonRepoOptions(kind="cpu"), force=True)
+    dest = tmp_path / "repo"
+    export_triton(m, dest, options=TritonRepoOptions(kind="cpu"))
+    inside = dest / "detnet_model" / "1" / "model.onnx"
+    with pytest.raises(OutputError, match="holds the input"):
+        export_triton(inside, dest, options=TritonRepoOptions(kind="cpu"), force=True)
+    assert inside.is_file() and m.is_file()
+
+
+def test_model_is_copied_not_linked_unless_asked(onnx_model, tmp_path, capsys):
+    from detnet_trt.cli import main
+
+    m = tmp_path / "m.onnx"
+    m.write_bytes(Path(onnx_model).read_bytes())
+    original = m.read_bytes()
+    export_triton(m, tmp_path / "r", options=TritonRepoOptions(kind="cpu"))
+    placed = tmp_path / "r" / "detnet_model" / "1" / "model.onnx"
+    assert not placed.samefile(m)
+    with open(placed, "r+b") as f:  # a later write into the repository in place
+        f.write(b"X" * 16)
+    assert m.read_bytes() == original
+    assert main(["export-triton", str(m), "--repo", str(tmp_path / "l"), "--kind", "cpu", "--link"]) == 0
+    assert (tmp_path / "l" / "detnet_model" / "1" / "model.onnx").samefile(m)
+
+
+def test_repository_follows_the_umask(onnx_model, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        export_triton(onnx_model, tmp_path / "r", options=TritonRepoOptions(kind="cpu"))
+    finally:
+        os.umask(old)
+    r = tmp_path / "r"
+    assert stat.S_IMODE(r.stat().st_mode) == 0o755  # not mkdtemp's 0700: a tritonserver container reads it
+    assert stat.S_IMODE((r / "README.md").stat().st_mode) == 0o644
+    assert stat.S_IMODE((r / "detnet_model" / "1" / "model.onnx").stat().st_mode) == 0o644
+
+
+def test_repository_parent_that_is_a_file_is_one_line(onnx_model, tmp_path, capsys):
+    from detnet_trt.cli import main
+
+    (tmp_path / "f").write_text("x")
+    assert main(["export-triton", str(onnx_model), "--repo", str(tmp_path / "f" / "r"), "--kind", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file" in err and err.count("\n") == 1
 
 
 def test_onnx_external_data_travels_with_the_model(onnx_model, tmp_path):

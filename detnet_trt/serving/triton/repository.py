@@ -46,7 +46,15 @@ from typing import Any
 from ..._version import __version__
 from ...core.config import PostprocessConfig
 from ...core.errors import InputError, ModelFileError, OutputExistsError
-from ...core.fileio import atomic_write_text, sha256_bytes
+from ...core.fileio import (
+    OutputError,
+    atomic_write_text,
+    check_not_input,
+    check_output_dir,
+    dir_mode,
+    output_error,
+    sha256_bytes,
+)
 from ...core.meta import INPUT_NAME, ModelMeta
 from . import protocol as _proto_mod  # the module itself (names of tensors)
 
@@ -595,16 +603,24 @@ support matrix lists it), or rebuild the engine inside that container.
 """
 
 
-def _link_model_files(version_dir: Path, info: ModelInfo) -> None:
-    """The model file (and an ONNX file's external-data files) into the version folder: hard links
-    when possible (engines are large; writers here replace files by rename, so a link never
-    changes under Triton), copies otherwise."""
-    for src, name in [(info.path, info.filename), *((info.path.parent / f, f) for f in info.external_files)]:
+def _model_files(info: ModelInfo) -> list[tuple[Path, str]]:
+    """(source file, name in the version folder): the model and an ONNX file's external-data files."""
+    return [(info.path, info.filename), *((info.path.parent / f, f) for f in info.external_files)]
+
+
+def _place_model_files(version_dir: Path, info: ModelInfo, link: bool = False) -> None:
+    """The model file (and an ONNX file's external-data files) into the version folder: copies, so
+    that nothing written into the repository later can change the user's original; hard links
+    only with ``link`` (``--link``: saves the space of a large engine; copies where linking fails)."""
+    for src, name in _model_files(info):
         (version_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(src, version_dir / name)
-        except OSError:
-            shutil.copyfile(src, version_dir / name)
+        if link:
+            try:
+                os.link(src, version_dir / name)
+                continue
+            except OSError:
+                pass
+        shutil.copyfile(src, version_dir / name)
 
 
 def _write_postprocess(post_dir: Path, meta: ModelMeta, vendor: dict[str, str]) -> str:
@@ -640,14 +656,74 @@ def _readme(plan: RepositoryPlan, options: TritonRepoOptions, post: PostprocessC
 
 
 def _write_tree(
-    dest: Path, plan: RepositoryPlan, vendor: dict[str, str], options: TritonRepoOptions, post: PostprocessConfig
+    dest: Path, plan: RepositoryPlan, vendor: dict[str, str], options: TritonRepoOptions, post: PostprocessConfig,
+    link: bool = False,
 ) -> None:
     for model, cfg in plan.configs.items():
         (dest / model / "1").mkdir(parents=True, exist_ok=True)
         atomic_write_text(dest / model / "config.pbtxt", to_pbtxt(cfg))
-    _link_model_files(dest / plan.model_name / "1", plan.info)
+    _place_model_files(dest / plan.model_name / "1", plan.info, link)
     vendor_sha = _write_postprocess(dest / plan.post_name, plan.info.meta, vendor)
     atomic_write_text(dest / "README.md", _readme(plan, options, post, vendor_sha))
+    _write_marker(dest, plan)
+
+
+# --- what --force may replace ----------------------------------------------------------------------
+MARKER_NAME = ".detnet-trt-repository.json"
+MARKER_FORMAT = "detnet-trt-triton-repository"
+
+
+def _tree_files(root: Path) -> set[str]:
+    """Files below ``root`` (POSIX, relative), without the ``__pycache__`` a Python backend writes."""
+    return {
+        p.relative_to(root).as_posix() for p in root.rglob("*")
+        if not p.is_dir() and "__pycache__" not in p.relative_to(root).parts
+    }
+
+
+def _write_marker(dest: Path, plan: RepositoryPlan) -> None:
+    """``MARKER_NAME``: the format and every file this export wrote, so that ``--force`` later
+    replaces only a repository made of them."""
+    doc = {"format": MARKER_FORMAT, "version": 1, "detnet_trt": __version__, "name": plan.name,
+           "files": sorted(_tree_files(dest))}
+    atomic_write_text(dest / MARKER_NAME, json.dumps(doc, indent=1) + "\n")
+
+
+def _check_replaceable(dest: Path, shown: str) -> None:
+    """Refuse to replace ``dest`` unless it is a repository this package wrote and holds nothing else."""
+    fix = "remove it yourself, or choose a new --repo folder"
+    try:
+        doc = json.loads((dest / MARKER_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        doc = None
+    if not isinstance(doc, dict) or doc.get("format") != MARKER_FORMAT or not isinstance(doc.get("files"), list):
+        raise OutputError(f"--repo {shown} was not written by detnet-trt export-triton (no {MARKER_NAME}); "
+                          "--force replaces only such a repository", fix)
+    extra = sorted(_tree_files(dest) - set(doc["files"]) - {MARKER_NAME})
+    if extra:
+        more = f" and {len(extra) - 3} more" if len(extra) > 3 else ""
+        raise OutputError(f"--repo {shown} holds files detnet-trt did not write ({', '.join(extra[:3])}{more}); "
+                          "--force replaces only what it wrote", "move those files out, or choose a new --repo folder")
+
+
+def _check_repo_path(dest: Path, shown: str, info: ModelInfo, force: bool) -> None:
+    """``dest`` (absolute, not resolved): not ``.``/``..``/``/``, not holding the model, new or
+    replaceable (``force``), its parent writable with room for the model files."""
+    real, cwd = Path(os.path.realpath(dest)), Path(os.path.realpath(os.getcwd()))
+    if real == cwd or real in cwd.parents or real.parent == real:
+        raise OutputError(f"--repo {shown} is the current folder, one above it or the root; "
+                          "export-triton writes a folder of its own", "name a new folder, e.g. --repo triton_repo")
+    check_not_input(dest, [src for src, _ in _model_files(info)])
+    if dest.is_symlink():
+        raise OutputError(f"--repo {shown} is a symbolic link", "name the folder itself, or a new folder")
+    if dest.exists() and not dest.is_dir():
+        raise OutputExistsError(f"{shown} exists and is not a folder", "choose another --repo")
+    if dest.exists() and not force:
+        raise OutputExistsError(f"{shown} already exists", "pass --force to replace the repository")
+    if dest.exists():
+        _check_replaceable(dest, shown)
+    size = sum(src.stat().st_size for src, _ in _model_files(info)) + (1 << 20)
+    check_output_dir(dest.parent, size=size)
 
 
 def _check_model_fits(info: ModelInfo, options: TritonRepoOptions) -> None:
@@ -667,36 +743,46 @@ def export_triton(
     options: TritonRepoOptions = TritonRepoOptions(),
     post: PostprocessConfig = PostprocessConfig(),
     force: bool = False,
+    link: bool = False,
 ) -> RepositoryPlan:
     """Write a Triton model repository serving ``model`` (.onnx or .engine) as ensemble ``options.name``.
 
     ``options``: names, batching and instances (:class:`TritonRepoOptions`); ``post``: the
     thresholds of the post-processing model. The repository is built in a temporary folder
     beside ``repo`` and renamed into place, so an interrupted export leaves no half-written
-    repository; an existing ``repo`` is replaced only with ``force``.
+    repository. An existing ``repo`` is replaced only with ``force``, and only when it is a
+    repository this function wrote (its ``.detnet-trt-repository.json`` lists every file) holding
+    nothing else; ``.``, ``..``, ``/`` and a folder holding the model are refused. The model file is
+    copied into the repository (hard-linked with ``link``).
     """
     info = read_model(model)
     _check_model_fits(info, options)
-    dest = Path(repo)
-    if dest.exists() and not force:
-        raise OutputExistsError(f"{dest} already exists", "pass --force to replace the repository")
-    if dest.exists() and not dest.is_dir():
-        raise OutputExistsError(f"{dest} exists and is not a folder", "choose another --repo")
+    dest = Path(os.path.abspath(repo))
+    _check_repo_path(dest, os.fspath(repo), info, force)
     plan = _configs(info, options, post)
-    plan.repo = dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    plan.repo = Path(repo)
     try:
-        _write_tree(tmp, plan, vendored_sources(), options, post)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        os.chmod(tmp, dir_mode())  # mkdtemp makes 0700: the folder a tritonserver container must read
+    except OSError as err:
+        raise output_error(dest.parent, err, "cannot write in folder") from None
+    try:
+        _write_tree(tmp, plan, vendored_sources(), options, post, link)
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
             os.replace(dest, old)
-            os.replace(tmp, dest)
+            try:
+                os.replace(tmp, dest)
+            except BaseException:
+                os.replace(old, dest)  # the previous repository back in place
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):  # a copy or rename failed: full disk, I/O error, ...
+            raise output_error(os.fspath(repo), err) from err
         raise
     return plan
 
