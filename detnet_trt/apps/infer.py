@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 
 from ..core.config import PostprocessConfig
-from ..core.errors import InputError
-from ..core.fileio import atomic_write_bytes, atomic_write_text, check_writable
+from ..core.errors import InputError, OutputExistsError
+from ..core.fileio import OutputError, atomic_write_bytes, atomic_write_text, check_output_dir
 from ..core.images import IMAGE_SUFFIXES, list_images, read_image
 from ..runtime.backends import Backend, load_backend
 from ..runtime.detector import Detector
@@ -97,16 +97,27 @@ class InferOptions:
 
 
 def _plan(inputs: Sequence[str | os.PathLike[str]], out: Path, force: bool) -> tuple[list[Path], list[str]]:
-    """The input files and their output names, every output checked writable before anything runs."""
+    """The input files and their output names, every output checked before anything runs: the
+    ``--out`` folder is not an input folder and holds no input (it may lie inside an input folder:
+    only the folder's own files are read), it is a folder (created) that takes a real file, and no
+    output file exists unless ``force``."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file", "name a folder for the annotated images")
     files = collect_images(inputs)
     if not files:
         raise InputError(f"no images found in {[str(i) for i in inputs]}",
                          f"name image files or folders holding {', '.join(sorted(IMAGE_SUFFIXES))} files")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file", "name a folder for the annotated images")
+    try:
+        check_output_dir(out, inputs, allow_inside=True)
+    except OutputError as err:
+        raise OutputError(f"--out: {err.message}", err.hint) from None
     names = _output_names(files)
     for name in [*names, JSON_NAME]:
-        check_writable(out / name, force)
+        target = out / name
+        if target.is_dir():
+            raise OutputError(f"output {target} is a folder", "remove it or choose another --out")
+        if target.exists() and not force:
+            raise OutputExistsError(f"{target} already exists", "pass --force to overwrite it")
     return files, names
 
 
@@ -154,9 +165,11 @@ def run_inference(
 ) -> InferResult:
     """Run ``model`` (a model file for :func:`load_backend`, or a Backend) on image files.
 
-    Raises :class:`InputError` when no input names an image at all, and
-    :class:`~detnet_trt.core.errors.OutputExistsError` (before anything runs) when an output file
-    exists and ``options.force`` is false.
+    Raises :class:`InputError` when no input names an image at all, and, before anything runs,
+    :class:`~detnet_trt.core.errors.OutputExistsError` when an output file exists and
+    ``options.force`` is false, :class:`~detnet_trt.core.fileio.OutputError` when ``out_dir`` is
+    (or holds) an input or cannot be written. A write that fails later (a full disk) is an
+    ``OutputError`` too.
     """
     out = Path(out_dir)
     backend = model if isinstance(model, Backend) else load_backend(model, **(backend_kwargs or {}))
