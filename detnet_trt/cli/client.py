@@ -14,9 +14,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "<stem>.jpg per image.",
     )
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--url", default="127.0.0.1:8000", help="server HOST:PORT (default 127.0.0.1:8000; gRPC: :8001)")
+    p.add_argument("--url", default="127.0.0.1:8000",
+                   help="server HOST:PORT, or http://HOST:PORT / grpc://HOST:PORT (the scheme picks the protocol; "
+                   "default 127.0.0.1:8000; gRPC: :8001)")
     p.add_argument("--model", default="detnet", help="model name on the server (default detnet)")
-    p.add_argument("--protocol", choices=("http", "grpc"), default="http", help="default http")
+    p.add_argument("--protocol", choices=("http", "grpc"), default=None,
+                   help="default: the --url scheme, else http")
     p.add_argument("--labels", help="class names file, one a line (default: from the server's config if it has them)")
     p.add_argument("--out", help="folder for <stem>.json and annotated <stem>.jpg")
     p.add_argument("--force", action="store_true", help="overwrite files in --out")

@@ -56,9 +56,10 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
 
 def run(args: argparse.Namespace) -> int:
     from ..runtime.backends import load_backend
-    from ..serving.triton.server import serve
+    from ..serving.triton.server import check_ports_free, serve
 
     options = serve_options(args)  # before loading anything: the bind rule, ports, batching
+    check_ports_free(options.host, options.port_flags())  # in seconds, not after loading the model (again in start)
     post = postprocess_config(args)
     backend = load_backend(args.model, **backend_kwargs(args, args.model))
     serve(backend, options=options, post=post)

@@ -42,14 +42,64 @@ def _client_module(protocol_name: str) -> Any:
     return mod
 
 
+def split_url(url: str, protocol_name: str | None = None) -> tuple[str, str]:
+    """``(HOST:PORT, protocol)`` of a ``--url``: a scheme (``http://``, ``grpc://``) is stripped and
+    picks the protocol; without one, ``protocol_name`` (default http). A scheme that contradicts
+    ``protocol_name``, ``https``, a path, or no port is refused in one line with the fix."""
+    if protocol_name is not None and protocol_name not in ("http", "grpc"):
+        raise InputError(f"protocol must be 'http' or 'grpc', got {protocol_name!r}")
+    rest = url.strip()
+    scheme = None
+    if "://" in rest:
+        scheme, rest = rest.split("://", 1)
+        scheme = scheme.lower()
+        if scheme not in ("http", "grpc"):
+            raise InputError(
+                f"--url {url}: scheme {scheme}:// is not supported (plain HTTP or gRPC only, no TLS)",
+                "pass HOST:PORT, http://HOST:PORT or grpc://HOST:PORT",
+            )
+        if protocol_name is not None and protocol_name != scheme:
+            raise InputError(
+                f"--url {url} says {scheme} but --protocol is {protocol_name}", "drop one of them or make them agree"
+            )
+    rest = rest.rstrip("/")
+    if "/" in rest:
+        raise InputError(f"--url {url}: a path is not supported", "pass HOST:PORT (the server's address, no path)")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InputError(f"--url {url}: expected HOST:PORT with a port in 1..65535", "e.g. --url 127.0.0.1:8000")
+    return rest, scheme or protocol_name or "http"
+
+
+def read_labels(path: str | os.PathLike[str]) -> list[str]:
+    """Class names from a text file, one a line (blank lines skipped); one-line errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"--labels {p}: no such file", "pass a text file with one class name a line")
+    try:
+        names = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"--labels {p}: cannot read it as UTF-8 text ({err})") from None
+    if not names:
+        raise InputError(f"--labels {p}: the file has no class names", "one class name a line")
+    return names
+
+
 class DetnetClient:
-    """A connection to one detection model on a Triton server (HTTP or gRPC); ``close()`` or ``with``."""
+    """A connection to one detection model on a Triton server (HTTP or gRPC); ``close()`` or ``with``.
+
+    ``url``: ``HOST:PORT``, or with a scheme (``http://``, ``grpc://``) that picks the protocol
+    (see :func:`split_url`); ``protocol_name`` defaults to http.
+    """
 
     def __init__(
-        self, url: str = "127.0.0.1:8000", model: str = "detnet", protocol_name: str = "http", timeout_s: float = 60.0
+        self,
+        url: str = "127.0.0.1:8000",
+        model: str = "detnet",
+        protocol_name: str | None = None,
+        timeout_s: float = 60.0,
     ) -> None:
-        if protocol_name not in ("http", "grpc"):
-            raise InputError(f"protocol must be 'http' or 'grpc', got {protocol_name!r}")
+        url, protocol_name = split_url(url, protocol_name)
         self._mod = _client_module(protocol_name)
         self.protocol = protocol_name
         self.url = url
@@ -101,7 +151,12 @@ class DetnetClient:
     def infer_raw(self, images: np.ndarray, orig_size: np.ndarray) -> dict[str, np.ndarray]:
         """Send already letterboxed ``images`` (batch) and ``orig_size`` (batch x 2); returns the
         response arrays. Any array is sent as given (dtype included), so tests can send bad ones."""
-        inputs = [self._tensor(protocol.IMAGES, images), self._tensor(protocol.ORIG_SIZE, orig_size)]
+        return self.infer_named({protocol.IMAGES: images, protocol.ORIG_SIZE: orig_size})
+
+    def infer_named(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Send exactly the named input ``arrays`` (an input may be left out, for tests and load
+        tests of malformed requests); returns the response arrays or raises :class:`ServerError`."""
+        inputs = [self._tensor(name, array) for name, array in arrays.items()]
         outputs = [self._mod.InferRequestedOutput(n) for n in protocol.OUTPUTS]
         try:
             result = self._client.infer(self.model, inputs, outputs=outputs)
@@ -156,7 +211,7 @@ def run_client(
     *,
     url: str = "127.0.0.1:8000",
     model: str = "detnet",
-    protocol_name: str = "http",
+    protocol_name: str | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     labels: str | os.PathLike[str] | None = None,
     force: bool = False,
@@ -168,13 +223,13 @@ def run_client(
     from ...apps.visualize import draw_detections
     from ...core.fileio import atomic_write_bytes, atomic_write_text, check_writable
 
+    split_url(url, protocol_name)  # a bad --url, --labels or image fails before any connection
+    label_names = read_labels(labels) if labels is not None else None
     frames = []
     for p in images:
         frames.append(read_image(p))
     with DetnetClient(url, model, protocol_name) as client:
-        names = client.class_names
-        if labels is not None:
-            names = [ln.strip() for ln in Path(labels).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        names = label_names if label_names is not None else client.class_names
         dets = client.detect(frames)
     records = [{"image": str(p), "detections": d.to_list(names)} for p, d in zip(images, dets)]
     if out_dir is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
@@ -30,6 +31,7 @@ import socket
 import sysconfig
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +70,27 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind_host(host: str, allow_remote: bool) -> None:
-    """Refuse a non-loopback bind address unless the user asked for it explicitly."""
+    """Refuse what the bundled tritonserver cannot bind as asked, and a non-loopback bind address
+    unless the user asked for it explicitly.
+
+    Only IPv4 literals and ``localhost`` are accepted: PyTriton 0.7 builds ``http://HOST:PORT``
+    URLs that cannot hold an IPv6 address (``::1`` failed with a traceback), and tritonserver's
+    HTTP endpoint parses its address with ``inet_addr``, so a host name other than ``localhost``
+    would bind ``255.255.255.255`` rather than what was asked (``localhost`` is bound as 127.0.0.1).
+    """
+    if ":" in host:
+        raise InputError(
+            f"--host {host}: IPv6 addresses cannot be served (PyTriton 0.7 and its tritonserver bind IPv4 only)",
+            "use --host 127.0.0.1 (or localhost) for loopback",
+        )
+    if host != "localhost":
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise InputError(
+                f"--host {host!r} is not an IPv4 address (tritonserver binds numeric addresses only)",
+                "pass an address such as 127.0.0.1, localhost, or 0.0.0.0 with --allow-remote",
+            ) from None
     if not is_loopback(host) and not allow_remote:
         raise InputError(
             f"refusing to bind to {host}: that exposes the server beyond this machine",
@@ -83,7 +105,8 @@ class ServeOptions:
     ``name``: the model name clients call; ``host``: the bind address of all three endpoints
     (loopback unless ``allow_remote``); ``max_batch``: the largest dynamic batch (clamped to the
     backend's); ``dynamic_batching`` off runs every request on its own; ``preferred_batch_sizes``
-    and ``queue_delay_us``: Triton's dynamic batcher; ``log_verbose``: tritonserver's log level.
+    and ``queue_delay_us``: Triton's dynamic batcher; ``log_verbose``: tritonserver's log level;
+    ``start_timeout_s``: how long ``start()`` waits for the model to be ready (no flag).
     """
 
     name: str = "detnet"
@@ -97,18 +120,60 @@ class ServeOptions:
     preferred_batch_sizes: tuple[int, ...] = ()
     queue_delay_us: int = 1000
     log_verbose: int = 0
+    start_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         check_bind_host(self.host, self.allow_remote)
-        for flag, port in (("--port", self.http_port), ("--grpc-port", self.grpc_port),
-                           ("--metrics-port", self.metrics_port)):
+        seen: dict[int, str] = {}
+        for flag, port in self.port_flags():
             if not 1 <= port <= 65535:
                 raise InputError(f"{flag} must be a TCP port in 1..65535, got {port}")
+            if port in seen:
+                raise InputError(
+                    f"{seen[port]} and {flag} are both {port}: HTTP, gRPC and metrics need three different ports",
+                    f"choose another {flag}",
+                )
+            seen[port] = flag
         if self.max_batch < 1:
             raise InputError(f"--max-batch must be >= 1, got {self.max_batch}")
         if self.queue_delay_us < 0:
             raise InputError(f"--queue-delay-us must be >= 0, got {self.queue_delay_us}")
+        if self.start_timeout_s <= 0:
+            raise InputError(f"start_timeout_s must be > 0, got {self.start_timeout_s}")
         object.__setattr__(self, "preferred_batch_sizes", tuple(self.preferred_batch_sizes))
+
+    def port_flags(self) -> tuple[tuple[str, int], ...]:
+        """``(flag, port)`` of the HTTP, gRPC and metrics endpoints."""
+        return (("--port", self.http_port), ("--grpc-port", self.grpc_port), ("--metrics-port", self.metrics_port))
+
+    @property
+    def bind_address(self) -> str:
+        """The numeric address tritonserver is given (``localhost`` is 127.0.0.1, see :func:`check_bind_host`)."""
+        return "127.0.0.1" if self.host == "localhost" else self.host
+
+
+def check_ports_free(host: str, ports: tuple[tuple[str, int], ...]) -> None:
+    """Refuse, naming the flag, a port that another process already listens on at ``host``.
+
+    Each port is bound here, briefly, as tritonserver will bind it. ``SO_REUSEADDR`` is set as
+    servers (tritonserver included) set it, so a port left in TIME_WAIT by a server that just
+    stopped is not refused; on Linux a port that anyone *listens* on still fails to bind, whether
+    that listener is on this address or on 0.0.0.0. Without this check tritonserver's own bind
+    failure went unnoticed and PyTriton probed the other server on that port for two minutes.
+    """
+    addr = "127.0.0.1" if host == "localhost" else host
+    for flag, port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            if os.name == "posix":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((addr, port))
+            except OSError as err:
+                reason = "is already in use" if err.errno == errno.EADDRINUSE else f"cannot be bound ({err.strerror})"
+                raise InputError(
+                    f"{flag} {port}: {addr}:{port} {reason}",
+                    f"stop the process that holds it or choose a free port with {flag}",
+                ) from None
 
 
 def _python_libdir() -> str | None:
@@ -185,6 +250,63 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+_NO_GPU_NOTE = (
+    "no NVIDIA GPU/driver on this host: tritonserver's CUDA, pinned-memory and NVML messages below are "
+    "expected and harmless (the model runs on CPU; GPU metrics are off)"
+)
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _has_gpu() -> bool:
+    """Whether an NVIDIA driver is present (its device node or NVML library), without loading CUDA."""
+    if Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists():
+        return True
+    import ctypes.util
+
+    return ctypes.util.find_library("nvidia-ml") is not None
+
+
+def _http_ok(url: str, timeout_s: float) -> bool:
+    try:
+        with _NO_PROXY.open(url, timeout=timeout_s) as resp:
+            return int(resp.status) == 200
+    except OSError:  # refused, timed out, HTTP 4xx/5xx
+        return False
+
+
+def _child_pid(child: Any) -> int | None:
+    pid = getattr(getattr(child, "_tritonserver_running_cmd", None), "pid", None)
+    return int(pid) if isinstance(pid, int) else None
+
+
+def _alive(child: Any, pid: int | None) -> bool:
+    """Whether tritonserver runs: its /proc state (not a zombie), else PyTriton's own check."""
+    if pid is not None and Path("/proc").is_dir():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    return child is not None and bool(child.is_alive())
+
+
+def _exit_code(child: Any) -> str:
+    cmd = getattr(child, "_tritonserver_running_cmd", None)
+    code = getattr(getattr(cmd, "process", None), "exit_code", None)
+    return f" (exit code {code})" if isinstance(code, int) else ""
+
+
+def _last_error_line(child: Any) -> str:
+    """The last error line of tritonserver's log (``E...`` / ``error:``), else its last line."""
+    try:
+        lines = [ln.strip() for ln in str(child.logs()).splitlines() if ln.strip()]
+    except Exception as err:  # noqa: BLE001 - logs are a courtesy
+        return f"no log ({err})"
+    errors = [ln for ln in lines if ln[:1] == "E" and ln[1:2].isdigit() or "error" in ln.lower()]
+    errors = [ln for ln in errors if "CudaDriverHelper" not in ln and "NVML" not in ln] or errors
+    return " ".join((errors or lines or ["no log"])[-1].split())[:500]
+
+
 def _infos(orig_size: np.ndarray, input_size: tuple[int, int]) -> list[LetterboxInfo | None]:
     return [
         letterbox_geometry((int(h), int(w)), input_size) if h > 0 and w > 0 else None
@@ -253,7 +375,12 @@ class DetnetTritonServer:
 
     # --- life cycle ----------------------------------------------------------------------
     def start(self) -> DetnetTritonServer:
-        """Open the backend, start tritonserver and wait until the model is ready."""
+        """Open the backend, start tritonserver and wait until this process's model is ready.
+
+        Fails with one-line :class:`DetnetError` s: a port already in use (before anything starts),
+        tritonserver exiting during start-up (its last error line in the message), or the model not
+        ready within ``options.start_timeout_s``.
+        """
         _require_pytriton()
         from pytriton.decorators import batch  # type: ignore[import-untyped]
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor  # type: ignore[import-untyped]
@@ -261,17 +388,21 @@ class DetnetTritonServer:
 
         if self._triton is not None:
             return self
+        check_ports_free(self.options.host, self.options.port_flags())
         self.backend.open()
         meta = self.backend.meta
+        address = self.options.bind_address
+        gpu = _has_gpu()
         config = TritonConfig(
-            http_address=self.host,
+            http_address=address,
             http_port=self.ports["http"],
-            grpc_address=self.host,
+            grpc_address=address,
             grpc_port=self.ports["grpc"],
-            metrics_address=self.host,
+            metrics_address=address,
             metrics_port=self.ports["metrics"],
             allow_metrics=True,
             allow_cpu_metrics=True,
+            allow_gpu_metrics=gpu,
             log_verbose=self.options.log_verbose,
             exit_timeout_secs=5,
         )
@@ -284,6 +415,8 @@ class DetnetTritonServer:
             else None
         )
         infer = batch(lambda images, orig_size: self._infer_batch(images, orig_size))
+        if not gpu:
+            LOGGER.warning(_NO_GPU_NOTE)
         triton = Triton(config=config)
         try:
             triton.bind(
@@ -303,13 +436,58 @@ class DetnetTritonServer:
                 strict=True,
             )
             with _stub_library_env():
-                triton.run()
+                self._run_until_ready(triton)
         except BaseException:
-            triton.stop()
+            with contextlib.suppress(Exception):  # a dead child's exit status must not mask why
+                triton.stop()
             self.backend.close()
             raise
         self._triton = triton
         return self
+
+    def _run_until_ready(self, triton: Any) -> None:
+        """Start tritonserver and wait, with a deadline, until *its* endpoint is ready, then load the
+        model (``Triton.run()`` is ``_run_server()`` + ``connect()``). PyTriton's own wait probes
+        the URL for two minutes, whoever answers there and whether or not its child has died (and
+        holds a lock that ``stop()`` needs meanwhile); here a dead child fails within a poll."""
+        spawn = getattr(triton, "_run_server", None)
+        if spawn is None:  # not PyTriton 0.7's layout: its own, longer wait
+            triton.run()
+            return
+        spawn()  # in this thread: PR_SET_PDEATHSIG kills the child when the thread that spawned it ends
+        child = getattr(triton, "_triton_server", None)
+        pid = _child_pid(child)
+        deadline = time.monotonic() + self.options.start_timeout_s
+        ready_url = f"http://{self.options.bind_address}:{self.ports['http']}/v2/health/ready"
+        while not _http_ok(ready_url, 1.0):
+            if not _alive(child, pid):
+                raise DetnetError(
+                    f"tritonserver exited during start-up{_exit_code(child)}: {_last_error_line(child)}",
+                    "see its log above",
+                )
+            if time.monotonic() > deadline:
+                raise DetnetError(
+                    f"tritonserver was not ready {self.options.start_timeout_s:g} s after it started",
+                    "see the server log above",
+                )
+            time.sleep(0.1)
+        if not _alive(child, pid):  # someone else answered on our port
+            raise DetnetError(f"tritonserver exited during start-up{_exit_code(child)}: {_last_error_line(child)}")
+        triton.connect()  # PyTriton's wait returns at once now; this loads the model
+        if not (_alive(child, pid) and self.model_ready()):
+            raise DetnetError(
+                f"model '{self.name}' is not ready at http://{self.http_url} after start-up", "see the server log above"
+            )
+
+    def model_ready(self, timeout_s: float = 5.0) -> bool:
+        """Whether our model answers ready on this server's HTTP endpoint."""
+        url = f"http://{self.options.bind_address}:{self.ports['http']}/v2/models/{self.name}/ready"
+        return _http_ok(url, timeout_s)
+
+    @property
+    def server_pid(self) -> int | None:
+        """The process id of the tritonserver child while it runs (for monitoring, benchmarks)."""
+        return _child_pid(getattr(self._triton, "_triton_server", None))
 
     def wait(self, poll_s: float = 1.0) -> None:
         """Block until Ctrl+C (returns) or until tritonserver dies (raises); then stop."""
