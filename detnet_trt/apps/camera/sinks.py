@@ -7,9 +7,11 @@ SIGTERM, so the JSON lines are flushed and the video is finished (playable).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ import cv2
 import numpy as np
 
 from ...core.errors import DetnetError
-from ...core.fileio import check_writable
+from ...core.fileio import OutputError, check_writable, output_error
 from ...runtime.postprocess import Detections
 from ..visualize import draw_detections, draw_text
 from .sources import Frame
@@ -90,15 +92,29 @@ class JsonLinesSink(Sink):
     def write(self, result: FrameResult) -> None:
         if self._f is None:
             return
-        self._f.write(json.dumps(result.record(), separators=(",", ":")) + "\n")
-        self._f.flush()
+        try:
+            self._f.write(json.dumps(result.record(), separators=(",", ":")) + "\n")
+            self._f.flush()
+        except OSError as err:  # a full disk: the lines so far are complete, the rest is lost
+            self._abandon()
+            raise output_error(self.path, err) from err
         self.records += 1
+
+    def _abandon(self) -> None:
+        f, self._f = self._f, None
+        if f is not None:
+            with contextlib.suppress(OSError):
+                f.close()
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.flush()
-            os.fsync(self._f.fileno())
-            self._f.close()
+            try:
+                self._f.flush()
+                os.fsync(self._f.fileno())
+                self._f.close()
+            except OSError as err:
+                self._abandon()
+                raise output_error(self.path, err) from err
             self._f = None
             log.info("wrote %d JSON records to %s", self.records, self.path)
 
@@ -108,10 +124,16 @@ class VideoRecorder(Sink):
 
     Opened at the first frame (its size fixes the video size; later frames of another size are
     resized). Written to a hidden partial file beside ``path`` and renamed on :meth:`close`, so the
-    path only ever holds a finished, playable video.
+    path only ever holds a finished, playable video. ``cv2.VideoWriter.write`` reports nothing, so
+    failures are looked for: the writer closing, the disk filling up (checked every
+    ``CHECK_EVERY`` frames) and, at :meth:`close`, a file that does not open as a video of all the
+    frames written. Each is an :class:`~detnet_trt.core.fileio.OutputError`; the partial file is
+    removed and ``path`` is not written.
     """
 
     order = 10
+    CHECK_EVERY = 30  # frames between checks of the writer and the free space
+    MIN_FREE = 1 << 20  # bytes: less free space than this is a full disk
 
     def __init__(self, path: str | os.PathLike[str], fps: float = 30.0, force: bool = False, fourcc: str = "mp4v") -> None:
         self.path = check_writable(path, force)
@@ -142,15 +164,62 @@ class VideoRecorder(Sink):
             img = cv2.resize(img, self._size, interpolation=cv2.INTER_AREA)
         self._writer.write(img)
         self.frames += 1
+        if (self.frames - 1) % self.CHECK_EVERY == 0:  # frames 1, 1 + CHECK_EVERY, ...
+            self._check_writing()
+
+    def _fail(self, why: str, fix: str) -> OutputError:
+        """Drop the writer and the partial file; the error to raise."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.release()
+            self._writer = None
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
+        return OutputError(f"recording {self.path} failed after {self.frames} frames: {why}; nothing was written", fix)
+
+    def _check_writing(self) -> None:
+        assert self._writer is not None
+        if not self._writer.isOpened() or not self._tmp.exists():
+            raise self._fail("the video writer stopped", "check the disk and the folder, then run again")
+        try:
+            free = shutil.disk_usage(self._tmp.parent).free
+        except OSError as err:
+            raise self._fail(f"cannot read the free space ({err.strerror or err})", "check the disk and the folder") from None
+        if free < self.MIN_FREE:
+            raise self._fail("no space left on the device", "free some space or record to another disk")
+
+    def _verify(self) -> str | None:
+        """Why the finished partial file is not a playable video of every frame written, or None."""
+        if not self._tmp.is_file() or self._tmp.stat().st_size == 0:
+            return "the video file is missing or empty (disk full or write error?)"
+        cap = cv2.VideoCapture(str(self._tmp))
+        try:
+            if not cap.isOpened() or not cap.read()[0]:
+                return "the video file does not play (disk full or write error?)"
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            if 0 < count < self.frames:
+                return f"the video file holds {count} of {self.frames} frames (disk full or write error?)"
+        finally:
+            cap.release()
+        return None
 
     def close(self) -> None:
         if self._writer is None:
             if self.frames == 0:
                 log.warning("no frames recorded; %s not written", self.path)
             return
-        self._writer.release()
+        try:
+            self._writer.release()
+        except cv2.error as err:
+            raise self._fail(f"the video writer failed at close ({err})", "check the disk, then run again") from None
         self._writer = None
-        os.replace(self._tmp, self.path)
+        why = self._verify()
+        if why is not None:
+            raise self._fail(why, "free some space or record to another disk, then run again")
+        try:
+            os.replace(self._tmp, self.path)  # cv2 made it with fopen(): 0o666 & ~umask already
+        except OSError as err:
+            raise self._fail(f"cannot rename it into place ({err.strerror or err})", "check the folder, then run again") from None
         log.info("recorded %d frames to %s", self.frames, self.path)
 
 
