@@ -4,15 +4,21 @@ Format (a dict, saved with ``torch.save`` through an atomic write, read with
 ``torch.load(weights_only=True)``)::
 
     {"format": "detnet_trt.checkpoint/1", "model": <variant name>, "config": <config dict>,
-     "class_names": [...], "input_size": [H, W], "state_dict": {...}, "extra": {...}}
+     "class_names": [...], "input_size": [H, W], "state_dict": {...}, "extra": {...},
+     "weights_sha256": <sha256 of the state_dict's names, dtypes, shapes and tensor bytes>}
 
 A missing, truncated, foreign or mismatched file raises :class:`ModelFileError` naming the file
-and what is wrong.
+and what is wrong. ``weights_sha256`` is computed when the file is saved and verified when it is
+read: ``torch.load`` checks the zip's structure but not the bytes inside a tensor, so a flipped
+bit in the weights would otherwise load silently. Checkpoints written before the hash existed
+(no ``weights_sha256``) load unchecked (one debug line says so).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,19 @@ FORMAT = "detnet_trt.checkpoint/1"
 _KEYS = ("format", "model", "config", "class_names", "input_size", "state_dict")
 
 checkpoint_sha256 = sha256_file
+
+log = logging.getLogger(__name__)
+_FIX = "the file is damaged: re-download or copy it again, or re-create it with `detnet-trt train`"
+
+
+def weights_sha256(state: dict[str, Any]) -> str:
+    """sha256 over the state dict's entries in name order: name, dtype, shape and raw tensor bytes."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def save_checkpoint(
@@ -49,14 +68,18 @@ def save_checkpoint(
         "input_size": list(model.input_size),
         "state_dict": state,
         "extra": dict(extra or {}),
+        "weights_sha256": weights_sha256(state),
     }
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     return atomic_write_bytes(p, buf.getvalue(), force=True)
 
 
-def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and validate the checkpoint dict (no model built)."""
+def read_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", *, verify: bool = True
+) -> dict[str, Any]:
+    """Load and validate the checkpoint dict (no model built); ``verify``: check the recorded
+    weights hash (:class:`ModelFileError` when the weights' bytes do not match it)."""
     p = Path(path)
     if not p.exists():
         raise ModelFileError(f"checkpoint {p}: no such file")
@@ -79,7 +102,25 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     missing = [k for k in _KEYS if k not in ckpt]
     if missing:
         raise ModelFileError(f"checkpoint {p} lacks the field(s) {missing}")
+    if verify:
+        _verify_weights(p, ckpt)
     return ckpt
+
+
+def _verify_weights(p: Path, ckpt: dict[str, Any]) -> None:
+    """Refuse weights whose bytes do not hash to the recorded ``weights_sha256``."""
+    want = ckpt.get("weights_sha256")
+    if not want:
+        log.debug("checkpoint %s records no weights_sha256 (written before it existed): weights not verified", p)
+        return
+    state = ckpt["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelFileError(f"checkpoint {p}: state_dict is not a mapping of names to tensors")
+    got = weights_sha256(state)
+    if got != want:
+        raise ModelFileError(
+            f"checkpoint {p} is corrupt: its weights hash to sha256 {got[:12]}, recorded {str(want)[:12]}", _FIX
+        )
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
@@ -88,7 +129,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     from .registry import MODELS
 
     p = Path(path)
-    ckpt = read_checkpoint(p, map_location)
+    ckpt = read_checkpoint(p, map_location, verify=False)  # verified below, after the shape checks
     name = ckpt["model"]
     if name not in MODELS:
         raise ModelFileError(f"checkpoint {p} is for unknown model {name!r}", f"known models: {sorted(MODELS)}")
@@ -117,6 +158,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
             f"{len(shaped)} mis-shaped {shaped[:5]}",
             "the file was edited or written by an incompatible version; re-create it",
         )
+    _verify_weights(p, ckpt)
     model.load_state_dict(state)
     model.to(map_location).eval()
     return model, ckpt
