@@ -4,6 +4,8 @@ An engine plan only runs with the TensorRT version and GPU it was built for. The
 them with the model's :class:`~detnet_trt.core.meta.ModelMeta` (input size and layout, classes,
 precision), the hashes of the ONNX file and calibration set it came from, and the build options,
 so that loading it elsewhere fails with a message naming both sides and the rebuild command.
+The recorded ``engine_sha256`` is verified (:func:`verify_engine`, :func:`verify_engine_bytes`)
+before an engine is deserialized or packaged: a damaged plan is refused, not run.
 No TensorRT needed here.
 """
 
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import IncompatibleError, ModelFileError
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, sha256_bytes, sha256_file
 from .meta import ModelMeta
 
 SIDECAR_FORMAT = "detnet_trt.engine/1"
@@ -115,6 +117,30 @@ def read_sidecar(engine: str | os.PathLike[str]) -> EngineInfo:
         return EngineInfo.from_dict(d)
     except (ValueError, KeyError, TypeError, IndexError) as err:
         raise ModelFileError(f"{path}: not a detnet-trt engine sidecar ({err})", "rebuild the engine") from None
+
+
+def verify_engine_bytes(engine: str | os.PathLike[str], data: bytes, info: EngineInfo) -> None:
+    """:class:`ModelFileError` when ``data`` (the engine's bytes) does not hash to the sidecar's
+    ``engine_sha256``; sidecars that record none are not verified."""
+    _check_engine_hash(engine, sha256_bytes(data), info)
+
+
+def verify_engine(engine: str | os.PathLike[str], info: EngineInfo | None = None) -> EngineInfo:
+    """Read ``engine``'s sidecar (unless given) and verify the engine file against it; returns it."""
+    info = read_sidecar(engine) if info is None else info
+    if info.engine_sha256:
+        _check_engine_hash(engine, sha256_file(engine), info)
+    return info
+
+
+def _check_engine_hash(engine: str | os.PathLike[str], got: str, info: EngineInfo) -> None:
+    want = info.engine_sha256
+    if want and got != want:
+        raise ModelFileError(
+            f"engine {engine} is corrupt or not the one its sidecar describes: it hashes to sha256 {got[:12]}, "
+            f"the sidecar records {want[:12]}",
+            "copy the engine and its .json together again, or rebuild it: " + info.rebuild_command(engine),
+        )
 
 
 def check_compatible(

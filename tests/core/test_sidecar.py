@@ -96,3 +96,42 @@ def test_rebuild_command_carries_the_options() -> None:
     cmd = info.rebuild_command("out dir/m.engine")
     assert cmd == ("detnet-trt build m.pt --int8 --calib set.txt --batch 1,1,8 --nms efficient --dla 0 "
                    "--plugin libx.so -o 'out dir/m.engine' --force")
+
+
+# --- the recorded engine hash (issue 16, "Integrity is checked where it is recorded") -----------
+def test_engine_matching_its_recorded_hash_passes(tmp_path) -> None:
+    from detnet_trt.core.fileio import sha256_bytes
+    from detnet_trt.core.sidecar import verify_engine, verify_engine_bytes
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan bytes" * 100)
+    write_sidecar(engine, _info(engine_sha256=sha256_bytes(engine.read_bytes())))
+    assert verify_engine(engine).engine_sha256 == sha256_bytes(engine.read_bytes())
+    verify_engine_bytes(engine, engine.read_bytes(), read_sidecar(engine))
+
+
+def test_flipped_engine_byte_is_refused_with_the_fix(tmp_path) -> None:
+    from detnet_trt.core.fileio import sha256_bytes
+    from detnet_trt.core.sidecar import verify_engine, verify_engine_bytes
+
+    engine = tmp_path / "m.engine"
+    data = bytearray(b"plan bytes" * 100)
+    write_sidecar(engine, _info(engine_sha256=sha256_bytes(bytes(data))))
+    data[500] ^= 0x10
+    engine.write_bytes(bytes(data))
+    want = read_sidecar(engine).engine_sha256[:12]
+    pattern = rf"m\.engine is corrupt .*: it hashes to sha256 [0-9a-f]{{12}}, the sidecar records {want} \(.*rebuild"
+    with pytest.raises(ModelFileError, match=pattern) as err:
+        verify_engine(engine)
+    assert "\n" not in str(err.value) and "detnet-trt build" in str(err.value)
+    with pytest.raises(ModelFileError, match=pattern):
+        verify_engine_bytes(engine, bytes(data), read_sidecar(engine))
+
+
+def test_sidecar_without_an_engine_hash_is_not_checked(tmp_path) -> None:
+    from detnet_trt.core.sidecar import verify_engine
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"anything")
+    write_sidecar(engine, _info(engine_sha256=""))
+    assert verify_engine(engine).engine_sha256 == ""

@@ -98,3 +98,18 @@ def test_missing_pycuda_error_type() -> None:
         pytest.skip("pycuda is installed")
     with pytest.raises(MissingDependencyError, match="pycuda is not installed"):
         cuda.HostBuffer(16)
+
+
+def test_open_refuses_an_engine_that_does_not_match_its_sidecar(engine) -> None:
+    """Issue 16: the sidecar's engine sha256 is verified before TensorRT (or a GPU) is involved."""
+    from detnet_trt.core.fileio import sha256_bytes
+    from detnet_trt.core.sidecar import read_sidecar
+
+    info = read_sidecar(engine)
+    info.engine_sha256 = sha256_bytes(b"not a plan")
+    write_sidecar(engine, info)
+    engine.write_bytes(b"not a plaN")  # one byte changed after the build
+    backend = TensorRTBackend(engine)
+    with pytest.raises(ModelFileError, match=r"m\.engine is corrupt .*sidecar records [0-9a-f]{12} \(.*rebuild"):
+        backend.open()
+    assert not backend.is_open

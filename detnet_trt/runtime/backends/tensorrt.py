@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...core.errors import InputError, ModelFileError
-from ...core.fileio import sha256_bytes
 from ...core.meta import INPUT_NAME
-from ...core.sidecar import check_compatible, read_sidecar
+from ...core.sidecar import check_compatible, read_sidecar, verify_engine_bytes
 from ...trt import compat
 from ...trt.cuda import CudaContext, CudaError, CudaGraph, DeviceBuffer, Event, HostBuffer, Stream, check
 from .base import Backend
@@ -97,6 +96,8 @@ class TensorRTBackend(Backend):
 
     # --- life cycle ------------------------------------------------------------------------
     def _open(self) -> None:
+        data = self.path.read_bytes()
+        verify_engine_bytes(self.path, data, self.info)  # the sidecar's engine sha256, before anything uses it
         compat.require_tensorrt("the TensorRT backend")
         import tensorrt as trt
 
@@ -108,10 +109,6 @@ class TensorRTBackend(Backend):
             with ctx.active():
                 check_compatible(self.info, self.path, tensorrt_version=api.version, gpu_name=ctx.name,
                                  compute_capability=ctx.compute_capability)
-                data = self.path.read_bytes()
-                if self.info.engine_sha256 and sha256_bytes(data) != self.info.engine_sha256:
-                    raise ModelFileError(f"{self.path}: the engine does not match its sidecar (sha256 differs)",
-                                         "rebuild it, or copy the engine and its .json together")
                 self._plugin_handles = load_plugin_libraries(self.plugins)
                 # TensorRT keeps a pointer to the logger: it must live as long as the runtime.
                 logger = self._logger = trt.Logger(trt.Logger.VERBOSE if self.verbose else trt.Logger.WARNING)
