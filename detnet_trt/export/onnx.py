@@ -32,7 +32,9 @@ Why these choices:
   except TopK with a constant K (and NonMaxSuppression itself in the ``nms="onnx"`` graph,
   whose result is padded to a fixed size right away).
 - The file carries :class:`~detnet_trt.core.meta.ModelMeta` in ``metadata_props`` (plus the
-  checkpoint's sha256), read back by :func:`read_onnx_meta`.
+  checkpoint's sha256), read back by :func:`read_onnx_meta`, and the sha256 of its own graph
+  (``detnet_trt.content_sha256``, :func:`~detnet_trt.core.onnx_meta.seal`), which every later step
+  verifies before using the file: a flipped bit in a weight is refused, not run.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from ..core.errors import InputError
 from ..core.fileio import atomic_write_bytes, check_writable, sha256_file
 from ..core.meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS, INPUT_NAME, LAYOUTS, ModelMeta
 from ..core.offline import import_ort
-from ..core.onnx_meta import set_meta
+from ..core.onnx_meta import seal, set_meta
 from .check import TRT86_MAX_OPSET, TRT_MAX_TOPK, ExportCheckError, check_graph
 from .nms import _append_nms
 
@@ -114,6 +116,7 @@ def export_onnx(  # 10 parameters: the interface `detnet-trt export` and the bui
     proto.producer_name, proto.producer_version = "detnet_trt", __version__
     proto.doc_string = f"DetNet detector {meta.model} exported by detnet_trt {__version__}"
     _check_exported(proto, meta, opset)
+    seal(proto)  # the graph's content hash, verified by read_onnx_meta before any later use
     data = proto.SerializeToString()
     if verify:
         _verify(data, dummy, ref, meta)

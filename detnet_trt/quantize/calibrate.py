@@ -39,8 +39,8 @@ from ..core.errors import IncompatibleError, InputError, MissingDependencyError,
 from ..core.fileio import atomic_write_bytes, atomic_write_text, check_writable, sha256_file
 from ..core.meta import ModelMeta
 from ..core.offline import import_ort
-from ..core.onnx_meta import meta_of, set_meta
-from .calibset import CalibSet, read_calib_set
+from ..core.onnx_meta import meta_of, seal, set_meta, verify_content
+from .calibset import CalibSet, check_calib_images, read_calib_set
 from .options import DEFAULT_PERCENTILE as DEFAULT_PERCENTILE  # re-exported: the names lived here
 from .options import METHODS as METHODS
 from .options import QuantizeOptions
@@ -73,9 +73,11 @@ def _load(path: Path) -> Any:
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file", "pass the FP32 ONNX written by detnet-trt export")
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as err:  # noqa: BLE001 - any parse failure is a bad file
         raise ModelFileError(f"{path} is not a readable ONNX file ({err})", "re-export it with detnet-trt export") from None
+    verify_content(model, path)  # a flipped bit in a weight parses: the recorded graph hash catches it
+    return model
 
 
 def is_qdq_onnx(path: str | os.PathLike[str]) -> bool:
@@ -265,20 +267,22 @@ def quantize_onnx(
     overrides the folder its paths are relative to. ``options`` (:class:`QuantizeOptions`): the
     method, what stays float, and ``calib_cache``, a JSON file of tensor ranges written after
     calibration and reused (only) when its provenance matches. An existing ``output`` is reused
-    when its provenance matches these inputs, refused otherwise unless ``force``. Unreadable
-    calibration images are skipped and counted (warning); fewer than ``options.min_images``
-    readable ones is an error.
+    when its provenance matches these inputs, refused otherwise unless ``force``. The set's images
+    are checked first (:func:`~.calibset.check_calib_images`): one changed since the set was made
+    is refused as stale; unreadable ones are skipped and counted (warning), and fewer readable ones
+    than the set's minimum (``calib-set``'s rule) or ``options.min_images`` is an error.
     """
     src = Path(model)
     meta = _fp32_meta(_load(src), src)
     cs = calib if isinstance(calib, CalibSet) else read_calib_set(calib, calib_images)
     out = Path(output)
-    data_sha, unreadable = _hash_images(cs.files)
+    unreadable = check_calib_images(cs, options.min_images)  # stale images, too few readable: refused
+    data_sha, _ = _hash_images(cs.files)
     provenance = _provenance(src, cs, meta, options, data_sha, len(unreadable))
     if out.exists() and not force:
         return _reuse_existing(out, provenance, options)
     check_writable(out, force)
-    _check_readable(cs, unreadable, provenance["calib_images"], options.min_images)
+    _warn_unreadable(unreadable)
 
     with tempfile.TemporaryDirectory(prefix="detnet_trt_quant_") as tmp:
         work = Path(tmp)
@@ -342,18 +346,12 @@ def _reuse_existing(out: Path, provenance: dict[str, Any], options: QuantizeOpti
     raise IncompatibleError(f"{out} exists and was not made from these inputs ({why})", "pass --force to overwrite it")
 
 
-def _check_readable(cs: CalibSet, unreadable: list[tuple[Path, str]], readable: int, min_images: int) -> None:
-    """Warn about the skipped calibration images; refuse fewer than ``min_images`` readable ones."""
+def _warn_unreadable(unreadable: list[tuple[Path, str]]) -> None:
+    """Warn about the skipped calibration images (their count is checked by check_calib_images)."""
     if unreadable:
         names = ", ".join(f"{f.name} ({why})" for f, why in unreadable[:10])
         more = f" and {len(unreadable) - 10} more" if len(unreadable) > 10 else ""
         log.warning("calibration: skipped %d unreadable image(s): %s%s", len(unreadable), names, more)
-    if readable < max(1, min_images):
-        raise InputError(
-            f"only {readable} of {len(cs.files)} calibration images are readable "
-            f"(need at least {max(1, min_images)})",
-            "check the calibration set's images folder (--calib-images)",
-        )
 
 
 def _calibration_ranges(
@@ -475,5 +473,6 @@ def _write_quantized(out: Path, qmodel: Any, meta: ModelMeta, provenance: dict[s
     problems = check_graph(qmodel, new_meta)
     if problems:
         log.warning("%s may not build with TensorRT 8.6: %s", out, "; ".join(problems[:5]))
+    seal(qmodel)
     atomic_write_bytes(out, qmodel.SerializeToString(), force=True)
     return out

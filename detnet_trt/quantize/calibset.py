@@ -18,7 +18,12 @@ The rule (``stratified-rarest-first/v1`` with COCO annotations, ``uniform/v1`` w
 3. Images are taken in that priority order; one that cannot be decoded (missing, truncated,
    not an image) is skipped, counted and named in the header, and the next one is taken.
    Fewer than ``min_images`` readable images is an error, never a silent short set.
-4. The list is written sorted by path; ``sha256`` is the hash of those lines.
+4. The list is written sorted by path; ``sha256`` is the hash of those paths. Each path line
+   also carries the image file's own sha256 after a tab, and the header records ``min_images``
+   (the minimum the set was made with): :func:`check_calib_images` applies both again at
+   quantize time, so an image changed since the set was made is refused as stale, and missing or
+   unreadable images are counted and refused below the same minimum. Sets written before these
+   existed (paths only, no ``min_images``) get ``min(MIN_IMAGES, count)`` and no content check.
 """
 
 from __future__ import annotations
@@ -50,6 +55,14 @@ class CalibSet:
     sha256: str
     header: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
+    file_sha256: list[str] = field(default_factory=list)  # per file, "" where the set records none
+
+    @property
+    def min_images(self) -> int:
+        """The fewest readable images the set may be used with (the rule it was made with)."""
+        recorded = self.header.get("min_images", "")
+        need = int(recorded) if recorded.isdigit() else MIN_IMAGES
+        return max(1, min(need, len(self.files)))
 
     def __len__(self) -> int:
         return len(self.files)
@@ -194,7 +207,8 @@ def make_calib_set(
     if per_cat is not None:
         header["categories covered"] = _coverage(per_cat, chosen)
     header["skipped"] = _format_skipped(skipped)
-    _write_set(out_path, header, sorted(chosen))
+    header["min_images"] = need
+    _write_set(out_path, header, sorted(chosen), images)
     return out_path
 
 
@@ -254,12 +268,13 @@ def _root_relative_to(images: Path, out_path: Path) -> str:
         return images.resolve().as_posix()
 
 
-def _write_set(out_path: Path, header: dict[str, Any], rels: list[str]) -> None:
-    """The set file: ``# key: value`` header lines (``sha256`` of the list last), then the sorted paths."""
+def _write_set(out_path: Path, header: dict[str, Any], rels: list[str], images: Path) -> None:
+    """The set file: ``# key: value`` header lines (``sha256`` of the list last), then the sorted
+    paths, each with its file's sha256 after a tab."""
     header = dict(header, sha256=list_hash(rels))
     lines = ["# detnet_trt calibration set (detnet-trt calib-set; rule in calibration/README.md)"]
     lines += [f"# {k}: {v}" for k, v in header.items()]
-    lines += rels
+    lines += [f"{rel}\t{sha256_file(images / rel)}" for rel in rels]
     atomic_write_text(out_path, "\n".join(lines) + "\n", force=True)
 
 
@@ -280,6 +295,7 @@ def read_calib_set(path: str | os.PathLike[str], images_dir: str | os.PathLike[s
         raise InputError(f"{p} is not a text calibration set file", "make one with detnet-trt calib-set") from None
     header: dict[str, str] = {}
     rels: list[str] = []
+    hashes: list[str] = []
     for line in text.splitlines():
         s = line.strip()
         if not s:
@@ -289,7 +305,9 @@ def read_calib_set(path: str | os.PathLike[str], images_dir: str | os.PathLike[s
             if sep:
                 header[key.strip()] = value.strip()
         else:
-            rels.append(s)
+            rel, _, digest = s.partition("\t")
+            rels.append(rel.strip())
+            hashes.append(digest.strip())
     if header.get("format") != FORMAT:
         raise InputError(
             f"{p} is not a detnet_trt calibration set (format {header.get('format')!r}, expected {FORMAT!r})",
@@ -310,4 +328,42 @@ def read_calib_set(path: str | os.PathLike[str], images_dir: str | os.PathLike[s
         root = Path(header.get("root", "."))
         if not root.is_absolute():
             root = p.resolve().parent / root
-    return CalibSet([root / r for r in rels], digest, header, p)
+    return CalibSet([root / r for r in rels], digest, header, p, hashes)
+
+
+def check_calib_images(cs: CalibSet, min_images: int = 1) -> list[tuple[Path, str]]:
+    """The set's images as they are now: refuses changed ones, counts unreadable ones.
+
+    An image whose bytes no longer hash to the sha256 the set records was changed after the set
+    was made: :class:`IncompatibleError` (stale set). Missing or undecodable images are returned
+    as ``(path, why)``; fewer readable ones than ``max(cs.min_images, min_images)`` is an
+    :class:`InputError`, the rule ``calib-set`` applied when it made the set.
+    """
+    unreadable: list[tuple[Path, str]] = []
+    changed: list[Path] = []
+    recorded = cs.file_sha256 if len(cs.file_sha256) == len(cs.files) else [""] * len(cs.files)
+    for f, want in zip(cs.files, recorded):
+        why = image_problem(f)
+        if why is not None:
+            unreadable.append((f, why))
+        elif want and sha256_file(f) != want:
+            changed.append(f)
+    where = f"calibration set {cs.path}" if cs.path else "the calibration set"
+    if changed:
+        names = ", ".join(f.name for f in changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise IncompatibleError(
+            f"{where} is stale: {len(changed)} of {len(cs.files)} image(s) changed since it was made ({names})",
+            f"re-make it: detnet-trt calib-set --images {cs.header.get('source', 'IMAGES')} "
+            f"-o {cs.path or 'SET'} --force (with the same --num/--seed/--annotations)",
+        )
+    need = max(cs.min_images, min_images, 1)
+    readable = len(cs.files) - len(unreadable)
+    if readable < need:
+        names = ", ".join(f"{f.name} ({why})" for f, why in unreadable[:5])
+        more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        raise InputError(
+            f"only {readable} of {len(cs.files)} calibration images are readable (need at least {need}); "
+            f"missing or unreadable: {names}{more}",
+            "check the calibration set's images folder (--calib-images), or re-make the set with detnet-trt calib-set",
+        )
+    return unreadable

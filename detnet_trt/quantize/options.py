@@ -32,7 +32,7 @@ class QuantizeOptions:
     keep_head_float: bool = True  # the head's final score/box convolutions stay float
     calib_cache: Path | None = None  # JSON tensor ranges: written, and reused only when they match
     batch: int = 1  # calibration images per ONNX Runtime run
-    min_images: int = 1  # fewer readable calibration images is an error
+    min_images: int = 1  # fewer readable calibration images is an error (on top of the set's own minimum)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_float", tuple(self.keep_float))

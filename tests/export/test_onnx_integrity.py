@@ -1,0 +1,86 @@
+"""The exported ONNX records the sha256 of its own graph; every reader verifies it (issue 16,
+"Integrity is checked where it is recorded"): a flipped bit in a weight parses and runs, so
+before this a damaged file gave wrong detections with exit 0."""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from pathlib import Path
+
+import onnx
+import pytest
+
+from detnet_trt.core.errors import ModelFileError
+from detnet_trt.core.onnx_meta import CONTENT_KEY, content_sha256, read_onnx_meta, verify_content
+from detnet_trt.export.onnx import export_onnx
+from detnet_trt.runtime.backends.ort import OnnxRuntimeBackend
+
+
+def flip_tensor_byte(src: Path, dst: Path) -> Path:
+    """Copy ``src`` (a torch zip) to ``dst`` with one bit flipped in the middle of its largest tensor's data."""
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as z:
+        entry = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    name_len, extra_len = struct.unpack("<HH", data[entry.header_offset + 26 : entry.header_offset + 30])
+    data[entry.header_offset + 30 + name_len + extra_len + entry.file_size // 2] ^= 0x10
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def flip_weight_byte(src: Path, dst: Path) -> Path:
+    """Copy ``src`` with one bit flipped in the middle of its largest initializer's raw data."""
+    model = onnx.load(str(src))
+    raw = max((i.raw_data for i in model.graph.initializer), key=len)
+    data = bytearray(src.read_bytes())
+    at = data.find(raw)
+    assert at > 0 and len(raw) > 64
+    data[at + len(raw) // 2] ^= 0x10
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_export_records_the_graph_hash(tiny_onnx) -> None:
+    model = onnx.load(str(tiny_onnx))
+    recorded = {p.key: p.value for p in model.metadata_props}[CONTENT_KEY]
+    assert recorded.strip('"') == content_sha256(model)
+    verify_content(model, tiny_onnx)
+
+
+def test_flipped_weight_is_refused_by_every_reader(tiny_onnx, tmp_path: Path) -> None:
+    bad = flip_weight_byte(Path(tiny_onnx), tmp_path / "flipped.onnx")
+    onnx.load(str(bad))  # still parses: only the hash tells
+    pattern = r"flipped\.onnx is corrupt: its graph hashes to sha256 [0-9a-f]{12}, recorded [0-9a-f]{12} \(.*re-export"
+    with pytest.raises(ModelFileError, match=pattern):
+        read_onnx_meta(bad)
+    with pytest.raises(ModelFileError, match=pattern):
+        OnnxRuntimeBackend(bad)
+
+
+def test_onnx_without_the_hash_is_not_checked(tiny_onnx, tmp_path: Path) -> None:
+    model = onnx.load(str(tiny_onnx))
+    keep = [(p.key, p.value) for p in model.metadata_props if p.key != CONTENT_KEY]
+    del model.metadata_props[:]
+    for k, v in keep:
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(tmp_path / "old.onnx"))
+    assert read_onnx_meta(tmp_path / "old.onnx").model == read_onnx_meta(tiny_onnx).model
+
+
+def test_export_refuses_a_corrupt_checkpoint(tiny_checkpoint, tmp_path: Path) -> None:
+    bad = flip_tensor_byte(Path(tiny_checkpoint), tmp_path / "flipped.pt")
+    with pytest.raises(ModelFileError, match=r"flipped\.pt is corrupt"):
+        export_onnx(bad, tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_external_data_is_verified_too(tiny_onnx, tmp_path: Path) -> None:
+    onnx.save_model(onnx.load(str(tiny_onnx)), str(tmp_path / "m.onnx"), save_as_external_data=True,
+                    location="m.weights")
+    assert read_onnx_meta(tmp_path / "m.onnx").model == read_onnx_meta(tiny_onnx).model
+    weights = tmp_path / "m.weights"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=r"m\.onnx is corrupt"):
+        read_onnx_meta(tmp_path / "m.onnx")
