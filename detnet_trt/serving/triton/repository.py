@@ -4,9 +4,10 @@ Layout written under ``repo`` (``NAME`` defaults to ``detnet``)::
 
     repo/
       README.md                     the tritonserver command and the request/response contract
+      .detnet-trt-repository.json   the format and every file written: what --force may replace
       NAME_model/                   the network: tensorrt_plan (engine) or onnxruntime_onnx (ONNX)
         config.pbtxt                inputs/outputs from the model's metadata, dynamic batching,
-        1/model.plan | 1/model.onnx instance group
+        1/model.plan | 1/model.onnx instance group; the model file: a copy (a hard link with --link)
       NAME_postprocess/             Python backend: class-aware NMS + letterbox undo
         config.pbtxt
         labels.txt                  class names, one a line (label_filename of det_class_ids)
