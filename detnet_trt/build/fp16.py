@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from ..core.errors import MissingDependencyError, ModelFileError
 from ..core.fileio import atomic_write_bytes, check_writable
 from ..core.offline import import_ort
-from ..core.onnx_meta import meta_of, set_meta
+from ..core.onnx_meta import meta_of, seal, set_meta
 
 if TYPE_CHECKING:
     import onnx
@@ -49,6 +49,7 @@ def convert_to_fp16(
     fp16 = _toposort(fp16)  # the converter appends the casts it inserts at the end of the node list
     _set_precision(fp16, "fp16")
     onnx.checker.check_model(fp16)
+    seal(fp16)  # the FP16 graph's own content hash, verified by every reader
     atomic_write_bytes(out, fp16.SerializeToString(), force=True)
     return out
 

@@ -29,7 +29,7 @@ from ..core.config import GRAPH_NMS, PostprocessConfig
 from ..core.errors import MissingDependencyError, ModelFileError
 from ..core.fileio import atomic_write_bytes, check_writable
 from ..core.meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS, ModelMeta
-from ..core.onnx_meta import meta_of, set_meta
+from ..core.onnx_meta import meta_of, seal, set_meta
 from ..trt.plugins import PluginError
 
 EFFICIENT_NMS_OP = "EfficientNMS_TRT"
@@ -81,6 +81,7 @@ def add_efficient_nms(
     del new_model.metadata_props[:]
     new_model.metadata_props.extend(model.metadata_props)
     set_meta(new_model, new_meta)
+    seal(new_model)  # the new graph's own content hash, verified by every reader
     atomic_write_bytes(out, new_model.SerializeToString(), force=True)
     return out
 

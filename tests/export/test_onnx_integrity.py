@@ -84,3 +84,16 @@ def test_external_data_is_verified_too(tiny_onnx, tmp_path: Path) -> None:
     weights.write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match=r"m\.onnx is corrupt"):
         read_onnx_meta(tmp_path / "m.onnx")
+
+
+def test_efficient_nms_and_fp16_files_are_sealed(tiny_onnx, tmp_path) -> None:
+    """The ONNX files the build chain derives carry their own content hash, and it verifies."""
+    import onnx
+
+    from detnet_trt.build.fp16 import convert_to_fp16
+    from detnet_trt.core.onnx_meta import CONTENT_KEY, props_of, read_onnx_meta
+    from detnet_trt.export.efficient_nms import add_efficient_nms
+
+    for path in (add_efficient_nms(tiny_onnx, tmp_path / "m.nms.onnx"), convert_to_fp16(tiny_onnx, tmp_path / "m.fp16.onnx")):
+        assert CONTENT_KEY in props_of(onnx.load(str(path), load_external_data=False)), path
+        read_onnx_meta(path)  # verifies the hash
