@@ -41,10 +41,10 @@ def build_engine(onnx_or_ckpt: str | os.PathLike[str], output: str | os.PathLike
     src = Path(onnx_or_ckpt)
     if not src.is_file():
         raise ModelFileError(f"{src}: no such file", "pass a checkpoint (.pt) or an ONNX file")
-    out = check_writable(output, options.force)
+    out = check_writable(output, options.force, inputs=(src,))
     if out.suffix.lower() == ".onnx":
         raise InputError(f"-o {out}: the engine file must not end in .onnx", "use .engine or .plan")
-    check_writable(sidecar_path(out), options.force)
+    check_writable(sidecar_path(out), options.force, inputs=(src,))
     log = _Steps(options.progress)
 
     api = _installed_api()

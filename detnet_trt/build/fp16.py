@@ -36,7 +36,7 @@ def convert_to_fp16(
     import onnx
     float16 = import_ort("onnxruntime.transformers.float16")
 
-    out = check_writable(dst, force)
+    out = check_writable(dst, force, inputs=(src,))
     try:
         model = onnx.load(str(src))
     except Exception as err:  # noqa: BLE001 - onnx raises several types for a bad file

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     options = bench_options(args)
     for out in (args.json_out, args.plot):
         if out:
-            check_writable(out, args.force)
+            check_writable(out, args.force, inputs=(args.model,))
     with load_backend(args.model, **backend_kwargs(args, args.model)) as backend:
         record = benchmark(backend, options, progress=True)
     record["model"]["path"] = args.model

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = compare_options(args)
     if args.json_out:
-        check_writable(args.json_out, args.force)
+        check_writable(args.json_out, args.force, inputs=(args.a, args.b))
     res = compare(args.a, args.b, options, postprocess_config(args),
                   backend_kwargs_a=backend_kwargs(args, args.a), backend_kwargs_b=backend_kwargs(args, args.b))
     print(res.table())

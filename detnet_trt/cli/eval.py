@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     options, post = eval_options(args), postprocess_config(args, PostprocessConfig.for_eval())
     ann, images = resolve_dataset(args.data, args.split, args.ann, args.images)
     if args.summary:
-        check_writable(args.summary, args.force)
+        check_writable(args.summary, args.force, inputs=(args.model, ann))
     res = evaluate(args.model, ann, images, options, post, backend_kwargs=backend_kwargs(args, args.model))
     print(f"{args.model} on {ann} ({res.num_images} images, {res.num_detections} detections, {res.seconds:.1f} s); "
           "metrics in %, -1 = undefined")

@@ -38,3 +38,8 @@ class MissingDependencyError(DetnetError):
 
 class IncompatibleError(DetnetError):
     """An artifact was made for another model, TensorRT version, GPU or calibration."""
+
+
+class OutputError(DetnetError):
+    """An output location cannot be used: not writable, no space, a file where a folder is needed,
+    or one of the inputs."""

@@ -24,14 +24,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import DetnetError, OutputExistsError
+from .errors import OutputError, OutputExistsError
 
 PathLike = str | os.PathLike[str]
 
 
-class OutputError(DetnetError):
-    """An output location cannot be used: not writable, no space, a file where a folder is needed,
-    or one of the inputs."""
 
 
 # --- the umask ------------------------------------------------------------------------------------

@@ -318,7 +318,8 @@ def evaluate(
     indices = _select(dataset, options.max_images)
     dataset.check_files()
     if options.results_json is not None:
-        check_writable(options.results_json, options.force)
+        check_writable(options.results_json, options.force,
+                       inputs=(ann_file, None if isinstance(model, Backend) else model))
     t0 = time.perf_counter()
     with open_model(model, **(backend_kwargs or {})) as backend:
         cat_ids = class_to_category_ids(backend.meta.class_names, dataset)

@@ -56,7 +56,7 @@ def add_efficient_nms(
         raise PluginError(
             f"EfficientNMS settings out of range: max_det={post.max_det}, conf={post.conf}, iou={post.iou}"
         )
-    out = check_writable(dst, force)
+    out = check_writable(dst, force, inputs=(src,))
     model = onnx.load(str(src))
     meta = _host_nms_meta(model, src)
     graph = gs.import_onnx(model)

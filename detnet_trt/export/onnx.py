@@ -100,7 +100,7 @@ def export_onnx(  # 10 parameters: the interface `detnet-trt export` and the bui
     _check_args(layout, topk, nms, post, opset, exporter)
     if Path(output).is_dir():
         raise InputError(f"output {output} is a folder", "name the .onnx file to write")
-    out = check_writable(output, force)
+    out = check_writable(output, force, inputs=(checkpoint,))
     model, sha = _load_model(checkpoint, layout, topk)
     meta = model.meta()
     dummy = _random_batch(meta.input_shape(_DUMMY_BATCH), seed=0)

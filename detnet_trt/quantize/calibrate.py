@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import IncompatibleError, InputError, MissingDependencyError, ModelFileError
-from ..core.fileio import atomic_write_bytes, atomic_write_text, check_writable, sha256_file
+from ..core.fileio import atomic_write_bytes, atomic_write_text, check_not_input, check_writable, sha256_file
 from ..core.meta import ModelMeta
 from ..core.offline import import_ort
 from ..core.onnx_meta import meta_of, seal, set_meta, verify_content
@@ -275,7 +275,7 @@ def quantize_onnx(
     src = Path(model)
     meta = _fp32_meta(_load(src), src)
     cs = calib if isinstance(calib, CalibSet) else read_calib_set(calib, calib_images)
-    out = Path(output)
+    out = check_not_input(output, [src, None if isinstance(calib, CalibSet) else calib])
     unreadable = check_calib_images(cs, options.min_images)  # stale images, too few readable: refused
     data_sha, _ = _hash_images(cs.files)
     provenance = _provenance(src, cs, meta, options, data_sha, len(unreadable))

@@ -305,7 +305,7 @@ def _prepare(cfg: TrainConfig, device: torch.device, d: _Dist) -> _Run:
     out = Path(cfg.output)
     last = last_path_for(out)
     if d.main and not cfg.resume:
-        check_writable(out, cfg.force)
+        check_writable(out, cfg.force, inputs=(cfg.pretrained_backbone,))
         check_writable(last, cfg.force)
 
     train_ann, train_dir = resolve_coco_dir(cfg.data, cfg.train_split)
