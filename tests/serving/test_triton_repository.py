@@ -487,3 +487,22 @@ def test_repository_runs_in_bundled_tritonserver(repo, onnx_model, tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0
+
+
+def test_engine_that_does_not_match_its_sidecar_is_refused(tmp_path):
+    """export-triton verifies the engine's recorded sha256 before it copies anything (issue 16)."""
+    import hashlib
+
+    from detnet_trt.core.errors import ModelFileError
+    from detnet_trt.core.sidecar import EngineInfo, write_sidecar
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"the plan as built")
+    meta = ModelMeta("detnet59", ["a", "b"], (512, 512), precision="fp16")
+    write_sidecar(engine, EngineInfo(meta, "10.3.0", "Orin", (8, 7), "x" * 64, build={"batch": [1, 4, 4]},
+                                     engine_sha256=hashlib.sha256(engine.read_bytes()).hexdigest()))
+    export_triton(engine, tmp_path / "ok", options=TritonRepoOptions(max_batch=4))  # intact: accepted
+    engine.write_bytes(b"the plan as built, then damaged")
+    with pytest.raises(ModelFileError, match="is corrupt"):
+        export_triton(engine, tmp_path / "r", options=TritonRepoOptions(max_batch=4))
+    assert not (tmp_path / "r").exists()

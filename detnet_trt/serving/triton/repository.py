@@ -211,9 +211,9 @@ def _read_onnx(path: Path) -> ModelInfo:
 
 
 def _read_engine(path: Path) -> ModelInfo:
-    from ...core.sidecar import read_sidecar  # pure JSON, no TensorRT
+    from ...core.sidecar import verify_engine  # pure JSON and a hash, no TensorRT
 
-    info = read_sidecar(path)
+    info = verify_engine(path)  # the engine must be the one its sidecar describes
     meta = info.meta
     # The contract's dtypes and shapes (meta.topk is the exported K after clamping; in-graph NMS
     # pads to max_det): Triton checks them against the plan when it loads it.
