@@ -25,7 +25,7 @@ pytest.importorskip("tritonclient.http", reason="tritonclient[http] not installe
 pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] not installed")
 
 from detnet_trt.serving.triton.client import DetnetClient, ServerError
-from detnet_trt.serving.triton.server import DetnetTritonServer, ServeOptions, free_port
+from detnet_trt.serving.triton.server import DetnetTritonServer, ServeOptions, check_ports_free, free_port
 
 pytestmark = pytest.mark.slow
 CONF, IOU, MAX_DET = 0.25, 0.5, 100
@@ -257,4 +257,6 @@ def test_server_stops_cleanly(server):
     assert not server.backend.is_open
     with pytest.raises(OSError):
         socket.create_connection((host, port), timeout=2).close()
+    # the same ports pass the start-up check at once (connections left in TIME_WAIT do not block a restart)
+    check_ports_free(host, server.options.port_flags())
     server.stop()

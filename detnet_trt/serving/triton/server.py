@@ -496,8 +496,11 @@ class DetnetTritonServer:
         try:
             while self._triton is not None and self._triton.is_alive():
                 time.sleep(poll_s)
+            child = getattr(self._triton, "_triton_server", None)
+            last = f": {_last_error_line(child)}" if child is not None else ""
             raise DetnetError(
-                "tritonserver or its model stopped unexpectedly", "see the server log above; restart `detnet-trt serve`"
+                f"tritonserver or its model stopped unexpectedly{last}",
+                "see the server log above; restart `detnet-trt serve`",
             )
         except KeyboardInterrupt:
             pass
