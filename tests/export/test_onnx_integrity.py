@@ -4,40 +4,16 @@ before this a damaged file gave wrong detections with exit 0."""
 
 from __future__ import annotations
 
-import struct
-import zipfile
 from pathlib import Path
 
 import onnx
 import pytest
+from corrupt import flip_tensor_byte, flip_weight_byte
 
 from detnet_trt.core.errors import ModelFileError
 from detnet_trt.core.onnx_meta import CONTENT_KEY, content_sha256, read_onnx_meta, verify_content
 from detnet_trt.export.onnx import export_onnx
 from detnet_trt.runtime.backends.ort import OnnxRuntimeBackend
-
-
-def flip_tensor_byte(src: Path, dst: Path) -> Path:
-    """Copy ``src`` (a torch zip) to ``dst`` with one bit flipped in the middle of its largest tensor's data."""
-    data = bytearray(src.read_bytes())
-    with zipfile.ZipFile(src) as z:
-        entry = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
-    name_len, extra_len = struct.unpack("<HH", data[entry.header_offset + 26 : entry.header_offset + 30])
-    data[entry.header_offset + 30 + name_len + extra_len + entry.file_size // 2] ^= 0x10
-    dst.write_bytes(bytes(data))
-    return dst
-
-
-def flip_weight_byte(src: Path, dst: Path) -> Path:
-    """Copy ``src`` with one bit flipped in the middle of its largest initializer's raw data."""
-    model = onnx.load(str(src))
-    raw = max((i.raw_data for i in model.graph.initializer), key=len)
-    data = bytearray(src.read_bytes())
-    at = data.find(raw)
-    assert at > 0 and len(raw) > 64
-    data[at + len(raw) // 2] ^= 0x10
-    dst.write_bytes(bytes(data))
-    return dst
 
 
 def test_export_records_the_graph_hash(tiny_onnx) -> None:

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import io
 import logging
-import struct
-import zipfile
 from pathlib import Path
 
 import pytest
 import torch
+from corrupt import flip_tensor_byte
 
 from detnet_trt.core.errors import ModelFileError
 from detnet_trt.models.checkpoint import load_checkpoint, read_checkpoint, weights_sha256
@@ -19,16 +18,6 @@ from detnet_trt.models.checkpoint import load_checkpoint, read_checkpoint, weigh
 ASSET = Path(__file__).resolve().parents[2] / "detnet_trt" / "assets" / "detnet_tiny_synth.pt"
 
 
-def flip_tensor_byte(src: Path, dst: Path) -> Path:
-    """Copy ``src`` (a torch zip) to ``dst`` with one bit flipped in the middle of its largest tensor's data."""
-    data = bytearray(src.read_bytes())
-    with zipfile.ZipFile(src) as z:
-        entry = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
-    assert entry.compress_type == zipfile.ZIP_STORED
-    name_len, extra_len = struct.unpack("<HH", data[entry.header_offset + 26 : entry.header_offset + 30])
-    data[entry.header_offset + 30 + name_len + extra_len + entry.file_size // 2] ^= 0x10
-    dst.write_bytes(bytes(data))
-    return dst
 
 
 def test_saved_checkpoint_records_the_weights_hash(tiny_checkpoint) -> None:

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from corrupt import flip_weight_byte
 
 from detnet_trt.core.errors import IncompatibleError, InputError, ModelFileError
 from detnet_trt.quantize.calibrate import check_quantized, is_qdq_onnx, quantize_onnx
@@ -25,16 +26,6 @@ def _images(d: Path, n: int, seed: int = 0) -> Path:
     return d
 
 
-def flip_weight_byte(src: Path, dst: Path) -> Path:
-    """Copy ``src`` with one bit flipped in the middle of its largest initializer's raw data."""
-    model = onnx.load(str(src))
-    raw = max((i.raw_data for i in model.graph.initializer), key=len)
-    data = bytearray(src.read_bytes())
-    at = data.find(raw)
-    assert at > 0 and len(raw) > 64
-    data[at + len(raw) // 2] ^= 0x10
-    dst.write_bytes(bytes(data))
-    return dst
 
 
 def _change(image: Path) -> None:

@@ -1,0 +1,34 @@
+"""Test helpers that damage copies of model files the way a bad disk or download does: one bit
+flipped inside the data (not the header), so the file still parses (tests of the integrity checks)."""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from pathlib import Path
+
+import onnx
+
+
+def flip_tensor_byte(src: Path, dst: Path) -> Path:
+    """Copy ``src`` (a torch zip) to ``dst`` with one bit flipped in the middle of its largest tensor's data."""
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as z:
+        entry = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    assert entry.compress_type == zipfile.ZIP_STORED
+    name_len, extra_len = struct.unpack("<HH", data[entry.header_offset + 26 : entry.header_offset + 30])
+    data[entry.header_offset + 30 + name_len + extra_len + entry.file_size // 2] ^= 0x10
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def flip_weight_byte(src: Path, dst: Path) -> Path:
+    """Copy ``src`` (an ONNX file) with one bit flipped in the middle of its largest initializer's raw data."""
+    model = onnx.load(str(src))
+    raw = max((i.raw_data for i in model.graph.initializer), key=len)
+    data = bytearray(src.read_bytes())
+    at = data.find(raw)
+    assert at > 0 and len(raw) > 64
+    data[at + len(raw) // 2] ^= 0x10
+    dst.write_bytes(bytes(data))
+    return dst
