@@ -29,8 +29,6 @@ from .errors import OutputError, OutputExistsError
 PathLike = str | os.PathLike[str]
 
 
-
-
 # --- the umask ------------------------------------------------------------------------------------
 _UMASK_LOCK = threading.Lock()
 
