@@ -18,6 +18,7 @@ import pkgutil
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .._version import __version__
 from ..core.errors import DetnetError
@@ -34,14 +35,22 @@ def _command_modules() -> list[str]:
     return [n for n in ORDER if n in found] + sorted(found - set(ORDER))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (what is wrong, where the help is) and exit 2,
+    like every other error of the CLI, instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="detnet-trt",
         description="DetNet detectors from PyTorch to ONNX and TensorRT (FP16 / INT8), with runtime, camera loop and benchmarks.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _command_modules():
         module = importlib.import_module(f"{__name__}.{name}")
         module.register(sub)

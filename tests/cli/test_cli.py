@@ -102,3 +102,23 @@ def test_export_checkpoint_whose_classes_do_not_match(tiny_checkpoint, tmp_path,
     assert main(["export", str(bad), "-o", str(tmp_path / "m.onnx")]) == 2
     line = _one_line_error(capsys.readouterr().err, "export")
     assert "bad_classes.pt" in line and "class names" in line
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["export"], "detnet-trt export: error: the following arguments are required"),
+        (["bench", "--model", "m.onnx", "--batch", "x"], "detnet-trt bench: error: argument --batch"),
+        (["nope"], "detnet-trt: error: argument COMMAND: invalid choice"),
+        (["infer", "--model", "m.onnx", "a.jpg", "--out", "o", "--conf", "high"], "detnet-trt infer: error: argument --conf"),
+    ],
+)
+def test_usage_errors_are_one_line(argv, says) -> None:
+    """A bad command line is one line naming the problem and where the help is, exit 2 (no usage block)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "detnet_trt", *argv], capture_output=True, text=True, timeout=120)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert lines[0].startswith(says) and "--help`)" in lines[0]
