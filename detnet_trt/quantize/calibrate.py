@@ -277,7 +277,7 @@ def quantize_onnx(
     cs = calib if isinstance(calib, CalibSet) else read_calib_set(calib, calib_images)
     out = check_not_input(output, [src, None if isinstance(calib, CalibSet) else calib])
     unreadable = check_calib_images(cs, options.min_images)  # stale images, too few readable: refused
-    data_sha, _ = _hash_images(cs.files)
+    data_sha = _hash_images(cs.files, {f for f, _ in unreadable})
     provenance = _provenance(src, cs, meta, options, data_sha, len(unreadable))
     if out.exists() and not force:
         return _reuse_existing(out, provenance, options)

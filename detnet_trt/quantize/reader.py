@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..core.images import decode_image, image_problem
+from ..core.images import decode_image
 from ..core.meta import INPUT_NAME, ModelMeta
 
 
@@ -33,20 +33,18 @@ def preprocessing_id(meta: ModelMeta) -> dict[str, Any]:
     }
 
 
-def _hash_images(files: Sequence[Path]) -> tuple[str, list[tuple[Path, str]]]:
-    """sha256 over the bytes of the readable files in order; unreadable files are listed."""
+def _hash_images(files: Sequence[Path], unreadable: Collection[Path]) -> str:
+    """sha256 over the names and bytes of ``files`` in order, leaving out ``unreadable`` (found by
+    :func:`~.calibset.check_calib_images`, which has already decoded every file once)."""
     h = hashlib.sha256()
-    bad: list[tuple[Path, str]] = []
     for f in files:
-        why = image_problem(f)
-        if why is not None:
-            bad.append((f, why))
+        if f in unreadable:
             continue
         h.update(f.name.encode("utf-8") + b"\0")
         with open(f, "rb") as fh:
             while block := fh.read(1 << 20):
                 h.update(block)
-    return h.hexdigest(), bad
+    return h.hexdigest()
 
 
 class LetterboxDataReader:
