@@ -32,3 +32,11 @@ def flip_weight_byte(src: Path, dst: Path) -> Path:
     data[at + len(raw) // 2] ^= 0x10
     dst.write_bytes(bytes(data))
     return dst
+
+
+def flip_middle_byte(path: Path) -> Path:
+    """Flip one bit in the middle of ``path`` in place (e.g. an ONNX file's external weights)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    return path

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from corrupt import flip_tensor_byte, flip_weight_byte
+from corrupt import flip_middle_byte, flip_tensor_byte, flip_weight_byte
 
 from detnet_trt.core.errors import ModelFileError
 from detnet_trt.core.onnx_meta import CONTENT_KEY, content_sha256, read_onnx_meta, verify_content
@@ -54,10 +54,7 @@ def test_external_data_is_verified_too(tiny_onnx, tmp_path: Path) -> None:
     onnx.save_model(onnx.load(str(tiny_onnx)), str(tmp_path / "m.onnx"), save_as_external_data=True,
                     location="m.weights")
     assert read_onnx_meta(tmp_path / "m.onnx").model == read_onnx_meta(tiny_onnx).model
-    weights = tmp_path / "m.weights"
-    data = bytearray(weights.read_bytes())
-    data[len(data) // 2] ^= 0x10
-    weights.write_bytes(bytes(data))
+    flip_middle_byte(tmp_path / "m.weights")
     with pytest.raises(ModelFileError, match=r"m\.onnx is corrupt"):
         read_onnx_meta(tmp_path / "m.onnx")
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from corrupt import flip_weight_byte
+from corrupt import flip_middle_byte, flip_weight_byte
 
 from detnet_trt.core.errors import IncompatibleError, InputError, ModelFileError
 from detnet_trt.quantize.calibrate import check_quantized, is_qdq_onnx, quantize_onnx
@@ -103,9 +103,6 @@ def test_quantize_verifies_an_fp32_onnx_with_external_data(tiny_onnx, tmp_path: 
     onnx.save_model(onnx.load(str(tiny_onnx)), str(tmp_path / "m.onnx"), save_as_external_data=True,
                     location="m.weights")
     assert not is_qdq_onnx(tmp_path / "m.onnx")  # loads (with its weights) and verifies
-    weights = tmp_path / "m.weights"
-    data = bytearray(weights.read_bytes())
-    data[len(data) // 2] ^= 0x10
-    weights.write_bytes(bytes(data))
+    flip_middle_byte(tmp_path / "m.weights")
     with pytest.raises(ModelFileError, match=r"m\.onnx is corrupt"):
         is_qdq_onnx(tmp_path / "m.onnx")
