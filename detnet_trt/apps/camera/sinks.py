@@ -32,14 +32,23 @@ log = logging.getLogger("detnet_trt.camera")
 
 @dataclass
 class FrameResult:
-    """One processed frame: ``index`` counts processed frames from 0 (the JSON ``frame``),
-    ``frame.index`` is its number in the source (gaps there are dropped frames)."""
+    """One processed frame: ``index`` counts processed frames from 0 (the JSON ``frame``; per
+    stream in a multi-stream run), ``frame.index`` is its number in the source (gaps there are
+    dropped frames).
+
+    ``stream`` / ``stream_index``: the stream's name and its position in the run's list of
+    sources (``--source`` order, then ``--sources`` lines) in a multi-stream run; ``None`` / 0 in a
+    single-source run, whose JSON records then have no ``stream`` field. Per-stream consumers
+    (trackers, recorders, event sinks) key their state on ``stream_index``.
+    """
 
     index: int
     frame: Frame
     detections: Detections
     class_names: Sequence[str] | None = None
     status: list[str] = field(default_factory=list)
+    stream: str | None = None
+    stream_index: int = 0
     _annotated: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -52,7 +61,9 @@ class FrameResult:
     def record(self) -> dict:
         f = self.frame
         h, w = f.image.shape[:2]
+        head = {} if self.stream is None else {"stream": self.stream}
         return {
+            **head,
             "frame": self.index,
             "source_frame": f.index,
             "timestamp": round(f.timestamp, 6),

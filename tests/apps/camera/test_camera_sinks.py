@@ -44,6 +44,14 @@ def test_jsonl_records_are_flushed_per_frame(tmp_path) -> None:
     sink.close()  # idempotent
 
 
+def test_a_multi_stream_record_names_its_stream_first() -> None:
+    r = _result(3)
+    assert "stream" not in r.record()  # a single-source run: records as before
+    r.stream, r.stream_index = "door", 2
+    rec = r.record()
+    assert next(iter(rec)) == "stream" and rec["stream"] == "door" and rec["frame"] == 3
+
+
 def test_outputs_are_not_overwritten_without_force(tmp_path) -> None:
     path = tmp_path / "out.jsonl"
     path.write_text("keep me")
