@@ -21,7 +21,9 @@ class Detector:
 
     ``post`` holds the post-processing thresholds (score, NMS IoU, detections per image);
     evaluation passes :meth:`PostprocessConfig.for_eval` (a low score threshold). The input buffer
-    is allocated once for ``max_batch`` images and reused.
+    is allocated once for ``max_batch`` images and reused; calling the detector letterboxes straight
+    into the backend's own input memory instead where it lends one (:meth:`Backend.input_buffer`:
+    the TensorRT engine's page-locked buffer), so a frame is written once on the host.
     """
 
     def __init__(self, backend: Backend, post: PostprocessConfig = PostprocessConfig(), max_batch: int = 1) -> None:
@@ -47,6 +49,9 @@ class Detector:
         out: list[Detections] = []
         mb = self.letterboxer.max_batch
         for i in range(0, len(frames), mb):
-            batch, infos = self.preprocess(frames[i : i + mb])
-            out.extend(self.postprocess(self.backend.infer(batch), infos))
+            chunk = list(frames[i : i + mb])
+            with self.backend.input_buffer(len(chunk)) as buf:  # None: our own buffer
+                batch, infos = self.letterboxer.fill(chunk, out=buf)
+                outputs = self.backend.infer(batch)
+            out.extend(self.postprocess(outputs, infos))
         return out

@@ -160,13 +160,17 @@ class Letterboxer:
         self.max_batch = max_batch
         self.pad_value = pad_value
 
-    def fill(self, frames: list[np.ndarray]) -> tuple[np.ndarray, list[LetterboxInfo]]:
-        if not 0 < len(frames) <= self.max_batch:
-            raise InputError(f"got {len(frames)} frames, this buffer holds 1 to {self.max_batch}")
-        infos = [
-            letterbox_into(f, self.buffer[i], self.layout, self.pad_value, self._scratch) for i, f in enumerate(frames)
-        ]
-        return self.buffer[: len(frames)], infos
+    def fill(self, frames: list[np.ndarray], out: np.ndarray | None = None) -> tuple[np.ndarray, list[LetterboxInfo]]:
+        """Letterbox ``frames`` into the buffer (or into ``out``, e.g. a backend's own input memory:
+        uint8, one image per frame, the buffer's image shape); returns the filled batch and infos."""
+        buf = self.buffer if out is None else out
+        if out is not None and (out.dtype != np.uint8 or out.shape[1:] != self.buffer.shape[1:]):
+            raise InputError(f"input buffer must be uint8 (N, {', '.join(map(str, self.buffer.shape[1:]))}), "
+                             f"got {out.dtype} {out.shape}")
+        if not 0 < len(frames) <= min(self.max_batch, buf.shape[0]):
+            raise InputError(f"got {len(frames)} frames, this buffer holds 1 to {min(self.max_batch, buf.shape[0])}")
+        infos = [letterbox_into(f, buf[i], self.layout, self.pad_value, self._scratch) for i, f in enumerate(frames)]
+        return buf[: len(frames)], infos
 
 
 def letterbox(

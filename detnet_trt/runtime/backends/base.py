@@ -3,12 +3,16 @@
 Every backend (PyTorch checkpoint, ONNX Runtime, TensorRT engine) takes the same uint8 image
 batch described by its :class:`~detnet_trt.core.meta.ModelMeta` and returns the graph's named outputs
 as NumPy arrays. Inputs are validated once, here, with the tensor's name in the message; the
-subclasses only implement ``_open``, ``_infer`` and ``_close``.
+subclasses only implement ``_open``, ``_infer`` and ``_close``. A backend that owns its input memory
+(the TensorRT engine's page-locked host buffer) lends it through :meth:`Backend.input_buffer`, so
+the letterbox writes frames straight where the host-to-device copy reads them.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
+from collections.abc import Iterator
 from types import TracebackType
 
 import numpy as np
@@ -84,6 +88,18 @@ class Backend(abc.ABC):
             self.open()
         self.validate(images)
         return self._infer(np.ascontiguousarray(images))
+
+    @contextlib.contextmanager
+    def input_buffer(self, batch: int) -> Iterator[np.ndarray | None]:
+        """The backend's own input memory for a ``batch``-image uint8 input, or ``None``.
+
+        ``with backend.input_buffer(n) as buf:`` fill ``buf`` (shape ``meta.input_shape(n)``) and call
+        ``infer(buf)`` inside the block: that infer copies nothing on the host. The buffer is valid
+        only inside the block (a backend holds its lock there, so no other caller, and no
+        ``close()``, touches it meanwhile). Backends whose framework takes any array (PyTorch,
+        ONNX Runtime) yield ``None``: the caller letterboxes into its own buffer.
+        """
+        yield None
 
     # --- hooks ---------------------------------------------------------------------------
     @abc.abstractmethod

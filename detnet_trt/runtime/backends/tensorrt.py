@@ -14,8 +14,10 @@ CUDA graph after its first run and replays it (fixed shapes only).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +76,7 @@ class TensorRTBackend(Backend):
         self.plugins = list(plugins) if plugins is not None else list(self.info.build.get("plugins") or [])
         self.cuda_graph = cuda_graph
         self.verbose = verbose
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # infer, input_buffer, close: one at a time
         self._reset()
 
     def _reset(self) -> None:
@@ -200,6 +202,22 @@ class TensorRTBackend(Backend):
                 "pad the batch, or rebuild with --batch 1,...",
             )
 
+    @contextlib.contextmanager
+    def input_buffer(self, batch: int) -> Iterator[np.ndarray | None]:
+        """The engine's page-locked host input, viewed as a ``batch``-image uint8 batch, under the lock:
+        fill it and ``infer()`` it inside the block and the frame is not copied again on the host."""
+        if not self.is_open:
+            self.open()
+        lo, hi = self.min_batch, self.max_batch or self.info.batch_range[2]
+        if not lo <= batch <= hi:
+            raise InputError(f"input {INPUT_NAME!r} batch {batch} is outside this engine's {lo} to {hi}",
+                             "split the batch, or rebuild with a wider --batch")
+        with self._lock:
+            t = next((t for t in self._tensors if t.is_input), None)
+            if t is None:
+                raise CudaError("the TensorRT backend is not open")
+            yield t.host.view(self.meta.input_shape(batch), t.dtype) if t.dtype == np.uint8 else None
+
     def _infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
         ctx, context, stream, enqueue = self._ctx, self._context, self._stream, self._enqueue
         if ctx is None or context is None or stream is None or enqueue is None:
@@ -213,7 +231,8 @@ class TensorRTBackend(Backend):
             for t in self._tensors:
                 if t.is_input:
                     host = t.host.view(images.shape, t.dtype)
-                    np.copyto(host, images)
+                    if not _same_memory(host, images):  # letterboxed into input_buffer(): no copy
+                        np.copyto(host, images)
                     t.device.copy_from(host, stream)
             ev[1].record(stream)
             graph = self._graphs.get(n)
@@ -265,6 +284,12 @@ def create_runtime(logger: trt.ILogger) -> trt.Runtime:
             f"TensorRT {trt.__version__} could not create a Runtime: no usable CUDA GPU ({err})",
             "check the driver and device (nvidia-smi, or tegrastats on a Jetson)",
         ) from None
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` are the same bytes (same start, shape and dtype; both C-contiguous)."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.dtype == b.dtype)
 
 
 def _dims(dims: trt.Dims) -> tuple[int, ...]:
