@@ -40,6 +40,7 @@ setup(
         "tqdm>=4.60",
         "pycocotools>=2.0.6",
         "matplotlib>=3.6",
+        "scipy>=1.10",  # the tracker's linear assignment (camera --track)
     ],
     extras_require={
         "opencv": [OPENCV],
@@ -54,6 +55,7 @@ setup(
             "onnx-graphsurgeon>=0.3.27",
             "nvidia-pytriton>=0.7",
             "tritonclient[http,grpc]>=2.40",
+            "motmetrics>=1.4",  # ID switches / fragmentations of the tracker against ground truth
         ],
     },
     entry_points={"console_scripts": ["detnet-trt=detnet_trt.cli:main"]},
