@@ -67,7 +67,10 @@ def _os_message(err: OSError) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a usage error already printed (exit 2)
+        return done.code if isinstance(done.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -5,28 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._options import add_backend_args, backend_kwargs
+from ..core.limits import BATCH, COUNT, SECONDS, SECONDS_OR_ZERO, SIDE
+from ._options import add_backend_args, backend_kwargs, number, number_list, size
 
 if TYPE_CHECKING:
     from ..apps.bench import BenchOptions
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        vals = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not vals or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
-    return vals
-
-
-def _hw(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH such as 1280x720, got {text!r}") from None
-    return h, w
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -50,12 +33,12 @@ def _command(args: argparse.Namespace) -> str:
 
 def add_bench_args(p: argparse.ArgumentParser) -> None:
     """The flags of :class:`~detnet_trt.apps.bench.BenchOptions`."""
-    p.add_argument("--batch", type=_ints, default=[1], help="batch sizes, e.g. 1,4,8 (default 1)")
+    p.add_argument("--batch", type=number_list(BATCH), default=[1], help="batch sizes, e.g. 1,4,8 (default 1)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--duration", type=float, default=None, help="seconds timed per batch size and figure (default 3)")
-    g.add_argument("--iterations", type=int, default=None, help="exact number of timed runs instead of --duration")
-    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds before each figure (default 1)")
-    p.add_argument("--frame-size", type=_hw, default=(720, 1280), help="end-to-end frame size WxH (default 1280x720)")
+    g.add_argument("--duration", type=number(SECONDS), default=None, help="seconds timed per batch size and figure (default 3)")
+    g.add_argument("--iterations", type=number(COUNT), default=None, help="exact number of timed runs instead of --duration")
+    p.add_argument("--warmup", type=number(SECONDS_OR_ZERO), default=1.0, help="warm-up seconds before each figure (default 1)")
+    p.add_argument("--frame-size", type=size(SIDE), default=(720, 1280), help="end-to-end frame size WxH (default 1280x720)")
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end figure")
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..build.options import NMS_MODES, BuildOptions, graph_nms, parse_batch
+from ..build.options import NMS_MODES, BuildOptions, graph_nms
+from ..core.limits import BATCH, DLA_CORE, IOU, MAX_DET, PROBABILITY, TOPK, WORKSPACE_MIB
 from ..core.meta import LAYOUTS
 from ..quantize.options import METHODS
+from ._options import number, number_list
 
 _D = BuildOptions  # the defaults of every flag below
 
@@ -45,27 +47,27 @@ def add_build_args(p: argparse.ArgumentParser) -> None:
                    "ONNX is already quantized")
     g.add_argument("--calib-method", choices=METHODS, default=_D.calib_method,
                    help="INT8 calibration method (default %(default)s)")
-    g.add_argument("--batch", default=",".join(str(b) for b in _D.batch),
+    g.add_argument("--batch", type=number_list(BATCH, 1, 3), default=",".join(str(b) for b in _D.batch),
                    help="dynamic batch MIN,OPT,MAX (default %(default)s), or one fixed size")
-    g.add_argument("--workspace", type=int, default=_D.workspace_mib,
+    g.add_argument("--workspace", type=number(WORKSPACE_MIB), default=_D.workspace_mib,
                    help="builder workspace limit in MiB (default %(default)s)")
-    g.add_argument("--dla", type=int, metavar="CORE", default=_D.dla_core,
+    g.add_argument("--dla", type=number(DLA_CORE), metavar="CORE", default=_D.dla_core,
                    help="run on this DLA core (Jetson), layers the DLA cannot run fall back to the GPU")
     g.add_argument("--timing-cache", help="timing cache file (default: one per TensorRT version and GPU under "
                    "~/.cache/detnet-trt/timing), reused by later builds")
     g.add_argument("--no-timing-cache", action="store_true", help="build without a timing cache")
     g.add_argument("--nms", choices=NMS_MODES, default=_D.nms,
                    help="host: NMS in Python after the engine (default); efficient: EfficientNMS_TRT in the engine")
-    g.add_argument("--max-det", type=int, default=_D.post.max_det,
+    g.add_argument("--max-det", type=number(MAX_DET), default=_D.post.max_det,
                    help="detections per image with --nms efficient (default %(default)s)")
-    g.add_argument("--nms-iou", type=float, default=_D.post.iou,
+    g.add_argument("--nms-iou", type=number(IOU), default=_D.post.iou,
                    help="IoU threshold of --nms efficient (default %(default)s)")
-    g.add_argument("--nms-conf", type=float, default=_D.post.conf,
+    g.add_argument("--nms-conf", type=number(PROBABILITY), default=_D.post.conf,
                    help="score threshold of --nms efficient (default %(default)s)")
     g.add_argument("--plugin", action="append", default=[], metavar="LIB.so",
                    help="load a TensorRT plugin library before parsing (repeatable)")
     g.add_argument("--layout", choices=LAYOUTS, default=_D.layout, help="input layout when exporting a checkpoint")
-    g.add_argument("--topk", type=int, default=_D.topk, help="candidates per image when exporting a checkpoint")
+    g.add_argument("--topk", type=number(TOPK), default=_D.topk, help="candidates per image when exporting a checkpoint")
     g.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
     g.add_argument("--no-progress", action="store_true", help="no progress output")
     g.add_argument("--force", action="store_true", help="overwrite existing output files")
@@ -77,7 +79,7 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
         precision=args.precision,
         calib=Path(args.calib) if args.calib else None,
         calib_method=args.calib_method,
-        batch=parse_batch(args.batch),
+        batch=tuple(args.batch * 3 if len(args.batch) == 1 else args.batch),  # one size: a fixed batch
         workspace_mib=args.workspace,
         dla_core=args.dla,
         timing_cache=Path(args.timing_cache) if args.timing_cache else None,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.limits import COUNT, COUNT_OR_ZERO, SEED
+from ._options import number
+
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -16,9 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
     p.add_argument("--annotations", help="COCO instances JSON for these images (enables category stratification)")
-    p.add_argument("--num", type=int, default=512, help="number of images (default 512)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the choice (default 0)")
-    p.add_argument("--min-images", type=int, default=None, help="fail if fewer readable images remain (default 16)")
+    p.add_argument("--num", type=number(COUNT), default=512, help="number of images (default 512)")
+    p.add_argument("--seed", type=number(SEED), default=0, help="seed of the choice (default 0)")
+    p.add_argument("--min-images", type=number(COUNT_OR_ZERO), default=None, help="fail if fewer readable images remain (default 16)")
     p.add_argument("-o", "--output", required=True, help="set file to write, e.g. calibration/coco_train_512.txt")
     p.add_argument("--force", action="store_true", help="overwrite an existing set file")
     p.set_defaults(func=run)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._options import add_backend_args, add_postprocess_args, backend_kwargs, postprocess_config
+from ..core.limits import CAPTURE_FPS, COUNT, FPS, SECONDS, SECONDS_OR_ZERO, SIDE
+from ._options import add_backend_args, add_postprocess_args, backend_kwargs, number, postprocess_config
 
 if TYPE_CHECKING:
     from ..apps.camera.options import CameraOptions
@@ -19,19 +20,19 @@ def add_camera_args(p: argparse.ArgumentParser) -> None:
     view.add_argument("--headless", dest="show", action="store_false", help="never open a window")
     p.add_argument("--jsonl", metavar="OUT", help="write one JSON record per frame (frame, timestamp, detections)")
     p.add_argument("--record", metavar="OUT.mp4", help="record the annotated video (mp4v)")
-    p.add_argument("--record-fps", type=float, help="frame rate written into --record (default: the source's, else 30)")
+    p.add_argument("--record-fps", type=number(FPS), help="frame rate written into --record (default: the source's, else 30)")
     p.add_argument("--stats-json", metavar="F", help="write the run summary (per-stage mean/p50/p99, FPS, dropped) as JSON")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--max-frames", type=number(COUNT), metavar="N", help="stop after N processed frames")
+    p.add_argument("--duration", type=number(SECONDS), metavar="S", help="stop after S seconds")
     p.add_argument("--reconnect", action=argparse.BooleanOptionalAction, default=None,
                    help="reopen a live source that fails, with backoff (default: on for cameras and streams)")
     p.add_argument("--no-overlap", dest="overlap", action="store_false",
                    help="run capture, pre-processing, inference, NMS and sinks in turn on one thread "
                         "instead of overlapping them (lowest latency, lower FPS)")
-    p.add_argument("--width", type=int, help="camera capture width (USB/CSI)")
-    p.add_argument("--height", type=int, help="camera capture height (USB/CSI)")
-    p.add_argument("--fps", type=int, help="camera capture frame rate (USB/CSI)")
-    p.add_argument("--log-interval", type=float, default=5.0, metavar="S",
+    p.add_argument("--width", type=number(SIDE), help="camera capture width (USB/CSI)")
+    p.add_argument("--height", type=number(SIDE), help="camera capture height (USB/CSI)")
+    p.add_argument("--fps", type=number(CAPTURE_FPS), help="camera capture frame rate (USB/CSI)")
+    p.add_argument("--log-interval", type=number(SECONDS_OR_ZERO), default=5.0, metavar="S",
                    help="log FPS and per-stage timing every S seconds (0: never; default 5)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._options import add_backend_args, add_postprocess_args, backend_kwargs, postprocess_config
+from ..core.limits import BATCH, COUNT, IOU, SEED
+from ._options import add_backend_args, add_postprocess_args, backend_kwargs, number, postprocess_config
 
 if TYPE_CHECKING:
     from ..apps.compare import CompareOptions
@@ -18,11 +19,11 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ann", help="annotation file (instead of --data)")
     p.add_argument("--images", help="image folder (with --ann)")
     p.add_argument("--image-dir", help="plain image folder to compare on (no AP)")
-    p.add_argument("--num", type=int, default=None, help="number of images (default: all of --data, 32 of "
+    p.add_argument("--num", type=number(COUNT), default=None, help="number of images (default: all of --data, 32 of "
                    "--image-dir, 16 synthetic)")
-    p.add_argument("--batch", type=int, default=1, help="images per inference (default 1)")
-    p.add_argument("--match-iou", type=float, default=0.5, help="IoU for a detection to count as matched (default 0.5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes (default 0)")
+    p.add_argument("--batch", type=number(BATCH), default=1, help="images per inference (default 1)")
+    p.add_argument("--match-iou", type=number(IOU), default=0.5, help="IoU for a detection to count as matched (default 0.5)")
+    p.add_argument("--seed", type=number(SEED), default=0, help="seed of the synthetic scenes (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -6,7 +6,8 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..core.config import PostprocessConfig
-from ._options import add_backend_args, add_postprocess_args, backend_kwargs, postprocess_config
+from ..core.limits import BATCH, COUNT
+from ._options import add_backend_args, add_postprocess_args, backend_kwargs, number, postprocess_config
 
 if TYPE_CHECKING:
     from ..evaluation.coco_eval import EvalOptions
@@ -14,8 +15,8 @@ if TYPE_CHECKING:
 
 def add_eval_args(p: argparse.ArgumentParser) -> None:
     """The flags of :class:`~detnet_trt.evaluation.coco_eval.EvalOptions`."""
-    p.add_argument("--batch", type=int, default=1, help="images per inference (default 1)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
+    p.add_argument("--batch", type=number(BATCH), default=1, help="images per inference (default 1)")
+    p.add_argument("--limit", type=number(COUNT), default=None, help="evaluate the first N images only")
     p.add_argument("--json", dest="results_json", help="write the COCO results JSON here")
     p.add_argument("--force", action="store_true", help="overwrite --json / --summary files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

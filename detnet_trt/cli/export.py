@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..core.config import GRAPH_NMS
-from ._options import add_postprocess_args, postprocess_config
+from ..core.limits import OPSET, TOPK
+from ._options import add_postprocess_args, number, postprocess_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -21,13 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, help="output .onnx (default: CHECKPOINT with .onnx suffix)")
     p.add_argument("--layout", choices=("nchw", "nhwc"), default="nchw",
                    help="input layout; nhwc spares the host a transpose (default: nchw)")
-    p.add_argument("--topk", type=int, default=None,
+    p.add_argument("--topk", type=number(TOPK), default=None,
                    help="candidates per image before NMS (default: the checkpoint's, 1000 for detnet59; max 3840)")
     p.add_argument("--nms", choices=("host", "onnx"), default="host",
                    help="host: NMS runs on the host (default); onnx: standard ONNX NonMaxSuppression in the graph, "
                    "with --conf, --iou and --max-det baked in (the host can raise --conf; rows are padded to --max-det)")
     add_postprocess_args(p, GRAPH_NMS, note="--nms onnx: ")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, the newest TensorRT 8.6 reads)")
+    p.add_argument("--opset", type=number(OPSET), default=17, help="ONNX opset (default 17, the newest TensorRT 8.6 reads)")
     p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo",
                    help="torch exporter (default dynamo; torchscript is torch's legacy exporter)")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check after export")

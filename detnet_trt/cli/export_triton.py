@@ -5,17 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._options import add_postprocess_args, postprocess_config
+from ..core.limits import BATCH, INSTANCES, QUEUE_DELAY_US
+from ._options import add_postprocess_args, number, number_list, postprocess_config
 
 if TYPE_CHECKING:
     from ..serving.triton.repository import TritonRepoOptions
-
-
-def _sizes(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -42,12 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def add_repo_args(p: argparse.ArgumentParser) -> None:
     """The flags of :class:`~detnet_trt.serving.triton.repository.TritonRepoOptions` (see :func:`repo_options`)."""
     p.add_argument("--name", default="detnet", help="ensemble name clients call (default detnet)")
-    p.add_argument("--max-batch", type=int, default=8, help="max_batch_size of the models (default 8)")
-    p.add_argument("--preferred-batch", type=_sizes, default=None,
+    p.add_argument("--max-batch", type=number(BATCH), default=8, help="max_batch_size of the models (default 8)")
+    p.add_argument("--preferred-batch", type=number_list(BATCH), default=None,
                    help="dynamic batching preferred sizes, e.g. 4,8 (default: 4, 8, ... up to --max-batch)")
-    p.add_argument("--queue-delay-us", type=int, default=1000,
+    p.add_argument("--queue-delay-us", type=number(QUEUE_DELAY_US), default=1000,
                    help="dynamic batching max queue delay in microseconds (default 1000)")
-    p.add_argument("--instances", type=int, default=1, help="model instances (instance_group count, default 1)")
+    p.add_argument("--instances", type=number(INSTANCES), default=1, help="model instances (instance_group count, default 1)")
     p.add_argument("--kind", choices=("gpu", "cpu"), default="gpu",
                    help="instance kind of the network (default gpu; cpu for ONNX on a CPU-only host)")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._options import add_backend_args, add_postprocess_args, backend_kwargs, postprocess_config
+from ..core.limits import BATCH
+from ._options import add_backend_args, add_postprocess_args, backend_kwargs, number, postprocess_config
 
 if TYPE_CHECKING:
     from ..apps.infer import InferOptions
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
 
 def add_infer_args(p: argparse.ArgumentParser) -> None:
     """The flags of :class:`~detnet_trt.apps.infer.InferOptions`."""
-    p.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
+    p.add_argument("--batch", type=number(BATCH), default=1, help="images per inference call (default 1)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

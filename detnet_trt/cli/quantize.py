@@ -11,7 +11,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..core.limits import AP_POINTS, COUNT, PERCENTILE
 from ..quantize.options import METHODS, AccuracyCheckOptions, QuantizeOptions
+from ._options import number
 
 _Q = QuantizeOptions  # the defaults of the quantization flags
 _A = AccuracyCheckOptions  # the defaults of the accuracy flags
@@ -43,7 +45,7 @@ def add_quantize_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("quantization")
     g.add_argument("--method", choices=METHODS, default=_Q.method,
                    help="activation range calibration (default %(default)s)")
-    g.add_argument("--percentile", type=float, default=_Q.percentile, help="percentile for --method percentile")
+    g.add_argument("--percentile", type=number(PERCENTILE), default=_Q.percentile, help="percentile for --method percentile")
     g.add_argument("--keep-float", action="append", default=[], metavar="NODE_PATTERN",
                    help="keep matching nodes in float (glob over node names; 're:' prefix for a regex); repeatable")
     g.add_argument("--quantize-head", action="store_true",
@@ -68,8 +70,8 @@ def add_accuracy_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("accuracy check")
     g.add_argument("--val-data", help="COCO-layout folder: evaluate FP32 and INT8 and report the AP drop")
     g.add_argument("--split", default=_A.split, help="split of --val-data (default %(default)s)")
-    g.add_argument("--val-max-images", type=int, help="evaluate only the first N images of --val-data")
-    g.add_argument("--max-ap-drop", type=float,
+    g.add_argument("--val-max-images", type=number(COUNT), help="evaluate only the first N images of --val-data")
+    g.add_argument("--max-ap-drop", type=number(AP_POINTS),
                    help="fail (exit 3) when INT8 loses more AP than this "
                    f"(0-100 scale; without it: warn over {_A.budget})")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._options import add_backend_args, add_postprocess_args, backend_kwargs, postprocess_config
+from ..core.limits import BATCH, PORT, QUEUE_DELAY_US
+from ._options import add_backend_args, add_postprocess_args, backend_kwargs, number, postprocess_config
 
 if TYPE_CHECKING:
     from ..serving.triton.server import ServeOptions
@@ -33,11 +34,11 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback --host (exposes the unauthenticated server to the network)")
-    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
-    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
-    p.add_argument("--max-batch", type=int, default=8, help="largest dynamic batch (default 8)")
-    p.add_argument("--queue-delay-us", type=int, default=1000,
+    p.add_argument("--port", type=number(PORT), default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--grpc-port", type=number(PORT), default=8001, help="gRPC port (default 8001)")
+    p.add_argument("--metrics-port", type=number(PORT), default=8002, help="Prometheus metrics port (default 8002)")
+    p.add_argument("--max-batch", type=number(BATCH), default=8, help="largest dynamic batch (default 8)")
+    p.add_argument("--queue-delay-us", type=number(QUEUE_DELAY_US), default=1000,
                    help="dynamic batching max queue delay in microseconds (default 1000)")
     p.add_argument("--no-dynamic-batching", action="store_true", help="run every request on its own")
 

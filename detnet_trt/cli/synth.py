@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-
-def _size(text: str) -> tuple[int, int]:
-    parts = text.lower().replace("x", ",").split(",")
-    try:
-        vals = [int(p) for p in parts if p.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
-    if len(vals) == 1:
-        return vals[0], vals[0]
-    if len(vals) == 2:
-        return vals[0], vals[1]
-    raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}")
+from ..core.limits import FRACTION, MODEL_SIDE, SEED, SYNTH_IMAGES, SYNTH_OBJECTS
+from ._options import number, size
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,11 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "OUT/annotations/instances_{train,val}.json and OUT/images/{train,val}/. Deterministic for a seed.",
     )
     p.add_argument("--out", "-o", required=True, help="output folder")
-    p.add_argument("--images", type=int, default=500, help="total number of images, both splits (default 500)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of the images in val (default 0.2)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--size", type=_size, default=(320, 320), help="image size N or HxW (default 320)")
-    p.add_argument("--max-objects", type=int, default=8, help="most objects per image (default 8)")
+    p.add_argument("--images", type=number(SYNTH_IMAGES), default=500, help="total number of images, both splits (default 500)")
+    p.add_argument("--val-fraction", type=number(FRACTION), default=0.2, help="fraction of the images in val (default 0.2)")
+    p.add_argument("--seed", type=number(SEED), default=0, help="random seed (default 0)")
+    p.add_argument("--size", type=size(MODEL_SIDE, order="hw", square=True), default=(320, 320), help="image size N or HxW (default 320)")
+    p.add_argument("--max-objects", type=number(SYNTH_OBJECTS), default=8, help="most objects per image (default 8)")
     p.add_argument("--force", action="store_true", help="overwrite an existing dataset")
     p.set_defaults(func=run)
     return p

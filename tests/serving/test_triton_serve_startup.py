@@ -76,7 +76,7 @@ def test_grpc_port_held_on_all_interfaces_is_refused(tiny_onnx):
     "args,message",
     [
         (["--host", "::1"], "IPv6 addresses cannot be served"),
-        (["--port", "70000"], "--port must be a TCP port in 1..65535, got 70000"),
+        (["--port", "70000"], "argument --port: expected an integer in 1..65535, got 70000"),
         (["--port", "9123", "--grpc-port", "9123"], "--port and --grpc-port are both 9123"),
         (["--port", "9124", "--metrics-port", "9124"], "--port and --metrics-port are both 9124"),
         (["--host", "no-such-host"], "is not an IPv4 address"),
