@@ -35,6 +35,9 @@ def add_camera_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-interval", type=number(SECONDS_OR_ZERO), default=5.0, metavar="S",
                    help="log FPS and per-stage timing every S seconds (0: never; default 5)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--batch-timeout-ms", type=float, default=30.0, metavar="MS",
+                   help="several sources: how long a batch waits for the other streams after its first frame "
+                        "arrived (0 to 10000; default 30)")
 
 
 def camera_options(args: argparse.Namespace) -> CameraOptions:
@@ -44,6 +47,7 @@ def camera_options(args: argparse.Namespace) -> CameraOptions:
         show=args.show, jsonl=args.jsonl, record=args.record, record_fps=args.record_fps, stats_json=args.stats_json,
         max_frames=args.max_frames, duration=args.duration, reconnect=args.reconnect, overlap=args.overlap,
         width=args.width, height=args.height, fps=args.fps, log_interval=args.log_interval or None, force=args.force,
+        batch_timeout_ms=args.batch_timeout_ms,
     )
 
 
@@ -55,12 +59,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "Run a model (checkpoint .pt, ONNX, TensorRT engine) on a camera or video: capture -> "
             "letterbox -> infer -> NMS -> window / JSON lines / recorded video. Sources: 0 or "
             "/dev/video0 (USB, V4L2), csi://0 (Jetson CSI, needs OpenCV with GStreamer), rtsp://..., "
-            "a video file, an image folder. Ctrl-C or SIGTERM stops cleanly and prints the summary."
+            "a video file, an image folder. Several --source (or a --sources file) run as one batched "
+            "stream per source. Ctrl-C or SIGTERM stops cleanly and prints the summary."
         ),
     )
     p.add_argument("--model", required=True, help="checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine)")
-    p.add_argument("--source", required=True,
-                   help="0 | /dev/video0 | csi://0[?width=W&height=H&fps=F&flip=N] | rtsp://... | http(s)://... | VIDEO | FOLDER")
+    p.add_argument("--source", action="append", default=[],
+                   help="0 | /dev/video0 | csi://0[?width=W&height=H&fps=F&flip=N] | rtsp://... | http(s)://... | VIDEO | "
+                        "FOLDER; repeat it for several streams, batched into one backend call")
+    p.add_argument("--sources", metavar="FILE",
+                   help="a text file of sources, one per line: URI or NAME=URI (# comments, blank lines skipped)")
     add_camera_args(p)
     add_postprocess_args(p, per="frame")
     add_backend_args(p)
@@ -72,10 +80,19 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import sys
 
-    from ..apps.camera import format_summary, run_camera
+    from ..apps.camera import format_summary, read_sources_file, run_camera, run_multi_camera
+    from ..core.errors import InputError
 
+    sources: list[str | tuple[str | None, str]] = list(args.source)
+    if args.sources:
+        sources += read_sources_file(args.sources)
+    if not sources:
+        raise InputError("camera needs a --source (or a --sources file)", "e.g. --source 0 or --source clip.mp4")
+    options, post = camera_options(args), postprocess_config(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    summary = run_camera(args.model, args.source, camera_options(args), postprocess_config(args),
-                         backend_kwargs=backend_kwargs(args, args.model))
+    if len(sources) == 1 and not args.sources:
+        summary = run_camera(args.model, args.source[0], options, post, backend_kwargs=backend_kwargs(args, args.model))
+    else:
+        summary = run_multi_camera(args.model, sources, options, post, backend_kwargs=backend_kwargs(args, args.model))
     print(format_summary(summary), flush=True)
     return 0

@@ -27,7 +27,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -150,10 +150,16 @@ def _prepare(source: FrameSource, lb: Letterboxer, slot: int, halt: StopLike) ->
 
 
 class _Prefetcher:
-    """The pre-processing thread: a free input buffer -> wait for a frame -> letterbox into it."""
+    """The pre-processing thread: a free input buffer -> wait for a frame -> letterbox into it.
 
-    def __init__(self, source: FrameSource, letterboxers: list[Letterboxer], flag: StopFlag) -> None:
+    ``prepare(letterboxer, slot, halt)`` replaces the one-frame :func:`_prepare` (the
+    multi-stream loop gathers a batch there); what it returns needs a ``slot``; ``None`` ends.
+    """
+
+    def __init__(self, source: FrameSource | None, letterboxers: list[Letterboxer], flag: StopFlag,
+                 prepare: Callable[[Letterboxer, int, StopLike], Any] | None = None) -> None:
         self.source, self.letterboxers, self.flag = source, letterboxers, flag
+        self._prepare_fn = prepare
         self.free: queue.Queue[int] = queue.Queue()
         for i in range(len(letterboxers)):
             self.free.put(i)
@@ -169,7 +175,12 @@ class _Prefetcher:
                     slot = self.free.get(timeout=_POLL)
                 except queue.Empty:
                     continue
-                item = _prepare(self.source, self.letterboxers[slot], slot, _Either(self.halt, self.flag.event))
+                halt, lb = _Either(self.halt, self.flag.event), self.letterboxers[slot]
+                if self._prepare_fn is not None:
+                    item = self._prepare_fn(lb, slot, halt)
+                else:
+                    assert self.source is not None  # one of the two is given
+                    item = _prepare(self.source, lb, slot, halt)
                 if item is None:
                     break
                 self.ready.put(item)
@@ -178,7 +189,7 @@ class _Prefetcher:
             return
         self.ready.put(_End())
 
-    def get(self) -> _Prepared | None:
+    def get(self) -> Any:
         return _take(self.ready, self.flag)
 
     def release(self, slot: int) -> None:
@@ -202,11 +213,14 @@ class _Inferrer:
 
     At most one result waits for the calling thread (a full queue holds inference back, so a
     slow sink makes live frames drop at the source instead of queueing); it stops after ``limit``
-    frames, at the end of the source, or when ``flag`` is set.
+    frames, at the end of the source, or when ``flag`` is set. ``infer(item)`` replaces
+    ``backend.infer(item.batch)`` (the multi-stream loop splits a batch there).
     """
 
-    def __init__(self, backend: Backend, prefetch: _Prefetcher, flag: StopFlag, limit: int | None) -> None:
+    def __init__(self, backend: Backend, prefetch: _Prefetcher, flag: StopFlag, limit: int | None,
+                 infer: Callable[[Any], dict[str, np.ndarray]] | None = None) -> None:
         self.backend, self.prefetch, self.flag, self.limit = backend, prefetch, flag, limit
+        self._infer_fn = infer
         self.results: queue.Queue[_Inferred | _End | _Failed] = queue.Queue(maxsize=1)
         self.halt = threading.Event()
         self.thread = threading.Thread(target=self._run, name="camera-infer", daemon=True)
@@ -224,7 +238,7 @@ class _Inferrer:
                 if item is None:
                     break
                 started += 1
-                outputs = self.backend.infer(item.batch)
+                outputs = self._infer_fn(item) if self._infer_fn is not None else self.backend.infer(item.batch)
                 t2 = time.perf_counter()
                 self.prefetch.release(item.slot)  # the backend has consumed the input buffer
                 self._put(_Inferred(item, outputs, t2 - t1, t1 - t0))
@@ -350,6 +364,7 @@ def run_loop(
                 log.info("%d frames | %s | %s | dropped %d, reconnects %d", n, *timer.status_lines(),
                          source.dropped, source.reconnects)
     finally:
+        timer.stop(time.perf_counter())  # the wall time includes waiting for a reconnecting source
         if timer_thread is not None:
             timer_thread.cancel()
         _stop_workers(prefetch, inferrer)
@@ -444,13 +459,23 @@ def run_camera(
         summary = run_loop(detector, src, sinks, options, stop=flag)
     # sinks and source are closed here (also on errors and Ctrl-C): record the run
     jsonl, record = options.jsonl, options.record
+    outputs = {"jsonl": str(jsonl) if jsonl else None, "record": str(record) if record else None}
+    _write_summary(summary, options, model_name, _describe_backend(backend), post, outputs)
+    return summary
+
+
+def _write_summary(  # reason: the summary and the five things a run record adds to it
+    summary: dict[str, Any], options: CameraOptions, model_name: str, backend: dict[str, Any],
+    post: PostprocessConfig, outputs: dict[str, Any],
+) -> None:
+    """Add what ran (model, backend, thresholds, outputs, versions) and write ``options.stats_json``."""
     summary.update(
         {
             "model": model_name,
-            "backend": _describe_backend(backend),
+            "backend": backend,
             "conf": post.conf,
             "iou": post.iou,
-            "outputs": {"jsonl": str(jsonl) if jsonl else None, "record": str(record) if record else None},
+            "outputs": outputs,
             "detnet_trt": __version__,
             "python": platform.python_version(),
             "host": platform.node(),
@@ -460,7 +485,6 @@ def run_camera(
         import json
 
         atomic_write_text(options.stats_json, json.dumps(summary, indent=2) + "\n", force=True)
-    return summary
 
 
 __all__ = ["CameraOptions", "StopFlag", "run_camera", "run_loop", "stop_on_signals"]

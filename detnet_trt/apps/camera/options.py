@@ -28,7 +28,10 @@ class CameraOptions:
     ends or a stop). Source: ``reconnect`` a failing live source (``None``: on for cameras and
     streams), the capture ``width`` / ``height`` / ``fps`` of a USB / CSI camera. Loop:
     ``overlap`` capture, pre-processing, inference and sinks (off: in turn on one thread),
-    ``log_interval`` seconds between progress lines (``None``: never).
+    ``log_interval`` seconds between progress lines (``None``: never). Several sources (see
+    :func:`~detnet_trt.apps.camera.multi.run_multi_camera`): ``batch_timeout_ms`` how long a
+    batch waits for the other streams after its first frame arrived; ``max_frames`` then counts
+    per stream, ``record`` names one video per stream (``out.<stream>.mp4``).
     """
 
     show: bool | None = None
@@ -45,12 +48,15 @@ class CameraOptions:
     fps: int | None = None
     log_interval: float | None = 5.0
     force: bool = False
+    batch_timeout_ms: float = 30.0
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 1:
             raise InputError(f"--max-frames must be at least 1, got {self.max_frames}")
         if self.duration is not None and not self.duration > 0:
             raise InputError(f"--duration must be positive seconds, got {self.duration}")
+        if not 0 <= self.batch_timeout_ms <= 10_000:
+            raise InputError(f"--batch-timeout-ms must be 0 to 10000, got {self.batch_timeout_ms:g}")
         outputs = self.outputs()
         if len({Path(p).resolve() for p in outputs}) != len(outputs):
             raise InputError("--jsonl, --record and --stats-json must be different files")

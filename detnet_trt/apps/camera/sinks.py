@@ -318,3 +318,118 @@ def make_sinks(
             s.close()
         raise
     return sorted(sinks, key=lambda s: s.order)
+
+
+# --------------------------------------------------------------------------------------------
+# Several streams
+# --------------------------------------------------------------------------------------------
+def stream_output(path: str | os.PathLike[str], stream: str) -> Path:
+    """The per-stream file of an output: ``out.mp4`` -> ``out.<stream>.mp4`` beside it."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}.{stream}{p.suffix or '.mp4'}")
+
+
+class PerStreamSink(Sink):
+    """Hands each result to the sink of its stream (``sinks[result.stream_index]``), e.g. one
+    :class:`VideoRecorder` per stream; ``close()`` closes them all, then raises the first error."""
+
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = list(sinks)
+        self.order = min((s.order for s in self.sinks), default=0)
+
+    def write(self, result: FrameResult) -> None:
+        self.sinks[result.stream_index].write(result)
+
+    def close(self) -> None:
+        first: BaseException | None = None
+        for s in self.sinks:
+            try:
+                s.close()
+            except Exception as err:  # noqa: BLE001 - every recording is finished, the first error raised
+                first = first or err
+        if first is not None:
+            raise first
+
+
+class GridWindowSink(WindowSink):
+    """One window with every stream as a tile (``ceil(sqrt(N))`` columns), each stream's newest
+    annotated frame letterboxed into its tile under its name; redrawn at most ``max_rate`` times
+    a second (a batch of N streams is one redraw, not N)."""
+
+    def __init__(self, names: Sequence[str], title: str = "detnet-trt", tile: tuple[int, int] | None = None,
+                 max_rate: float = 30.0) -> None:
+        super().__init__(title)
+        self.names = list(names)
+        n = len(self.names)
+        self.cols = max(1, int(np.ceil(np.sqrt(n))))
+        self.rows = max(1, int(np.ceil(n / self.cols)))
+        self.tile = tile or ((360, 640) if n <= 4 else (270, 480))  # (h, w)
+        th, tw = self.tile
+        self.canvas = np.zeros((self.rows * th, self.cols * tw, 3), np.uint8)
+        self._min_dt = 1.0 / max_rate if max_rate > 0 else 0.0
+        self._t_shown = -1e9
+        self.redraws = 0
+
+    def _place(self, result: FrameResult) -> None:
+        th, tw = self.tile
+        i = result.stream_index
+        y, x = (i // self.cols) * th, (i % self.cols) * tw
+        cell = self.canvas[y : y + th, x : x + tw]
+        cell[...] = 0
+        img = result.annotated
+        h, w = img.shape[:2]
+        scale = min(th / h, tw / w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        oy, ox = (th - nh) // 2, (tw - nw) // 2
+        cell[oy : oy + nh, ox : ox + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+        cell[...] = draw_text(cell, [self.names[i] if i < len(self.names) else str(i)])
+
+    def write(self, result: FrameResult) -> None:
+        import time
+
+        self._place(result)
+        now = time.perf_counter()
+        if now - self._t_shown < self._min_dt:
+            return
+        self._t_shown = now
+        self.redraws += 1
+        super().write(FrameResult(result.index, result.frame, result.detections, result.class_names, result.status,
+                                  result.stream, result.stream_index, _annotated=self.canvas.copy()))
+
+
+def make_stream_sinks(  # reason: the sink flags of CameraOptions plus the streams' names and rates
+    names: Sequence[str],
+    *,
+    show: bool | None = None,
+    jsonl: str | os.PathLike[str] | None = None,
+    record: str | os.PathLike[str] | None = None,
+    record_fps: Sequence[float | None] = (),
+    force: bool = False,
+    title: str = "detnet-trt",
+) -> list[Sink]:
+    """The sinks of a multi-stream run: one JSON lines file (records with a ``stream`` field),
+    one recording per stream (:func:`stream_output` of ``record``, at that stream's
+    ``record_fps``), one window of tiles. Every output path is checked before anything opens."""
+    recs = [stream_output(record, n) for n in names] if record is not None else []
+    paths = [Path(p) for p in ([jsonl] if jsonl is not None else []) + recs]
+    for p in paths:
+        check_writable(p, force)
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise DetnetError(f"the outputs {[str(p) for p in paths]} are not all different files",
+                          "give --jsonl and --record different names")
+    sinks: list[Sink] = []
+    try:
+        if jsonl is not None:
+            sinks.append(JsonLinesSink(jsonl, force))
+        if recs:
+            fps = list(record_fps) + [None] * len(recs)
+            sinks.append(PerStreamSink([VideoRecorder(p, fps[i] or 30.0, force) for i, p in enumerate(recs)]))
+        if show is None:
+            show = display_available()
+        if show:
+            sinks.append(GridWindowSink(names, title))
+    except BaseException:
+        for s in sinks:
+            s.close()
+        raise
+    return sorted(sinks, key=lambda s: s.order)

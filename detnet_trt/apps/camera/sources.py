@@ -127,6 +127,35 @@ class SourceSpec:
     def describe(self) -> str:
         return f"{self.kind}:{_redact(self.text)}"
 
+    @property
+    def label(self) -> str:
+        """How logs and summaries name the source: what the user wrote (a password hidden), a
+        USB camera as ``camera N``, a raw pipeline by its first element."""
+        if self.kind == "usb":
+            return f"camera {self.target}"
+        if self.kind == "gstreamer":
+            return f"gst:{self.target.split('!')[0].strip()} ! ..."
+        if self.kind in ("file", "folder"):
+            return self.target
+        return _redact(self.text)
+
+    def default_name(self) -> str:
+        """A short stream name for multi-stream runs (file stem, ``usb0``, ``csi0``, the host of a
+        URL), made of ``[A-Za-z0-9_.-]`` so that file names can be derived from it."""
+        if self.kind in ("file", "folder"):
+            base = Path(self.target).stem or Path(self.target).name
+        elif self.kind == "usb":
+            base = f"usb{self.target}"
+        elif self.kind == "v4l2":
+            base = Path(self.target).name
+        elif self.kind == "csi":
+            base = f"csi{self.target}"
+        elif self.kind in ("rtsp", "http"):
+            base = urlsplit(self.text).hostname or self.kind
+        else:
+            base = "gst"
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", base).strip("._") or self.kind
+
 
 def _redact(text: str) -> str:
     """Hide a password in ``rtsp://user:pass@host`` for logs and records."""
@@ -331,9 +360,33 @@ class FrameSource:
         self.reconnects = 0  # live: successful reopenings
         self.reconnect_attempts = 0
         self.fps: float | None = None  # nominal rate, when the source knows it
+        self.kind: str | None = None  # the SourceSpec kind, when opened by open_source
+        # called (without arguments, on the capture thread) after each new frame and at the end,
+        # by the sources that capture on their own thread (LiveSource, ReadAheadSource)
+        self.on_frame: Callable[[], None] | None = None
 
     def read(self, stop: StopLike | None = None) -> Frame | None:
         raise NotImplementedError
+
+    def poll(self) -> Frame | None:
+        """The frame ready now, without waiting (``None``: none yet); only sources that capture
+        on their own thread (:class:`LiveSource`, :class:`ReadAheadSource`) have it."""
+        raise NotImplementedError(f"{type(self).__name__} has no capture thread; wrap it in ReadAheadSource")
+
+    @property
+    def ended(self) -> bool:
+        """True once no frame will come any more (threaded sources; the others say so by ``read``)."""
+        return False
+
+    @property
+    def connected(self) -> bool:
+        """False while a live source is reconnecting (a batcher does not wait for it then)."""
+        return True
+
+    def _notify(self) -> None:
+        cb = self.on_frame
+        if cb is not None:
+            cb()
 
     def close(self) -> None:
         pass
@@ -347,6 +400,7 @@ class FrameSource:
     def stats(self) -> dict[str, Any]:
         return {
             "source": self.name,
+            "source_kind": self.kind,
             "live": self.live,
             "frames_read": self.frames_read,
             "dropped": self.dropped,
@@ -420,11 +474,13 @@ class LiveSource(FrameSource):
     ``cv2.error``); it is called once in the constructor (its failure is the caller's error) and
     again, with exponential backoff from ``backoff`` to ``max_backoff`` seconds, each time the
     capture fails while ``reconnect`` is on. Without ``reconnect`` a failure ends the source.
+    With ``wait_for_open`` (and ``reconnect``) a first opening that fails is logged and retried
+    the same way instead (a multi-stream run starts while one camera is still down).
     """
 
     live = True
 
-    def __init__(
+    def __init__(  # reason: the opener, the name and four documented knobs of reconnecting
         self,
         opener: Callable[[], Capture],
         name: str,
@@ -432,6 +488,7 @@ class LiveSource(FrameSource):
         reconnect: bool = True,
         backoff: float = 0.5,
         max_backoff: float = 10.0,
+        wait_for_open: bool = False,
     ) -> None:
         super().__init__(name)
         self._opener = opener
@@ -440,21 +497,41 @@ class LiveSource(FrameSource):
         self._cond = threading.Condition()
         self._latest: Frame | None = None
         self._ended = False
+        self._connected = False
         self._closing = threading.Event()
-        cap = opener()
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self.fps = fps if 0 < fps < 1000 else None
+        cap: Capture | None
+        try:
+            cap = opener()
+        except Exception as err:
+            if not (wait_for_open and reconnect):
+                raise
+            log.warning("%s: cannot open (%s); retrying in the background", name, err)
+            cap = None
+        if cap is not None:
+            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+            self.fps = fps if 0 < fps < 1000 else None
+            self._connected = True
         self._thread = threading.Thread(target=self._run, args=(cap,), name=f"capture[{name}]", daemon=True)
         self._thread.start()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended and self._latest is None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
 
     # --- capture thread ------------------------------------------------------------------
     def _run(self, cap: Capture | None) -> None:
         try:
             while not self._closing.is_set():
                 if cap is None:
+                    self._connected = False
                     cap = self._reopen()
                     if cap is None:
                         break
+                    self._connected = True
                 ok, img = cap.read()
                 if self._closing.is_set():
                     break
@@ -463,8 +540,10 @@ class LiveSource(FrameSource):
                     with contextlib.suppress(Exception):
                         cap.release()
                     cap = None
+                    self._connected = False
                     if not self.reconnect:
                         break
+                    self._notify()  # a batcher stops waiting for this source
                     continue
                 frame = Frame(img, self.frames_read, time.perf_counter(), time.time(), None)
                 with self._cond:
@@ -473,6 +552,7 @@ class LiveSource(FrameSource):
                         self.dropped += 1
                     self._latest = frame
                     self._cond.notify_all()
+                self._notify()
         except Exception:
             log.exception("%s: capture thread failed", self.name)
         finally:
@@ -481,7 +561,9 @@ class LiveSource(FrameSource):
                     cap.release()
             with self._cond:
                 self._ended = True
+                self._connected = False
                 self._cond.notify_all()
+            self._notify()
 
     def _reopen(self) -> Capture | None:
         delay = self.backoff
@@ -511,17 +593,106 @@ class LiveSource(FrameSource):
             frame, self._latest = self._latest, None
             return frame
 
+    def poll(self) -> Frame | None:
+        with self._cond:
+            frame, self._latest = self._latest, None
+            return frame
+
     def close(self) -> None:
         self._closing.set()
         with self._cond:
             self._cond.notify_all()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5.0)
-            if self._thread.is_alive():
-                log.warning("%s: capture thread did not stop within 5 s (blocked in the driver)", self.name)
+        _join(self._thread, self.name)
 
 
-def open_source(
+def _join(thread: threading.Thread, name: str) -> None:
+    if thread.is_alive() and thread is not threading.current_thread():
+        thread.join(timeout=5.0)
+        if thread.is_alive():
+            log.warning("%s: capture thread did not stop within 5 s (blocked in the driver)", name)
+
+
+class ReadAheadSource(FrameSource):
+    """An in-order source (video file, image folder) decoded one frame ahead on its own thread.
+
+    Every frame, in order (nothing is dropped: the thread waits until the frame it holds is
+    taken); :meth:`poll` takes the decoded frame without waiting, so a batcher can gather frames
+    of many sources. A failing read (a corrupt file) is logged and ends this source only
+    (``error`` says why).
+    """
+
+    def __init__(self, inner: FrameSource) -> None:
+        super().__init__(inner.name)
+        self.inner = inner
+        self.fps, self.kind = inner.fps, inner.kind
+        self.error: str | None = None
+        self._cond = threading.Condition()
+        self._next: Frame | None = None
+        self._ended = False
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"decode[{inner.name}]", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._closing.is_set():
+                frame = self.inner.read(self._closing)
+                if frame is None:
+                    break
+                with self._cond:
+                    while self._next is not None and not self._closing.is_set():
+                        self._cond.wait(0.05)
+                    self._next = frame
+                self._notify()
+        except Exception as err:  # noqa: BLE001 - ends this source only
+            self.error = f"{type(err).__name__}: {err}"
+            log.error("%s: reading failed (%s); this source ends", self.name, err)
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+            self._notify()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended and self._next is None
+
+    @property
+    def frames_read(self) -> int:  # type: ignore[override]
+        return self.inner.frames_read
+
+    @frames_read.setter
+    def frames_read(self, value: int) -> None:
+        pass  # counted by the inner source
+
+    def poll(self) -> Frame | None:
+        with self._cond:
+            frame, self._next = self._next, None
+            self._cond.notify_all()
+            return frame
+
+    def read(self, stop: StopLike | None = None) -> Frame | None:
+        with self._cond:
+            while self._next is None:
+                if self._ended or (stop is not None and stop.is_set()):
+                    return None
+                self._cond.wait(0.05)
+            frame, self._next = self._next, None
+            self._cond.notify_all()
+            return frame
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.inner.stats(), "source_kind": self.kind}
+
+    def close(self) -> None:
+        self._closing.set()
+        with self._cond:
+            self._cond.notify_all()
+        _join(self._thread, self.name)
+        self.inner.close()
+
+
+def open_source(  # reason: the source plus the documented capture and reconnect settings
     source: str | int | SourceSpec,
     *,
     reconnect: bool | None = None,
@@ -530,22 +701,28 @@ def open_source(
     fps: int | None = None,
     backoff: float = 0.5,
     max_backoff: float = 10.0,
+    threaded: bool = False,
 ) -> FrameSource:
-    """Open a ``--source`` as a :class:`FrameSource`.
+    """Open a ``--source`` as a :class:`FrameSource` named by :attr:`SourceSpec.label`.
 
     ``reconnect=None`` means on for live sources (cameras, streams); files and folders never
-    reconnect (their end is the end of the run).
+    reconnect (their end is the end of the run). ``threaded`` (multi-stream runs): files and
+    folders are decoded ahead on their own thread (:class:`ReadAheadSource`), and a camera that
+    cannot be opened yet is retried in the background when reconnecting is on.
     """
     spec = source if isinstance(source, SourceSpec) else parse_source(source)
-    if spec.kind == "folder":
-        return ImageFolderSource(spec.target)
-    if spec.kind == "file":
-        return VideoFileSource(open_capture(spec), spec.target)
+    src: FrameSource
+    if spec.kind in ("folder", "file"):
+        src = ImageFolderSource(spec.target) if spec.kind == "folder" else VideoFileSource(open_capture(spec), spec.label)
+        src.kind = spec.kind
+        return ReadAheadSource(src) if threaded else src
 
     def opener() -> Capture:
         return open_capture(spec, width=width, height=height, fps=fps)
 
-    return LiveSource(
-        opener, spec.describe(), reconnect=True if reconnect is None else reconnect,
-        backoff=backoff, max_backoff=max_backoff,
+    src = LiveSource(
+        opener, spec.label, reconnect=True if reconnect is None else reconnect,
+        backoff=backoff, max_backoff=max_backoff, wait_for_open=threaded,
     )
+    src.kind = spec.kind
+    return src
