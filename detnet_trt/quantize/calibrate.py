@@ -5,8 +5,9 @@ for TensorRT's explicit quantization (NVIDIA's guidance for CNNs):
 
 - ``QuantFormat.QDQ``; signed INT8 weights **per output channel** and INT8 activations, both
   **symmetric** (every zero point is 0, as TensorRT requires); conv biases stay float.
-- Q/DQ on the inputs of the convolutions and of the ``Add`` nodes fed by a convolution (residual
-  and FPN adds that TensorRT fuses into the convolution); a dedicated Q/DQ pair per consumer.
+- Q/DQ on the inputs of the convolutions and, of each ``Add`` fed by a convolution (residual and
+  FPN adds), on the input that is not the output of the convolution TensorRT fuses the add into
+  (:func:`~.placement.residual_inputs`); a dedicated Q/DQ pair per consumer.
 - Only the feature extractor is quantized: the head's final convolutions (those with no
   convolution downstream: class scores and box regression) and everything after them (sigmoid,
   box decode, top-k) stay float, as does the in-graph cast and normalisation. ``keep_float``
@@ -47,6 +48,7 @@ from .options import QuantizeOptions
 from .placement import (
     _QDQ_OPS,
     OP_TYPES,
+    PLACEMENT,
     _drop_unused_opsets,
     _name_nodes,
     _unquantize_float_inputs,
@@ -292,7 +294,8 @@ def quantize_onnx(
         ranges = _calibration_ranges(prepared_path, cs, meta, options, _cache_provenance(provenance), progress)
         source, calib_options = _calibration_source(ranges, work, cs, meta, options, progress)
         extra_options = {**_quantizer_options(), **calib_options}
-        qmodel = _run_quantizer(prepared_path, work / "quantized.onnx", exclude, options.method, source, extra_options)
+        qmodel = _run_quantizer(prepared_path, work / "quantized.onnx", exclude, plan["residual_fused_inputs"],
+                                options.method, source, extra_options)
 
     provenance.update(
         keep_float=list(options.keep_float),
@@ -330,6 +333,7 @@ def _provenance(
         "percentile": options.percentile if options.method == "percentile" else None,
         "preprocessing": preprocessing_id(meta),
         "op_types": list(OP_TYPES),
+        "placement": PLACEMENT,
         "onnxruntime": onnxruntime.__version__,
     }
 
@@ -338,7 +342,7 @@ def _reuse_existing(out: Path, provenance: dict[str, Any], options: QuantizeOpti
     """``out`` when it was made from the same inputs and settings; else :class:`IncompatibleError`."""
     old = read_quant_provenance(out) if out.suffix == ".onnx" else None
     want = dict(provenance, keep_float=list(options.keep_float), keep_head_float=options.keep_head_float)
-    keys = (*_CACHE_KEYS, "keep_float", "keep_head_float")
+    keys = (*_CACHE_KEYS, "placement", "keep_float", "keep_head_float")
     if old is not None and not _describe_mismatch(want, old, keys):
         log.warning("%s is up to date (same FP32 model, calibration set, method and settings): reusing it", out)
         return out
@@ -432,12 +436,13 @@ def _run_quantizer(
     prepared_path: Path,
     q_path: Path,
     exclude: list[str],
+    fused_inputs: dict[str, str],
     method: str,
     source: dict[str, Any],
     extra_options: dict[str, Any],
 ) -> Any:
-    """ONNX Runtime's static QDQ quantizer; returns the Q/DQ model with the float nodes' inputs
-    un-quantized and unused opsets dropped."""
+    """ONNX Runtime's static QDQ quantizer; returns the Q/DQ model with the float nodes' inputs and
+    the residual Adds' ``fused_inputs`` un-quantized and unused opsets dropped."""
     q = import_ort("onnxruntime.quantization")
 
     with contextlib.redirect_stdout(io.StringIO()):
@@ -456,7 +461,7 @@ def _run_quantizer(
             extra_options=extra_options,
         )
     qmodel = _onnx().load(str(q_path))
-    _unquantize_float_inputs(qmodel, set(exclude))
+    _unquantize_float_inputs(qmodel, set(exclude), fused_inputs)
     _drop_unused_opsets(qmodel)
     return qmodel
 

@@ -1,5 +1,7 @@
-"""Q/DQ placement: which nodes get quantized. Inputs of convolutions (and of the residual Adds fed
-by them), weights per-channel; the head and any ``--keep-float`` pattern stay float.
+"""Q/DQ placement: which nodes get quantized. Inputs of convolutions, weights per-channel; of each
+residual / FPN Add fed by a convolution, only the input that is *not* the output of the convolution
+TensorRT fuses the Add into (:func:`residual_inputs`); the head and any ``--keep-float`` pattern
+stay float.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 from ..core.errors import InputError
 
 _QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+#: The placement rule's version, recorded in the Q/DQ model (an output made by another is remade).
+PLACEMENT = "trt-residual/1"
 OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")
 
 
@@ -72,6 +76,72 @@ def _adds_fed_by_conv(model: Any) -> set[str]:
     }
 
 
+def _ancestors(tensor: str, producer: dict[str, Any], skip: set[str]) -> dict[str, int]:
+    """Tensor name -> fewest nodes between ``tensor`` and it, upwards (``tensor`` itself: 0; a graph
+    input is a tensor too, so two branches of one input meet there; ``skip``: the weights)."""
+    dist = {tensor: 0}
+    frontier = [tensor]
+    while frontier:
+        nxt = []
+        for t in frontier:
+            p = producer.get(t)
+            for u in p.input if p is not None else ():
+                if u and u not in dist and u not in skip:
+                    dist[u] = dist[t] + 1
+                    nxt.append(u)
+        frontier = nxt
+    return dist
+
+
+def _branch_lengths(a: str, b: str, producer: dict[str, Any], skip: set[str]) -> tuple[int, int] | None:
+    """Nodes from tensors ``a`` and ``b`` up to their lowest common ancestor (None: none in common)."""
+    da, db = _ancestors(a, producer, skip), _ancestors(b, producer, skip)
+    common = [k for k in da if k in db]
+    if not common:
+        return None
+    lca = min(common, key=lambda k: (da[k] + db[k], da[k]))
+    return da[lca], db[lca]
+
+
+def residual_inputs(model: Any) -> dict[str, str]:
+    """Add node name -> the input tensor that is the output of the convolution TensorRT fuses the
+    Add into; that input gets no Q/DQ, the Add's other input (skip branch, top-down path) does.
+
+    NVIDIA's Q/DQ placement guidance for TensorRT: a convolution followed by an element-wise Add
+    fuses into one kernel when the convolution's output feeds only the Add and the Add's *other*
+    input is quantized; a Q/DQ pair between the convolution and the Add blocks the fusion. A
+    fusible input is a Conv / ConvTranspose output with this Add as its only consumer (and not a
+    graph output). When both inputs are fusible (a block with a projection shortcut), the one on
+    the longer path from their lowest common ancestor is the main branch and is fused; the
+    shortcut convolution's output stays quantized (ModelOpt's rule). Adds with no fusible input
+    are not listed.
+    """
+    producer = {t: n for n in model.graph.node for t in n.output}
+    consumers: dict[str, int] = {}
+    for n in model.graph.node:
+        for t in n.input:
+            consumers[t] = consumers.get(t, 0) + 1
+    outputs = {o.name for o in model.graph.output}
+    weights = {i.name for i in model.graph.initializer} | {
+        t for n in model.graph.node if n.op_type == "Constant" for t in n.output}
+    conv_types = {"Conv", "ConvTranspose"}
+    out: dict[str, str] = {}
+    for add in model.graph.node:
+        if add.op_type != "Add" or len(add.input) != 2:
+            continue
+        fusible = [
+            t for t in add.input
+            if (p := producer.get(t)) is not None and p.op_type in conv_types and consumers.get(t) == 1
+            and t not in outputs and add.input[0] != add.input[1]
+        ]
+        if len(fusible) == 1:
+            out[add.name] = fusible[0]
+        elif len(fusible) == 2:
+            lengths = _branch_lengths(fusible[0], fusible[1], producer, weights)
+            out[add.name] = fusible[1] if lengths is not None and lengths[1] > lengths[0] else fusible[0]
+    return out
+
+
 def weight_name(node: Any, initializers: set[str]) -> str | None:
     """The initializer name of a Conv/Gemm/MatMul node's weight (``backbone.layer1.0.conv1.weight``
     in a dynamo export), which names the layer better than an exporter's node name."""
@@ -126,6 +196,7 @@ def plan_quantization(
     conv_adds = _adds_fed_by_conv(model)
     matched = match_nodes(model, keep_float, weights)
     user = {n for hits in matched.values() for n in hits}
+    fused = residual_inputs(model)
     exclude: list[str] = []
     quantized: list[str] = []
     for n in model.graph.node:
@@ -145,23 +216,29 @@ def plan_quantization(
         "keep_float_patterns": list(keep_float),
         "keep_float_matched": {p: len(h) for p, h in matched.items()},
         "quantized_nodes": len(quantized),
+        # Add -> its input left without Q/DQ (the output of the convolution TensorRT fuses it into)
+        "residual_fused_inputs": {a: t for a, t in fused.items() if a in set(quantized)},
         "float_nodes_of_quantizable_types": len(exclude),
     }
     return exclude, desc
 
 
-def _unquantize_float_inputs(model: Any, float_nodes: set[str]) -> None:
+def _unquantize_float_inputs(model: Any, float_nodes: set[str], float_inputs: dict[str, str] | None = None) -> None:
     """Feed nodes kept in float the float tensor itself, not a Q/DQ pair made for another consumer
-    of the same tensor (ONNX Runtime quantizes a tensor for all its consumers), and drop the pairs
-    left without a consumer. Removes Q/DQ only; it never places one."""
+    of the same tensor (ONNX Runtime quantizes a tensor for all its consumers), and likewise the
+    ``float_inputs`` (node name -> input tensor name, e.g. :func:`residual_inputs`) of quantized
+    nodes; drop the pairs left without a consumer. Removes Q/DQ only; it never places one."""
     producer = {t: n for n in model.graph.node for t in n.output}
+    float_inputs = float_inputs or {}
     for n in model.graph.node:
-        if n.name not in float_nodes:
+        if n.name not in float_nodes and n.name not in float_inputs:
             continue
         for i, t in enumerate(n.input):
             dq = producer.get(t)
             q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-            if q is not None and q.op_type == "QuantizeLinear":
+            if q is None or q.op_type != "QuantizeLinear":
+                continue
+            if n.name in float_nodes or q.input[0] == float_inputs[n.name]:
                 n.input[i] = q.input[0]
     while True:
         used = {t for n in model.graph.node for t in n.input} | {o.name for o in model.graph.output}
