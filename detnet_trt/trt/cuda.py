@@ -1,11 +1,14 @@
 """The small CUDA layer under the TensorRT runtime (pycuda).
 
 A context owner (:class:`CudaContext`: the device's primary context, pushed around every use so a
-backend works from any thread), :func:`device_info` (driver API, no pycuda), a :class:`Stream`,
-:class:`Event`, a :class:`DeviceBuffer` that grows only when it
-must, page-locked :class:`HostBuffer`, explicit ``free()``, optional CUDA-graph capture
-(:class:`CudaGraph`, driver API through ctypes: pycuda has no graph API), and one :func:`check`
-that turns a CUDA status into an exception. ``pycuda`` is imported lazily, only here.
+backend works from any thread), :func:`device_info` (driver API, no pycuda), a non-blocking
+:class:`Stream` (no implicit synchronisation with the legacy default stream, which TensorRT's
+``enqueueV3`` documentation warns against), :class:`Event`, a :class:`DeviceBuffer` that grows
+only when it must, page-locked :class:`HostBuffer`, explicit ``free()``, optional CUDA-graph
+capture (:class:`CudaGraph`, driver API through ctypes: pycuda has no graph API; a capture that
+fails ends the capture and destroys what it made, then raises :class:`GraphCaptureError`, as
+trtexec's ``endCaptureOnError`` does), and one :func:`check` that turns a CUDA status into an
+exception. ``pycuda`` is imported lazily, only here.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,10 @@ PYCUDA_HINT = (
 
 class CudaError(DetnetError):
     """A CUDA call failed (out of memory, no device, invalid handle, ...)."""
+
+
+class GraphCaptureError(CudaError):
+    """A CUDA graph could not be captured or instantiated; nothing of it is left behind."""
 
 
 def have_pycuda() -> bool:
@@ -150,10 +157,12 @@ class Event:
 
 # --- stream and buffers --------------------------------------------------------------------
 class Stream:
-    def __init__(self) -> None:
+    """A CUDA stream created with ``CU_STREAM_NON_BLOCKING`` (pycuda's ``Stream(flags=)``)."""
+
+    def __init__(self, non_blocking: bool = True) -> None:
         drv = _driver()
         with cuda_errors("creating a CUDA stream"):
-            self.raw: Any = drv.Stream()
+            self.raw: Any = drv.Stream(flags=_CU_STREAM_NON_BLOCKING if non_blocking else 0)
 
     @property
     def handle(self) -> int:
@@ -251,7 +260,8 @@ class HostBuffer:
 
 
 # --- driver API through ctypes: device info (no pycuda needed to build) and CUDA graphs (pycuda has none)
-_CAPTURE_MODE_THREAD_LOCAL = 1
+_CU_STREAM_NON_BLOCKING = 1  # CUstream_flags
+_CAPTURE_MODE_THREAD_LOCAL = 1  # CU_STREAM_CAPTURE_MODE_THREAD_LOCAL, as trtexec captures
 _CC_MAJOR, _CC_MINOR = 75, 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR
 _libcuda: ctypes.CDLL | None = None
 
@@ -279,31 +289,49 @@ def _cu_error_string(status: int) -> str:
 
 
 class CudaGraph:
-    """A captured, instantiated CUDA graph of the work ``fn`` enqueues on ``stream``."""
+    """An instantiated CUDA graph of the work ``fn`` enqueues on ``stream`` (``fn() -> bool``).
 
-    def __init__(self, stream: Stream, fn: Any) -> None:
+    Capture follows trtexec (``TrtCudaGraph``): thread-local capture mode; the capture is always
+    ended, whatever ``fn`` did; when ``fn`` failed (returned false or raised) or the capture was
+    invalidated, the partial graph is destroyed and :class:`GraphCaptureError` raised; the graph
+    is destroyed once instantiated (the executable graph is what is launched). Run the work once
+    outside capture first (TensorRT's deferred set-up must not happen under capture).
+    """
+
+    def __init__(self, stream: Stream, fn: Callable[[], Any]) -> None:
         lib = _cuda_lib()
-        self._graph = ctypes.c_void_p()
         self._exec = ctypes.c_void_p()
         handle = ctypes.c_void_p(stream.handle)
         check(lib.cuStreamBeginCapture_v2(handle, ctypes.c_int(_CAPTURE_MODE_THREAD_LOCAL)), "CUDA graph capture start")
+        failure = ""
         try:
-            ok = fn()
+            if not fn():
+                failure = "the enqueue failed under capture (the engine has work a CUDA graph cannot hold)"
+        except Exception as err:  # noqa: BLE001 - reported below, after the capture is ended
+            failure = f"the enqueue raised under capture: {err}"
         finally:
-            status = lib.cuStreamEndCapture(handle, ctypes.byref(self._graph))
-        check(ok, "enqueue during CUDA graph capture")
-        check(status, "CUDA graph capture")
-        check(lib.cuGraphInstantiateWithFlags(ctypes.byref(self._exec), self._graph, ctypes.c_ulonglong(0)),
-              "CUDA graph instantiation")
+            graph = ctypes.c_void_p()
+            status = lib.cuStreamEndCapture(handle, ctypes.byref(graph))
+        if not failure and status != 0:
+            failure = f"ending the capture failed: {_cu_error_string(status)}"
+        if not failure and graph:
+            status = lib.cuGraphInstantiateWithFlags(ctypes.byref(self._exec), graph, ctypes.c_ulonglong(0))
+            if status != 0:
+                self._exec = ctypes.c_void_p()
+                failure = f"instantiating the graph failed: {_cu_error_string(status)}"
+        elif not failure:
+            failure = "the capture returned no graph"
+        if graph:
+            lib.cuGraphDestroy(graph)
+        if failure:
+            raise GraphCaptureError(f"CUDA graph capture failed: {failure}")
 
     def launch(self, stream: Stream) -> None:
+        if not self._exec:
+            raise CudaError("CUDA graph launched after free()")
         check(_cuda_lib().cuGraphLaunch(self._exec, ctypes.c_void_p(stream.handle)), "CUDA graph launch")
 
     def free(self) -> None:
-        lib = _cuda_lib()
         if self._exec:
-            lib.cuGraphExecDestroy(self._exec)
+            _cuda_lib().cuGraphExecDestroy(self._exec)
             self._exec = ctypes.c_void_p()
-        if self._graph:
-            lib.cuGraphDestroy(self._graph)
-            self._graph = ctypes.c_void_p()

@@ -3,18 +3,28 @@
 Life cycle (see :class:`~detnet_trt.runtime.backends.base.Backend`): the constructor reads the sidecar
 only (no GPU needed); ``open()`` checks the sidecar against the running TensorRT version and GPU,
 deserializes the engine, and allocates page-locked host and device buffers for the largest batch
-once; ``infer()`` copies the batch into the pinned input buffer, then on one stream: async
+once; ``infer()`` copies the batch into the pinned input buffer (nothing to copy when it was
+letterboxed there: :meth:`TensorRTBackend.input_buffer`), then on one non-blocking stream: async
 host-to-device copy, enqueue (``execute_async_v3`` with tensor addresses on 10/11, bindings and
 ``execute_async_v2`` on 8.6: :class:`~.compat.Enqueue`), async device-to-host copies, and one
 synchronisation per batch. Every call makes the backend's CUDA context current and pops it after,
-so a backend opened on one thread can run on another (one call at a time: a lock serialises them).
-``close()`` frees everything. ``cuda_graph=True`` captures the enqueue of each batch size as a
-CUDA graph after its first run and replays it (fixed shapes only).
+so a backend opened on one thread can run on another; one re-entrant lock serialises ``open``,
+``infer``, ``input_buffer`` and ``close``, so a shutdown on another thread waits for the inference
+in flight instead of freeing its buffers. ``close()`` frees everything (idempotent); a failed
+``open()`` frees what it had made. The TensorRT logger is the process's one
+(:mod:`detnet_trt.trt.logger`).
+
+``cuda_graph=True`` captures the enqueue of each batch size as a CUDA graph after its first plain
+run and replays it afterwards; the graphs are kept per batch size (the buffers never move after
+``open()``), so alternating batch sizes replay their own graphs. A capture that fails (an engine
+whose work a CUDA graph cannot hold) is cleaned up, warned about once, and the backend goes on
+with plain enqueues, as trtexec does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -27,8 +37,20 @@ from ...core.errors import InputError, ModelFileError
 from ...core.meta import INPUT_NAME
 from ...core.sidecar import check_compatible, read_sidecar, verify_engine_bytes
 from ...trt import compat
-from ...trt.cuda import CudaContext, CudaError, CudaGraph, DeviceBuffer, Event, HostBuffer, Stream, check
+from ...trt.cuda import (
+    CudaContext,
+    CudaError,
+    CudaGraph,
+    DeviceBuffer,
+    Event,
+    GraphCaptureError,
+    HostBuffer,
+    Stream,
+    check,
+)
 from .base import Backend
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -81,7 +103,6 @@ class TensorRTBackend(Backend):
 
     def _reset(self) -> None:
         self._ctx: CudaContext | None = None
-        self._logger: trt.ILogger | None = None
         self._plugin_handles: list[Any] = []
         self._runtime: trt.Runtime | None = None
         self._engine: trt.ICudaEngine | None = None
@@ -90,6 +111,7 @@ class TensorRTBackend(Backend):
         self._stream: Stream | None = None
         self._tensors: list[_Tensor] = []
         self._graphs: dict[int, CudaGraph] = {}
+        self._graphs_failed = False  # a capture failed: plain enqueues from then on (this open)
         self._batch = 0
         self._events: list[Event] = []
         self._timed = False
@@ -97,13 +119,21 @@ class TensorRTBackend(Backend):
         self.gpu_name = ""
 
     # --- life cycle ------------------------------------------------------------------------
+    def open(self) -> TensorRTBackend:
+        with self._lock:
+            super().open()
+        return self
+
+    def close(self) -> None:
+        """Free everything, after the inference in flight on another thread (if any) is done."""
+        with self._lock:
+            super().close()
+
     def _open(self) -> None:
         data = self.path.read_bytes()
         verify_engine_bytes(self.path, data, self.info)  # the sidecar's engine sha256, before anything uses it
         compat.require_tensorrt("the TensorRT backend")
         import tensorrt as trt
-
-        from ...trt.plugins import load_plugin_libraries
 
         api = compat.api_of(trt)
         ctx = self._ctx = CudaContext(self.device)
@@ -111,30 +141,35 @@ class TensorRTBackend(Backend):
             with ctx.active():
                 check_compatible(self.info, self.path, tensorrt_version=api.version, gpu_name=ctx.name,
                                  compute_capability=ctx.compute_capability)
-                self._plugin_handles = load_plugin_libraries(self.plugins)
-                # TensorRT keeps a pointer to the logger: it must live as long as the runtime.
-                logger = self._logger = trt.Logger(trt.Logger.VERBOSE if self.verbose else trt.Logger.WARNING)
-                compat.init_plugins(logger)
-                self._runtime = create_runtime(logger)
-                dla_core = self.info.build.get("dla_core")
-                if dla_core is not None:  # an engine built for a DLA core runs on that core
-                    self._runtime.DLA_core = int(dla_core)
-                engine = self._engine = self._runtime.deserialize_cuda_engine(data)
-                if engine is None:
-                    raise ModelFileError(f"{self.path}: TensorRT {api.version} could not deserialize the engine",
-                                         "see TensorRT's message above; rebuild it here")
-                context = self._context = check(engine.create_execution_context(), "creating an execution context")
-                self._tensors = _io_tensors(engine)
-                self._check_io()
-                self._stream = Stream()
-                self._allocate(context, self.max_batch or self.info.batch_range[2])
-                self._enqueue = compat.Enqueue(api, engine, context)
-                self._enqueue.bind({t.name: t.device.address for t in self._tensors})
-                self._events = [Event() for _ in range(4)]
+                self._create(api, data)
                 self.trt_version, self.gpu_name = api.version, ctx.name
         except BaseException:
             self._release()
             raise
+
+    def _create(self, api: compat.TrtApi, data: bytes) -> None:
+        """Runtime, engine, context, buffers, stream and events (the CUDA context is current)."""
+        from ...trt.logger import register_plugins
+        from ...trt.plugins import load_plugin_libraries
+
+        self._plugin_handles = load_plugin_libraries(self.plugins)
+        logger, _ = register_plugins(self.verbose)  # one logger per process: TensorRT keeps its pointer
+        self._runtime = create_runtime(logger)
+        dla_core = self.info.build.get("dla_core")
+        if dla_core is not None:  # an engine built for a DLA core runs on that core
+            self._runtime.DLA_core = int(dla_core)
+        engine = self._engine = self._runtime.deserialize_cuda_engine(data)
+        if engine is None:
+            raise ModelFileError(f"{self.path}: TensorRT {api.version} could not deserialize the engine",
+                                 "see TensorRT's message above; rebuild it here")
+        context = self._context = check(engine.create_execution_context(), "creating an execution context")
+        self._tensors = _io_tensors(engine)
+        self._check_io()
+        self._stream = Stream()
+        self._allocate(context, self.max_batch or self.info.batch_range[2])
+        self._enqueue = compat.Enqueue(api, engine, context)
+        self._enqueue.bind({t.name: t.device.address for t in self._tensors})
+        self._events = [Event() for _ in range(4)]
 
     def _check_io(self) -> None:
         inputs = [t.name for t in self._tensors if t.is_input]
@@ -146,44 +181,55 @@ class TensorRTBackend(Backend):
             )
 
     def _allocate(self, context: trt.IExecutionContext, batch: int) -> None:
-        """Size every buffer for ``batch`` images, once (buffers only grow)."""
+        """Size every buffer for ``batch`` images, once (buffers only grow; a moved one drops the graphs)."""
         self._set_batch(context, batch)
+        moved = False
         for t in self._tensors:
             shape = _dims(context.get_tensor_shape(t.name))
             nbytes = int(np.prod(shape, dtype=np.int64)) * t.dtype.itemsize
             t.host.ensure(nbytes)
-            t.device.ensure(nbytes)
+            moved |= t.device.ensure(nbytes)
+        if moved:
+            self._free_graphs()  # they hold the old device addresses
 
     def _set_batch(self, context: trt.IExecutionContext, n: int) -> None:
+        """Set the input shape for ``n`` images. The graphs stay: each was captured at its own batch
+        size on the same addresses, and is launched only after the context is set back to it."""
         if n != self._batch:
             shape = self.meta.input_shape(n)
             if not context.set_input_shape(INPUT_NAME, shape):
                 raise InputError(f"the engine refused input shape {shape}",
                                  f"its batch range is {self.info.batch_range}")
             self._batch = n
-            self._free_graphs()
 
     def _close(self) -> None:
         self._release()
 
     def _release(self) -> None:
+        """Free what exists, in reverse order of creation, with the CUDA context current; then drop
+        the context. Safe on a half-made backend (a failed open) and idempotent."""
         ctx = self._ctx
         if ctx is not None:
             try:
                 with ctx.active():
+                    if self._stream is not None:
+                        with contextlib.suppress(CudaError):
+                            self._stream.synchronize()  # nothing may still read or write the buffers
                     self._free_graphs()
-                    for t in self._tensors:
-                        t.device.free()
-                        t.host.free()
-                    # TensorRT objects go while the context is current, in reverse order of creation.
+                    self._events = []
+                    # TensorRT objects, newest first: the enqueue's hold on the context, the
+                    # context, the engine, the runtime (the process's logger stays).
                     self._enqueue = None
                     self._context = None
                     self._engine = None
                     self._runtime = None
-                    self._logger = None
-                    self._events = []
+                    for t in self._tensors:
+                        t.device.free()
+                        t.host.free()
+                    self._tensors = []
                     if self._stream is not None:
                         self._stream.free()
+                        self._stream = None
             finally:
                 ctx.close()
         self._reset()
@@ -219,40 +265,55 @@ class TensorRTBackend(Backend):
             yield t.host.view(self.meta.input_shape(batch), t.dtype) if t.dtype == np.uint8 else None
 
     def _infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        ctx, context, stream, enqueue = self._ctx, self._context, self._stream, self._enqueue
-        if ctx is None or context is None or stream is None or enqueue is None:
-            raise CudaError("the TensorRT backend is not open")
         n = int(images.shape[0])
-        with self._lock, ctx.active():
-            self._set_batch(context, n)
-            ev = self._events
-            ev[0].record(stream)
-            views: dict[str, np.ndarray] = {}
-            for t in self._tensors:
-                if t.is_input:
-                    host = t.host.view(images.shape, t.dtype)
-                    if not _same_memory(host, images):  # letterboxed into input_buffer(): no copy
-                        np.copyto(host, images)
-                    t.device.copy_from(host, stream)
-            ev[1].record(stream)
-            graph = self._graphs.get(n)
-            if graph is not None:
-                graph.launch(stream)
-            else:
-                check(enqueue(stream.handle), "TensorRT enqueue")
-            ev[2].record(stream)
-            for t in self._tensors:
-                if not t.is_input:
-                    host = t.host.view(_dims(context.get_tensor_shape(t.name)), t.dtype)
-                    t.device.copy_to(host, stream)
-                    views[t.name] = host
-            ev[3].record(stream)
-            stream.synchronize()
-            self._timed = True
-            result = {name: np.array(v, copy=True) for name, v in views.items()}
-            if self.cuda_graph and graph is None:
-                self._graphs[n] = CudaGraph(stream, lambda: enqueue(stream.handle))
+        with self._lock:
+            ctx, context, stream, enqueue = self._ctx, self._context, self._stream, self._enqueue
+            if ctx is None or context is None or stream is None or enqueue is None:
+                raise CudaError("the TensorRT backend is not open (closed meanwhile?)", "open() it again")
+            with ctx.active():
+                self._set_batch(context, n)
+                graph = self._graphs.get(n)
+                result = self._run(images, context, stream, graph, enqueue)
+                if self.cuda_graph and graph is None and not self._graphs_failed:
+                    self._capture(n, stream, enqueue)
         return result
+
+    def _run(self, images: np.ndarray, context: trt.IExecutionContext, stream: Stream, graph: CudaGraph | None,
+             enqueue: compat.Enqueue) -> dict[str, np.ndarray]:
+        """H2D, the graph's launch or a plain enqueue, D2H and one synchronisation, with the four
+        timing events."""
+        ev = self._events
+        ev[0].record(stream)
+        views: dict[str, np.ndarray] = {}
+        for t in self._tensors:
+            if t.is_input:
+                host = t.host.view(images.shape, t.dtype)
+                if not _same_memory(host, images):  # letterboxed into input_buffer(): no copy
+                    np.copyto(host, images)
+                t.device.copy_from(host, stream)
+        ev[1].record(stream)
+        if graph is not None:
+            graph.launch(stream)
+        else:
+            check(enqueue(stream.handle), "TensorRT enqueue")
+        ev[2].record(stream)
+        for t in self._tensors:
+            if not t.is_input:
+                host = t.host.view(_dims(context.get_tensor_shape(t.name)), t.dtype)
+                t.device.copy_to(host, stream)
+                views[t.name] = host
+        ev[3].record(stream)
+        stream.synchronize()
+        self._timed = True
+        return {name: np.array(v, copy=True) for name, v in views.items()}
+
+    def _capture(self, n: int, stream: Stream, enqueue: compat.Enqueue) -> None:
+        """Capture batch ``n``'s enqueue (it has just run once, outside capture, as TensorRT asks)."""
+        try:
+            self._graphs[n] = CudaGraph(stream, lambda: enqueue(stream.handle))
+        except GraphCaptureError as err:
+            self._graphs_failed = True
+            log.warning("%s: %s; running without CUDA graphs (plain enqueue), as trtexec does", self.path.name, err)
 
     def gpu_timings(self) -> dict[str, float] | None:
         """GPU-side split of the last ``infer()`` in ms (CUDA events): h2d, compute, d2h."""
