@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ..core.limits import CAPTURE_FPS, COUNT, FPS, SECONDS, SECONDS_OR_ZERO, SIDE
+from ..core.limits import BATCH_TIMEOUT_MS, CAPTURE_FPS, COUNT, FPS, SECONDS, SECONDS_OR_ZERO, SIDE
 from ._options import add_backend_args, add_postprocess_args, backend_kwargs, number, postprocess_config
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def add_camera_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-interval", type=number(SECONDS_OR_ZERO), default=5.0, metavar="S",
                    help="log FPS and per-stage timing every S seconds (0: never; default 5)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
-    p.add_argument("--batch-timeout-ms", type=float, default=30.0, metavar="MS",
+    p.add_argument("--batch-timeout-ms", type=number(BATCH_TIMEOUT_MS), default=30.0, metavar="MS",
                    help="several sources: how long a batch waits for the other streams after its first frame "
                         "arrived (0 to 10000; default 30)")
 

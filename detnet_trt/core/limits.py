@@ -113,6 +113,8 @@ SECONDS_OR_ZERO = Range(0, 86_400, integer=False, why="a day is the longest wait
 FPS = Range(0, 1000, integer=False, lo_open=True, why="1000 frames per second is past any camera")
 #: A camera's capture frame rate (whole frames per second).
 CAPTURE_FPS = Range(1, 1000, why="1000 frames per second is past any camera")
+#: How long a camera batch waits for the other streams (``camera --batch-timeout-ms``).
+BATCH_TIMEOUT_MS = Range(0, 10_000, integer=False, why="a batch that waits more than 10 s for a stream is a stalled run")
 #: Dynamic batching's queue delay, in microseconds (10 s at most).
 QUEUE_DELAY_US = Range(0, 10_000_000, why="a queue delay of more than 10 s times every client out")
 #: Model instances (Triton instance_group count).

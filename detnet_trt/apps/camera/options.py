@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...core.errors import InputError
+from ...core.limits import BATCH_TIMEOUT_MS
 
 PathLike = str | os.PathLike[str]
 
@@ -55,8 +56,7 @@ class CameraOptions:
             raise InputError(f"--max-frames must be at least 1, got {self.max_frames}")
         if self.duration is not None and not self.duration > 0:
             raise InputError(f"--duration must be positive seconds, got {self.duration}")
-        if not 0 <= self.batch_timeout_ms <= 10_000:
-            raise InputError(f"--batch-timeout-ms must be 0 to 10000, got {self.batch_timeout_ms:g}")
+        BATCH_TIMEOUT_MS.check("--batch-timeout-ms", self.batch_timeout_ms)
         outputs = self.outputs()
         if len({Path(p).resolve() for p in outputs}) != len(outputs):
             raise InputError("--jsonl, --record and --stats-json must be different files")

@@ -157,3 +157,70 @@ def test_cli_reconnect_flag_on_a_live_camera(tmp_path, fake_backend, monkeypatch
         assert "reconnected" in caplog.text
     else:  # the camera's failure ended the run
         assert s["frames"] <= 4 and s["stop_reason"] == "end of stream"
+
+
+# --- several sources ------------------------------------------------------------------------
+def test_cli_several_sources_and_a_sources_file(tmp_path, fake_backend, capsys) -> None:
+    a, b, c = (write_video(tmp_path / f"{n}.mp4", k) for n, k in (("a", 5), ("b", 4), ("c", 6)))
+    listing = tmp_path / "streams.txt"
+    listing.write_text(f"# the third camera\ndoor={c}\n")
+    out, stats = tmp_path / "o.jsonl", tmp_path / "s.json"
+    rc = main(["camera", "--model", "m.onnx", "--source", str(a), "--source", str(b), "--sources", str(listing),
+               "--headless", "--jsonl", str(out), "--stats-json", str(stats), "--batch-timeout-ms", "5"])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "3 streams: 15 frames" in printed and "door" in printed
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [sum(r["stream"] == n for r in recs) for n in ("a", "b", "door")] == [5, 4, 6]
+    s = json.loads(stats.read_text())
+    assert [st["stream"] for st in s["streams"]] == ["a", "b", "door"] and s["batch_timeout_ms"] == 5.0
+    assert sum(int(k) * v for k, v in s["batch_sizes"].items()) == s["frames"] == 15
+
+
+@pytest.mark.parametrize("extra, match", [([], "needs a --source"), (["--sources", "missing.txt"], "does not exist"),
+                                          (["--batch-timeout-ms", "-1"], "--batch-timeout-ms")])
+def test_cli_multi_source_errors_are_one_line(tmp_path, fake_backend, monkeypatch, capsys, extra, match) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc = main(["camera", "--model", "m.onnx", "--headless", *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and match in err and len(err.splitlines()) == 1
+
+
+def test_signal_mid_run_with_two_streams_leaves_complete_outputs(tmp_path) -> None:
+    total = 300
+    videos = [write_video(tmp_path / f"v{k}.mp4", total) for k in range(2)]
+    out, rec, stats = tmp_path / "o.jsonl", tmp_path / "o.mp4", tmp_path / "s.json"
+    script = _FAKE_CLI.format(tests=str(TESTS), latency=0.02)
+    cmd = [sys.executable, "-c", script, "camera", "--model", "m.onnx", "--source", str(videos[0]), "--source", str(videos[1]),
+           "--jsonl", str(out), "--record", str(rec), "--stats-json", str(stats)]
+    res = _run_and_interrupt(cmd, out, signal.SIGINT, after_records=10)
+    assert res.returncode == 0, res.stderr
+    assert "stopped: SIGINT" in res.stdout
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    s = json.loads(stats.read_text())
+    assert s["frames"] == len(records) and s["stop_reason"] == "SIGINT"
+    for k, st in enumerate(s["streams"]):
+        mine = [r for r in records if r["stream"] == f"v{k}"]
+        assert 5 <= len(mine) == st["frames"] < total and [r["frame"] for r in mine] == list(range(len(mine)))
+        assert _frames(tmp_path / f"o.v{k}.mp4") == st["frames"]  # each recording finished, every frame in it
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_summary_wall_time_includes_reconnecting_and_names_the_source(tmp_path, fake_backend, monkeypatch) -> None:
+    """Issue 16: a camera that fails and stays down until --duration: the wall time is the run's
+    (not the time to the last frame), and the summary names the source as the user wrote it."""
+    from camera_fakes import FlakyOpener
+
+    from detnet_trt.apps.camera import format_summary, sources
+
+    opener = FlakyOpener([5, "fail"], fps=100)
+    monkeypatch.setattr(sources, "open_capture", lambda spec, **kw: opener())
+    stats = tmp_path / "s.json"
+    t0 = time.perf_counter()
+    assert main(["camera", "--model", "m.onnx", "--source", "0", "--headless", "--stats-json", str(stats),
+                 "--duration", "1.5"]) == 0
+    took = time.perf_counter() - t0
+    s = json.loads(stats.read_text())
+    assert s["frames"] == 5 and s["stop_reason"] == "duration" and s["reconnect_attempts"] >= 1
+    assert 1.3 <= s["wall_s"] <= took and s["fps"] == pytest.approx(5 / s["wall_s"], rel=0.01)
+    assert s["source"] == "camera 0" and s["source_kind"] == "usb"
+    assert format_summary(s).startswith("source camera 0 (usb): 5 frames in 1.")

@@ -157,3 +157,54 @@ def test_window_shows_annotated_frames_and_stops_on_q_esc_or_close(monkeypatch, 
     assert img.shape == (120, 160, 3)
     assert (img != blob_frame(0)).any(axis=2)[38:58, 6:26].any()  # the box was drawn
     assert (img[8:22, 8:60].min(axis=2) > 200).any() and (img[8:22, 8:60] < 10).any()  # status text on black
+
+
+def test_grid_window_tiles_the_streams_and_redraws_once_per_batch(monkeypatch) -> None:
+    from detnet_trt.apps.camera.sinks import GridWindowSink
+
+    gui = _FakeGui([-1] * 10)
+    gui.install(monkeypatch)
+    win = GridWindowSink(["a", "b", "c"], "grid", tile=(90, 120), max_rate=5.0)
+    assert (win.rows, win.cols) == (2, 2) and win.canvas.shape == (180, 240, 3)
+    for k in range(3):  # one batch of three streams: one redraw
+        r = _result(k)
+        r.stream, r.stream_index = "abc"[k], k
+        win.write(r)
+    win.close()
+    assert win.redraws == 1 and len(gui.shown) == 1
+    canvas = win.canvas
+    # streams 0, 1, 2 in tiles (0, 0), (0, 1), (1, 0); the fourth tile stays black
+    for k, (y, x) in enumerate([(0, 0), (0, 120), (90, 0)]):
+        assert (canvas[y : y + 90, x : x + 120] > 200).any(), k
+    assert canvas[90:, 120:].max() == 0
+    gui.keys = [ord("q")]
+    win._t_shown = -1e9
+    win.write(_result(0))
+    assert win.stop_requested
+
+
+def test_per_stream_sinks_get_only_their_stream_and_all_close(tmp_path) -> None:
+    from detnet_trt.apps.camera.sinks import PerStreamSink, Sink
+
+    class Count(Sink):
+        def __init__(self, fail: bool = False) -> None:
+            self.seen, self.closed, self.fail = [], False, fail
+
+        def write(self, result) -> None:
+            self.seen.append(result.index)
+
+        def close(self) -> None:
+            self.closed = True
+            if self.fail:
+                raise OSError("disk full")
+
+    a, b = Count(fail=True), Count()
+    sink = PerStreamSink([a, b])
+    for k in range(5):
+        r = _result(k)
+        r.stream_index = k % 2
+        sink.write(r)
+    assert a.seen == [0, 2, 4] and b.seen == [1, 3]
+    with pytest.raises(OSError, match="disk full"):
+        sink.close()
+    assert a.closed and b.closed  # the second one closed although the first failed
