@@ -43,6 +43,8 @@ class Gpu:
     kernel_gate: threading.Event | None = None  # when set: each plain kernel waits for it
     kernel_started: threading.Event = field(default_factory=threading.Event)
     launches: list[tuple[str, int]] = field(default_factory=list)  # ("enqueue" | "graph", batch)
+    inspector_json: str = '{"Layers": [], "Bindings": []}'  # what the fake engine inspector returns
+    inspected_shapes: list[tuple[int, ...]] = field(default_factory=list)  # the context's input shape then
     loggers: int = 0
     plugin_inits: int = 0
     _next: int = 0x1000
@@ -275,6 +277,20 @@ def make_tensorrt(gpu: Gpu, meta: Any) -> types.ModuleType:
             gpu.events.append("execution context created")
             return Context()
 
+        def create_engine_inspector(self) -> Inspector:
+            return Inspector()
+
+    class LayerInformationFormat:
+        JSON, ONELINE = "json", "oneline"
+
+    class Inspector:
+        execution_context: Any = None
+
+        def get_engine_information(self, fmt: str) -> str:
+            assert fmt == LayerInformationFormat.JSON
+            gpu.inspected_shapes.append(self.execution_context.shape)
+            return gpu.inspector_json
+
     class Runtime:
         def __init__(self, logger: Any) -> None:
             self.logger = logger
@@ -283,12 +299,34 @@ def make_tensorrt(gpu: Gpu, meta: Any) -> types.ModuleType:
             return Engine() if bytes(data) == PLAN else None
 
     trt.Logger, trt.TensorIOMode, trt.Runtime = Logger, TensorIOMode, Runtime
+    trt.LayerInformationFormat = LayerInformationFormat
     trt.init_libnvinfer_plugins = init_plugins
     trt.nptype = lambda dtype: dtype
     return trt
 
 
-def install(monkeypatch: Any, meta: Any) -> Gpu:
+def fake_meta() -> Any:
+    from detnet_trt.core.meta import ModelMeta
+
+    return ModelMeta("detnet_tiny", ["a", "b"], (16, 16), topk=8, precision="fp16")
+
+
+def write_engine(folder: Any, data: bytes = PLAN, sha: bool = True, name: str = "m.engine") -> Any:
+    """An engine file with its sidecar, made for the fake GPU (batch profile 1, 2, 4); ``sha=False``:
+    a sidecar that records no engine hash (so the bytes reach the fake deserializer)."""
+    from detnet_trt.core.fileio import sha256_bytes
+    from detnet_trt.core.sidecar import EngineInfo, write_sidecar
+
+    path = folder / name
+    path.write_bytes(data)
+    write_sidecar(path, EngineInfo(meta=fake_meta(), tensorrt_version=TRT_VERSION, gpu_name=GPU_NAME,
+                                   compute_capability=CC, onnx_sha256="0" * 64,
+                                   engine_sha256=sha256_bytes(data) if sha else "",
+                                   build={"batch": [1, 2, 4], "source": "m.onnx"}))
+    return path
+
+
+def install(monkeypatch: Any, meta: Any = None) -> Gpu:
     """Put the fakes where the backend finds them (``pycuda.driver``, ``tensorrt``, libcuda)."""
     from detnet_trt.trt import cuda, logger
 
@@ -299,7 +337,7 @@ def install(monkeypatch: Any, meta: Any) -> Gpu:
     pycuda.driver = drv
     monkeypatch.setitem(sys.modules, "pycuda", pycuda)
     monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
-    monkeypatch.setitem(sys.modules, "tensorrt", make_tensorrt(gpu, meta))
+    monkeypatch.setitem(sys.modules, "tensorrt", make_tensorrt(gpu, meta or fake_meta()))
     monkeypatch.setattr(cuda, "_libcuda", FakeLibCuda(gpu))
     monkeypatch.setattr(logger, "_logger", None)  # a fresh process, as far as the logger goes
     monkeypatch.setattr(logger, "_plugins", None)

@@ -11,31 +11,21 @@ import time
 
 import numpy as np
 import pytest
-from trt_fakes import CC, GPU_NAME, PLAN, TRT_VERSION, install
+from trt_fakes import install, write_engine
 
 from detnet_trt.core.errors import ModelFileError
-from detnet_trt.core.fileio import sha256_bytes
-from detnet_trt.core.meta import ModelMeta
-from detnet_trt.core.sidecar import EngineInfo, write_sidecar
 from detnet_trt.runtime.backends.tensorrt import TensorRTBackend
 from detnet_trt.trt import cuda
 from detnet_trt.trt.cuda import CudaError
 
-META = ModelMeta("detnet_tiny", ["a", "b"], (16, 16), topk=8, precision="fp16")
 
-
-def _engine(tmp_path, data: bytes = PLAN, sha: bool = True):
-    path = tmp_path / "m.engine"
-    path.write_bytes(data)
-    write_sidecar(path, EngineInfo(meta=META, tensorrt_version=TRT_VERSION, gpu_name=GPU_NAME, compute_capability=CC,
-                                   onnx_sha256="0" * 64, engine_sha256=sha256_bytes(data) if sha else "",
-                                   build={"batch": [1, 2, 4], "source": "m.onnx"}))
-    return path
+def _engine(tmp_path, data: bytes | None = None, sha: bool = True):
+    return write_engine(tmp_path, sha=sha) if data is None else write_engine(tmp_path, data, sha)
 
 
 @pytest.fixture
 def gpu(monkeypatch):
-    return install(monkeypatch, META)
+    return install(monkeypatch)
 
 
 def _images(n: int, seed: int = 0) -> np.ndarray:

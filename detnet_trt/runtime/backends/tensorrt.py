@@ -323,6 +323,24 @@ class TensorRTBackend(Backend):
             e = self._events
             return {"h2d": e[1].ms_since(e[0]), "compute": e[2].ms_since(e[1]), "d2h": e[3].ms_since(e[2])}
 
+    def layer_information(self, batch: int | None = None) -> str:
+        """TensorRT's engine inspector JSON (:mod:`detnet_trt.trt.inspector`), with the input shape
+        set to ``batch`` images (default: the profile's optimum) so formats and dimensions are concrete."""
+        from ...trt.inspector import engine_information
+
+        self.open()
+        with self._lock:
+            ctx, engine, context = self._ctx, self._engine, self._context
+            if ctx is None or engine is None or context is None:
+                raise CudaError("the TensorRT backend is not open (closed meanwhile?)", "open() it again")
+            lo, opt, hi = self.info.batch_range
+            n = opt if batch is None else batch
+            if not lo <= n <= hi:
+                raise InputError(f"batch {n} is outside this engine's {lo} to {hi}", f"pass --batch between {lo} and {hi}")
+            with ctx.active():
+                self._set_batch(context, n)
+                return engine_information(engine, context)
+
     def describe(self) -> dict[str, str]:
         d = super().describe()
         d.update({
