@@ -42,6 +42,7 @@ import numpy as np
 
 from ..core.config import PostprocessConfig
 from ..core.errors import InputError
+from ..core.limits import BATCH, COUNT, SECONDS, SECONDS_OR_ZERO, SIDE, check_ranges
 from ..runtime.backends.base import Backend
 
 CV_THRESHOLD = 0.10
@@ -220,6 +221,9 @@ class BenchOptions:
             raise InputError(f"--duration must be > 0, got {self.duration}")
         if self.iterations is not None and self.iterations < 1:
             raise InputError(f"--iterations must be >= 1, got {self.iterations}")
+        check_ranges(*(("--batch", BATCH, b) for b in batches), ("--duration", SECONDS, self.duration),
+                     ("--iterations", COUNT, self.iterations), ("--warmup", SECONDS_OR_ZERO, self.warmup),
+                     *(("--frame-size", SIDE, side) for side in self.frame_size))
 
     @property
     def timed_duration(self) -> float | None:

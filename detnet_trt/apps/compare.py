@@ -34,6 +34,7 @@ import numpy as np
 
 from ..core.config import PostprocessConfig
 from ..core.errors import IncompatibleError, InputError
+from ..core.limits import BATCH, COUNT, IOU, SEED, check_ranges
 from ..core.meta import HOST_NMS_OUTPUTS
 from ..runtime.backends.base import Backend
 from ..runtime.nms import box_iou
@@ -220,6 +221,8 @@ class CompareOptions:
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise InputError(f"--batch must be >= 1, got {self.batch}")
+        check_ranges(("--batch", BATCH, self.batch), ("--num", COUNT, self.num_images), ("--seed", SEED, self.seed),
+                     ("--match-iou", IOU, self.match_iou))
 
 
 def _frames_source(options: CompareOptions) -> tuple[str, list[int | None], Callable[[int], np.ndarray]]:

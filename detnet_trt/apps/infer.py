@@ -29,7 +29,9 @@ import numpy as np
 from ..core.config import PostprocessConfig
 from ..core.errors import InputError, OutputExistsError
 from ..core.fileio import OutputError, atomic_write_bytes, atomic_write_text, check_output_dir
-from ..core.images import IMAGE_SUFFIXES, list_images, read_image
+from ..core.images import IMAGE_SUFFIXES, decode_image, list_images
+from ..core.images import read_image as read_image  # re-exported: tests and API users import it from here
+from ..core.limits import BATCH, check_ranges
 from ..runtime.backends import Backend, load_backend
 from ..runtime.detector import Detector
 from ..runtime.postprocess import Detections
@@ -94,6 +96,7 @@ class InferOptions:
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise InputError(f"--batch {self.batch}: images per inference call must be at least 1", "pass --batch >= 1")
+        check_ranges(("--batch", BATCH, self.batch))
 
 
 def _plan(inputs: Sequence[str | os.PathLike[str]], out: Path, force: bool) -> tuple[list[Path], list[str]]:
@@ -186,10 +189,9 @@ def run_inference(
     with backend:
         writer = _Writer(Detector(backend, post, max_batch=options.batch), result, fail)
         for path, name in tqdm(list(zip(files, names)), desc="infer", unit="img", disable=not options.progress):
-            try:
-                img = read_image(path)
-            except InputError as err:
-                fail(path, err.message)
+            img, problem = decode_image(path)  # core.images: the one decoder; skipped, named, counted
+            if problem is not None:
+                fail(path, problem)
                 continue
             writer.add(path, name, img)
         writer.flush()

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core.config import GRAPH_NMS, PostprocessConfig
 from ..core.errors import DetnetError, InputError
+from ..core.limits import BATCH, DLA_CORE, TOPK, WORKSPACE_MIB, check_ranges
 from ..core.meta import LAYOUTS, PRECISIONS
 from ..quantize.options import METHODS
 
@@ -71,6 +72,7 @@ class BuildOptions:
             raise InputError(
                 f"--batch {lo},{opt},{hi}: expected 1 <= min <= opt <= max", "for example --batch 1,4,8"
             )
+        check_ranges(*(("--batch", BATCH, b) for b in self.batch))
         if self.workspace_mib < 16:
             raise InputError(f"--workspace {self.workspace_mib} MiB is too small", "use at least 16 (MiB)")
         if self.nms not in NMS_MODES:
@@ -84,6 +86,8 @@ class BuildOptions:
                 raise InputError(f"--dla {self.dla_core}: a DLA core index is 0 or more")
             if self.precision == "fp32":
                 raise InputError("--dla needs --fp16 or --int8: the DLA has no FP32 mode")
+        check_ranges(("--workspace", WORKSPACE_MIB, self.workspace_mib), ("--topk", TOPK, self.topk),
+                     ("--dla", DLA_CORE, self.dla_core))
         for lib in self.plugins:  # fail before the long steps, not after them
             if not Path(lib).expanduser().is_file():
                 raise InputError(f"plugin library {lib} not found", "check the --plugin path (a .so file)")

@@ -20,11 +20,13 @@ Each group declares its flags once and builds its options object from the parsed
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..core.config import PostprocessConfig
+from ..core.images import EXIT_SKIPPED_IMAGES, SkippedImages
 from ..core.limits import IOU, MAX_DET, PROBABILITY, THREADS, Range
 
 
@@ -130,6 +132,27 @@ def size(range_: Range, order: str = "wh", square: bool = False) -> Size:
 TEXT_TYPES: tuple[Callable[[str], Any], ...] = ()
 
 DEVICES = ("cpu", "cuda", "tensorrt")
+
+
+def skip_printer(command: str) -> SkippedImages:
+    """A :class:`~detnet_trt.core.images.SkippedImages` that prints one line per unreadable image
+    as it is met (``detnet-trt eval: warning: cannot read image x.jpg: empty file; skipped``)."""
+
+    def show(path: str, why: str) -> None:
+        print(f"detnet-trt {command}: warning: cannot read image {path}: {why}; skipped", file=sys.stderr, flush=True)
+
+    return SkippedImages(on_skip=show)
+
+
+def skipped_exit(command: str, skipped: SkippedImages | list[tuple[str, str]]) -> int:
+    """The exit code at the end of a command: 0, or :data:`~detnet_trt.core.images.EXIT_SKIPPED_IMAGES`
+    after one line counting (and naming) the images that were skipped."""
+    if not isinstance(skipped, SkippedImages):
+        skipped = SkippedImages(list(skipped))
+    if not len(skipped):
+        return 0
+    print(f"detnet-trt {command}: error: {skipped.summary()}", file=sys.stderr, flush=True)
+    return EXIT_SKIPPED_IMAGES
 
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,15 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..core.limits import BATCH
-from ._options import add_backend_args, add_postprocess_args, backend_kwargs, number, postprocess_config
+from ._options import (
+    add_backend_args,
+    add_postprocess_args,
+    backend_kwargs,
+    number,
+    postprocess_config,
+    skip_printer,
+    skipped_exit,
+)
 
 if TYPE_CHECKING:
     from ..apps.infer import InferOptions
@@ -31,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="detect objects in images with any model file (.pt, .onnx, .engine)",
         description="Run a checkpoint (.pt), an exported ONNX file or a TensorRT engine on image files and "
         "folders; writes one annotated image per input and DIR/detections.json. Unreadable images are "
-        "reported by name and skipped; the exit code is then 2.",
+        "named, skipped and counted; the exit code is then 1 (2 when none could be read).",
     )
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
     p.add_argument("--model", required=True, help="model file: .pt checkpoint, .onnx, or .engine")
@@ -44,20 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-    from pathlib import Path
-
     from ..apps.infer import run_inference
 
-    def report(path: Path, reason: str) -> None:
-        print(f"detnet-trt infer: error: {reason}; skipped", file=sys.stderr, flush=True)
-
+    skipped = skip_printer("infer")
     result = run_inference(args.model, args.inputs, args.out, infer_options(args), postprocess_config(args),
-                           backend_kwargs=backend_kwargs(args, args.model), on_error=report)
+                           backend_kwargs=backend_kwargs(args, args.model), on_error=lambda p, why: skipped.add(p, why))
     n = sum(len(d) for d in result.detections.values())
     print(f"{len(result.outputs)} image(s), {n} detection(s) -> {result.out_dir}/ (annotated images, {result.json_path.name})")
-    if result.failed:
-        print(f"detnet-trt infer: error: {len(result.failed)} image(s) could not be read: "
-              + ", ".join(Path(f).name for f, _ in result.failed), file=sys.stderr)
-        return 2
-    return 0
+    code = skipped_exit("infer", skipped)
+    return 2 if code and not result.outputs else code  # none readable: nothing was done

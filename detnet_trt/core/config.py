@@ -24,6 +24,9 @@ DEFAULT_CONF = 0.5
 DEFAULT_IOU = 0.5
 #: Detections kept per image (COCO scoring keeps at most 100).
 DEFAULT_MAX_DET = 100
+#: The most ``max_det`` may be (the range of ``--max-det``: ``core.limits.MAX_DET``). No import of
+#: ``core.limits`` here: this module is vendored, alone, into the Triton post-processing model.
+MAX_DETECTIONS = 10_000
 #: Evaluation thresholds: COCO AP wants nearly every candidate (score 0.001) and a looser NMS.
 EVAL_CONF = 0.001
 EVAL_IOU = 0.6
@@ -44,6 +47,9 @@ class PostprocessConfig:
             raise InputError(f"NMS IoU threshold {self.iou} is outside (0, 1]", "pass --iou in (0, 1]")
         if self.max_det < 1:
             raise InputError(f"max detections {self.max_det} must be at least 1", "pass --max-det >= 1")
+        if self.max_det > MAX_DETECTIONS:
+            raise InputError(f"max detections {self.max_det} is more than {MAX_DETECTIONS}",
+                             f"pass --max-det up to {MAX_DETECTIONS} (COCO scoring keeps 100)")
 
     @classmethod
     def for_eval(cls, max_det: int = DEFAULT_MAX_DET) -> PostprocessConfig:

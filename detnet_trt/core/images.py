@@ -3,11 +3,18 @@
 Every reader of image files (calibration sets, COCO datasets, ``infer``, the camera loop's image
 folders, ``compare``, the Triton client) uses these, so they agree on what an image file is.
 OpenCV is imported when an image is decoded, not when this module is.
+
+**A corrupt image is handled the same way everywhere** (``infer``, ``eval``, ``compare``,
+``client``, ``calib-set``, ``quantize``): it is named (with why) when met, skipped, the others still
+run, the count is told at the end (:class:`SkippedImages`), and the command exits with
+:data:`EXIT_SKIPPED_IMAGES` (1) once its work is done. None readable at all is an error (exit 2).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +68,44 @@ def read_image(path: str | os.PathLike[str]) -> Any:
     if problem is not None:
         raise InputError(f"cannot read image {path}: {problem}", "check that the file exists and is an image")
     return img
+
+
+#: The exit code of a command that did its work but skipped images it could not read (each named
+#: on stderr, the count at the end). 2 is an error before or instead of the work (nothing done, or
+#: nothing readable); 3 is ``quantize --max-ap-drop``'s accuracy gate.
+EXIT_SKIPPED_IMAGES = 1
+
+
+@dataclass
+class SkippedImages:
+    """The images a run could not read, ``(path, why)`` in the order met; ``on_skip(path, why)`` is
+    called for each as it is met (the CLI prints a line)."""
+
+    items: list[tuple[str, str]] = field(default_factory=list)
+    on_skip: Callable[[str, str], None] | None = None
+
+    def add(self, path: str | os.PathLike[str], why: str) -> None:
+        self.items.append((str(path), why))
+        if self.on_skip is not None:
+            self.on_skip(str(path), why)
+
+    def read(self, path: str | os.PathLike[str]) -> Any:
+        """The image at ``path`` (as :func:`read_image`), or ``None`` after recording why not."""
+        img, problem = decode_image(path)
+        if problem is not None:
+            self.add(path, problem)
+        return img
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def summary(self, shown: int = 10) -> str:
+        """``"2 image(s) could not be read and were skipped: a.jpg (empty file), b.png (cannot decode)"``."""
+        named = ", ".join(f"{p} ({why})" for p, why in self.items[:shown])
+        more = f", and {len(self.items) - shown} more" if len(self.items) > shown else ""
+        return f"{len(self.items)} image(s) could not be read and were skipped: {named}{more}"
+
+    def none_readable(self, what: str) -> InputError:
+        """The error when every image of ``what`` was skipped (nothing to do)."""
+        return InputError(f"no image of {what} could be read ({self.summary(3)})",
+                          "check that the files are images (jpg, png, ...) and not damaged")

@@ -14,6 +14,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
+from .config import MAX_DETECTIONS
 from .errors import InputError
 
 
@@ -64,6 +65,13 @@ class Range:
             raise InputError(f"{flag}: {problem}")
 
 
+def check_ranges(*checks: tuple[str, Range, object]) -> None:
+    """:meth:`Range.check` of each ``(flag, range, value)`` in turn (an options object's
+    ``__post_init__``: the first bad value raises, naming its flag)."""
+    for flag, range_, value in checks:
+        range_.check(flag, value)
+
+
 #: Images per inference call (infer, eval, compare, bench, serve, export-triton, build's profile).
 MAX_BATCH = 256
 BATCH = Range(1, MAX_BATCH, why=f"a batch's buffers are allocated at once; {MAX_BATCH} images of 640x640 "
@@ -91,12 +99,14 @@ PROBABILITY = Range(0, 1, integer=False)
 IOU = Range(0, 1, integer=False, lo_open=True)
 #: A fraction strictly between 0 and 1 (``synth --val-fraction``).
 FRACTION = Range(0, 1, integer=False, lo_open=True, hi_open=True)
+#: An AP difference through the API (tests force a gate with a negative one), finite.
+AP_DIFFERENCE = Range(-100, 100, integer=False)
 #: A percentile of a histogram.
 PERCENTILE = Range(0, 100, integer=False, lo_open=True)
 #: An AP difference, on COCO's 0-100 scale.
 AP_POINTS = Range(0, 100, integer=False)
 #: Detections kept per image.
-MAX_DET = Range(1, 10_000, why="COCO scoring keeps 100; 10,000 is more than any image holds")
+MAX_DET = Range(1, MAX_DETECTIONS, why="COCO scoring keeps 100; 10,000 is more than any image holds")
 #: Candidates per image before NMS (TensorRT's TopK allows K <= 3840).
 TOPK = Range(1, 3840, why="TensorRT's TopK allows K <= 3840")
 #: TCP ports.
@@ -137,8 +147,8 @@ WEIGHT_DECAY = Range(0, 1, integer=False)
 
 
 __all__ = [
-    "AP_POINTS", "BATCH", "CAPTURE_FPS", "COUNT", "COUNT_OR_ZERO", "DLA_CORE", "EPOCHS", "EPOCHS_OR_ZERO", "FPS", "FRACTION", "INSTANCES", "IOU",
+    "AP_DIFFERENCE", "AP_POINTS", "BATCH", "CAPTURE_FPS", "COUNT", "COUNT_OR_ZERO", "DLA_CORE", "EPOCHS", "EPOCHS_OR_ZERO", "FPS", "FRACTION", "INSTANCES", "IOU",
     "LEARNING_RATE", "MAX_BATCH", "MAX_DET", "MAX_SIDE", "MODEL_SIDE", "OPSET", "PERCENTILE", "PORT", "PROBABILITY",
     "QUEUE_DELAY_US", "Range", "SECONDS", "SECONDS_OR_ZERO", "SEED", "SIDE", "SYNTH_IMAGES", "SYNTH_OBJECTS",
-    "THREADS", "TOPK", "TRAIN_BATCH", "WARMUP_EPOCHS", "WEIGHT_DECAY", "WORKERS", "WORKSPACE_MIB",
+    "THREADS", "TOPK", "TRAIN_BATCH", "WARMUP_EPOCHS", "WEIGHT_DECAY", "WORKERS", "WORKSPACE_MIB", "check_ranges",
 ]

@@ -16,6 +16,8 @@ contiguous class indices 0..C-1 a model predicts, in increasing id order. Boxes 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +28,135 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.images import list_images, read_image
+
+_log = logging.getLogger(__name__)
+
+_FIX = "fix or remove it: a COCO annotation has an integer 'id', an 'image_id' of 'images', a 'category_id' of " \
+    "'categories' and a 'bbox' [x, y, width, height] of four numbers with width and height >= 0"
+
+
+def _whole(value: Any) -> int | None:
+    """``value`` as an id (an int, an integral float or a string of digits), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _records(data: dict[str, Any], key: str, file: Path) -> list[dict[str, Any]]:
+    records = data[key]
+    if not isinstance(records, list):
+        raise InputError(f"{file}: {key!r} is a {type(records).__name__}, not a list", "pass a COCO instances_*.json")
+    for k, r in enumerate(records):
+        if not isinstance(r, dict):
+            raise InputError(f"{file}: {key}[{k}] is a {type(r).__name__}, not an object", "pass a COCO instances_*.json")
+    return records
+
+
+def _ids(records: list[dict[str, Any]], what: str, file: Path) -> set[int]:
+    """The ids of ``images`` or ``categories`` records: each present, whole, and unique."""
+    seen: set[int] = set()
+    for k, r in enumerate(records):
+        rid = _whole(r.get("id"))
+        if rid is None:
+            has = "no id" if "id" not in r else f"id {r['id']!r}, not an integer"
+            raise InputError(f"{file}: {what} #{k} has {has}", f"give every {what} an integer 'id'")
+        if rid in seen:
+            raise InputError(f"{file}: {what} id {rid} appears twice", f"give every {what} its own id")
+        seen.add(rid)
+        r["id"] = rid
+    return seen
+
+
+def _bbox_problem(bbox: Any) -> str | None:
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+        return f"bbox {bbox!r} is not 4 numbers [x, y, width, height]"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox):
+        return f"bbox {list(bbox)!r} holds a value that is not a finite number"
+    if bbox[2] < 0 or bbox[3] < 0:
+        return f"bbox {list(bbox)!r} has a negative {'width' if bbox[2] < 0 else 'height'}"
+    return None
+
+
+def _check_annotations(data: dict[str, Any], file: Path, image_ids: set[int], cat_ids: set[int]) -> list[Any]:
+    """Every annotation's problem raises, naming it; returns the ids of the zero-area boxes."""
+    seen: set[int] = set()
+    empty: list[Any] = []
+    for k, a in enumerate(_records(data, "annotations", file)):
+        aid = _whole(a.get("id"))
+        name = f"annotation {aid}" if aid is not None else f"annotation #{k}"
+        problem = None
+        if aid is None:
+            problem = "has no id" if "id" not in a else f"has id {a['id']!r}, not an integer"
+        elif aid in seen:
+            problem = "appears twice (the same id)"
+        elif "image_id" not in a:
+            problem = "has no image_id"
+        elif _whole(a["image_id"]) not in image_ids:
+            problem = f"refers to image {a['image_id']!r}, which is not in 'images'"
+        elif "category_id" not in a:
+            problem = "has no category_id"
+        elif _whole(a["category_id"]) not in cat_ids:
+            problem = f"has category {a['category_id']!r}, which is not in 'categories'"
+        elif "bbox" not in a:
+            problem = "has no bbox"
+        else:
+            problem = _bbox_problem(a["bbox"])
+        if problem is not None:
+            raise InputError(f"{file}: {name} {problem}", _FIX)
+        seen.add(aid)  # type: ignore[arg-type]
+        a["id"], a["image_id"], a["category_id"] = aid, _whole(a["image_id"]), _whole(a["category_id"])
+        if a["bbox"][2] == 0 or a["bbox"][3] == 0:
+            empty.append(aid)
+    return empty
+
+
+def read_coco_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A COCO instances file, checked record by record: a malformed category, image or annotation
+    (no id, an unknown image or category, a bbox that is not four finite numbers or has a negative
+    width or height) raises :class:`InputError` naming the file, the record and the problem.
+
+    Boxes of zero width or height are kept in the data (COCO's own train2017 has two, annotations
+    918 and 2206849) and left out of the targets by :class:`CocoDataset`; a warning counts them.
+    A missing ``area`` (pycocotools needs it) is filled with ``width * height``.
+    """
+    file = Path(path)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"annotation file {file} not found", "pass a COCO instances_*.json") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{file} is not valid JSON: {err}", "pass a COCO instances_*.json") from None
+    if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
+        raise InputError(
+            f"{file} is not a COCO instances file",
+            "expected a JSON object with 'images', 'annotations' and 'categories'",
+        )
+    cats = _records(data, "categories", file)
+    if not cats:
+        raise InputError(f"{file}: no categories", "list the classes under 'categories'")
+    cat_ids = _ids(cats, "category", file)
+    for c in cats:
+        if not isinstance(c.get("name"), str) or not c["name"]:
+            raise InputError(f"{file}: category {c['id']} has no name", "give every category a 'name'")
+    images = _records(data, "images", file)
+    image_ids = _ids(images, "image", file)
+    for im in images:
+        if not isinstance(im.get("file_name"), str) or not im["file_name"]:
+            raise InputError(f"{file}: image {im['id']} has no file_name", "give every image its 'file_name'")
+    empty = _check_annotations(data, file, image_ids, cat_ids)
+    for a in data["annotations"]:
+        a.setdefault("area", float(a["bbox"][2]) * float(a["bbox"][3]))
+    if empty:
+        shown = ", ".join(str(i) for i in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        _log.warning("%s: %d box(es) of zero width or height left out of the targets (annotation %s)",
+                     file, len(empty), shown)
+    return data
 
 
 def resolve_coco_dir(data_dir: str | os.PathLike[str], split: str = "val") -> tuple[Path, Path]:
@@ -112,24 +243,10 @@ class CocoDataset:
         self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir)
         self.include_crowd = include_crowd
-        try:
-            data = json.loads(self.ann_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"annotation file {self.ann_file} not found") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise InputError(f"{self.ann_file} is not valid JSON: {err}", "pass a COCO instances_*.json") from None
-        if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
-            raise InputError(
-                f"{self.ann_file} is not a COCO instances file",
-                "expected a JSON object with 'images', 'annotations' and 'categories'",
-            )
+        data = read_coco_json(self.ann_file)
         cats = sorted(data["categories"], key=lambda c: int(c["id"]))
-        if not cats:
-            raise InputError(f"{self.ann_file} has no categories")
         self.categories: list[dict[str, Any]] = cats
         self.cat_ids: list[int] = [int(c["id"]) for c in cats]
-        if len(set(self.cat_ids)) != len(self.cat_ids):
-            raise InputError(f"{self.ann_file} has duplicate category ids")
         self.class_names: list[str] = [str(c["name"]) for c in cats]
         self.cat_id_to_index: dict[int, int] = {cid: i for i, cid in enumerate(self.cat_ids)}
         self.index_to_cat_id = np.asarray(self.cat_ids, np.int64)
@@ -137,14 +254,7 @@ class CocoDataset:
         self.image_ids: list[int] = sorted(self.images)
         self._anns: dict[int, list[dict[str, Any]]] = {i: [] for i in self.image_ids}
         for a in data["annotations"]:
-            iid = int(a["image_id"])
-            if iid not in self._anns:
-                raise InputError(f"{self.ann_file}: annotation {a.get('id')} refers to unknown image {iid}")
-            if int(a["category_id"]) not in self.cat_id_to_index:
-                raise InputError(
-                    f"{self.ann_file}: annotation {a.get('id')} has category {a['category_id']} not in 'categories'"
-                )
-            self._anns[iid].append(a)
+            self._anns[int(a["image_id"])].append(a)
         self.raw = data
 
     @classmethod
@@ -226,4 +336,5 @@ class CocoDataset:
 
 
 
-__all__ = ["CocoDataset", "CocoImage", "list_images", "read_image", "resolve_coco_dir", "resolve_dataset"]
+__all__ = ["CocoDataset", "CocoImage", "list_images", "read_coco_json", "read_image", "resolve_coco_dir",
+           "resolve_dataset"]

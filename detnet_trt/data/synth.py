@@ -33,6 +33,7 @@ import numpy as np
 
 from ..core.errors import InputError, OutputExistsError
 from ..core.fileio import atomic_write_bytes, atomic_write_text
+from ..core.limits import MODEL_SIDE, SEED, SYNTH_IMAGES, SYNTH_OBJECTS, check_ranges
 
 # (COCO-style category id, name). Ids are non-contiguous on purpose.
 CATEGORIES: tuple[tuple[int, str], ...] = (
@@ -260,6 +261,8 @@ def make_synth_dataset(
     """
     if images < 2:
         raise InputError(f"--images must be at least 2 (one train and one val image), got {images}")
+    check_ranges(("--images", SYNTH_IMAGES, images), ("--seed", SEED, seed), ("--max-objects", SYNTH_OBJECTS, max_objects),
+                 *(("--size", MODEL_SIDE, side) for side in size))
     if not 0 < val_fraction < 1:
         raise InputError(f"val_fraction must be in (0, 1), got {val_fraction}")
     h, w = int(size[0]), int(size[1])

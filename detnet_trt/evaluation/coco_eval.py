@@ -33,6 +33,7 @@ import numpy as np
 from ..core.config import PostprocessConfig
 from ..core.errors import IncompatibleError, InputError
 from ..core.fileio import atomic_write_text, check_writable
+from ..core.limits import BATCH, COUNT, check_ranges
 from ..data.coco import CocoDataset
 from ..runtime.backends.base import Backend
 from ..runtime.postprocess import Detections
@@ -273,6 +274,7 @@ class EvalOptions:
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise InputError(f"--batch must be >= 1, got {self.batch}")
+        check_ranges(("--batch", BATCH, self.batch), ("--limit", COUNT, self.max_images))
 
 
 def _detect_all(

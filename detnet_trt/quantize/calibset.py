@@ -29,7 +29,6 @@ The rule (``stratified-rarest-first/v1`` with COCO annotations, ``uniform/v1`` w
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,8 @@ from typing import Any
 from ..core.errors import IncompatibleError, InputError
 from ..core.fileio import atomic_write_text, check_writable, sha256_file
 from ..core.images import IMAGE_SUFFIXES, image_problem, is_image_file
+from ..core.limits import COUNT, COUNT_OR_ZERO, SEED, check_ranges
+from ..data.coco import read_coco_json
 
 FORMAT = "detnet_trt.calib_set/1"
 RULE_STRATIFIED = "stratified-rarest-first/v1"
@@ -90,16 +91,7 @@ def _scan_images(images_dir: Path) -> list[str]:
 
 def _load_annotations(ann_file: Path, images_dir: Path, on_disk: set[str]) -> tuple[list[str], dict[int, list[str]]]:
     """Candidate images listed in ``ann_file`` and present on disk, and category id -> images."""
-    try:
-        data = json.loads(ann_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"annotation file {ann_file} not found", "pass a COCO instances_*.json to --annotations") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{ann_file} is not valid JSON ({err})", "pass a COCO instances_*.json") from None
-    if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
-        raise InputError(
-            f"{ann_file} is not a COCO instances file", "expected a JSON object with 'images', 'annotations', 'categories'"
-        )
+    data = read_coco_json(ann_file)  # a malformed record is one line naming it
     by_base: dict[str, str] = {}
     for rel in on_disk:
         by_base.setdefault(rel.rsplit("/", 1)[-1], rel)
@@ -179,6 +171,7 @@ def make_calib_set(
         raise InputError(f"image folder {images} does not exist", "pass the folder holding the images to --images")
     if num < 1:
         raise InputError(f"--num must be at least 1, got {num}")
+    check_ranges(("--num", COUNT, num), ("--seed", SEED, seed), ("--min-images", COUNT_OR_ZERO, min_images))
     out_path = check_writable(out, force)
     on_disk = _scan_images(images)
     if not on_disk:

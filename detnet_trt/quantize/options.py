@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import InputError
+from ..core.limits import AP_DIFFERENCE, BATCH, COUNT, COUNT_OR_ZERO, check_ranges
 
 METHODS = ("entropy", "minmax", "percentile")
 DEFAULT_PERCENTILE = 99.999
@@ -47,6 +48,7 @@ class QuantizeOptions:
             raise InputError(f"calibration batch {self.batch} must be at least 1")
         if self.min_images < 0:
             raise InputError(f"min_images {self.min_images} must be 0 or more")
+        check_ranges(("calibration batch", BATCH, self.batch), ("min_images", COUNT_OR_ZERO, self.min_images))
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class AccuracyCheckOptions:
             raise InputError(f"sensitivity_images {self.sensitivity_images} must be at least 1")
         if not self.fix_steps or min(self.fix_steps) < 1:
             raise InputError(f"fix_steps {self.fix_steps}: expected layer counts of at least 1")
+        check_ranges(("--val-max-images", COUNT, self.max_images), ("--max-ap-drop", AP_DIFFERENCE, self.max_ap_drop))
 
 
 __all__ = ["AP_BUDGET", "DEFAULT_PERCENTILE", "METHODS", "AccuracyCheckOptions", "QuantizeOptions"]

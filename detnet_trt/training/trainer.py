@@ -40,6 +40,19 @@ import torch.distributed as dist
 
 from ..core.errors import DetnetError, InputError, ModelFileError
 from ..core.fileio import check_writable
+from ..core.limits import (
+    COUNT,
+    EPOCHS,
+    EPOCHS_OR_ZERO,
+    LEARNING_RATE,
+    MODEL_SIDE,
+    SEED,
+    TRAIN_BATCH,
+    WARMUP_EPOCHS,
+    WEIGHT_DECAY,
+    WORKERS,
+    check_ranges,
+)
 
 OPTIMIZERS = ("adamw", "sgd")
 _DEFAULT_LR = {"adamw": 1e-3, "sgd": 0.01}
@@ -81,6 +94,15 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None  # for smoke tests
     force: bool = False
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_ranges(
+            ("--epochs", EPOCHS, self.epochs), ("--batch", TRAIN_BATCH, self.batch), ("--workers", WORKERS, self.workers),
+            ("--lr", LEARNING_RATE, self.lr), ("--weight-decay", WEIGHT_DECAY, self.weight_decay),
+            ("--warmup-epochs", WARMUP_EPOCHS, self.warmup_epochs), ("--val-every", EPOCHS_OR_ZERO, self.val_every),
+            ("--val-images", COUNT, self.val_images), ("--seed", SEED, self.seed),
+            *(("--imgsz", MODEL_SIDE, side) for side in (self.imgsz or ())),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -294,7 +316,7 @@ class _Run:
 
 def _prepare(cfg: TrainConfig, device: torch.device, d: _Dist) -> _Run:
     """Outputs checked, data, model (new or resumed), loader, optimizer, schedule and AMP."""
-    from ..data.coco import resolve_coco_dir
+    from ..data.coco import CocoDataset, resolve_coco_dir
     from ..data.dataset import Augment, DetectionDataset
 
     if cfg.batch % d.world:
@@ -310,6 +332,7 @@ def _prepare(cfg: TrainConfig, device: torch.device, d: _Dist) -> _Run:
 
     train_ann, train_dir = resolve_coco_dir(cfg.data, cfg.train_split)
     val = resolve_coco_dir(cfg.data, cfg.val_split)
+    CocoDataset(*val)  # a malformed val file fails now, not after the first epoch
     train_ds = DetectionDataset(
         train_ann, train_dir, cfg.imgsz or (64, 64), augment=Augment() if cfg.augment else None, seed=cfg.seed
     )

@@ -97,7 +97,7 @@ def test_bad_annotations(tmp_path):
     data = json.loads(ann.read_text())
     data["annotations"][0]["category_id"] = 4
     ann.write_text(json.dumps(data))
-    with pytest.raises(InputError, match="category 4 not in"):
+    with pytest.raises(InputError, match="annotation 1 has category 4, which is not in"):
         CocoDataset(ann, img_dir)
     ann.write_text("{not json")
     with pytest.raises(InputError, match="not valid JSON"):

@@ -245,7 +245,7 @@ def test_cli_serve_checks_options_before_loading_the_model(tmp_path, capsys):
 
     missing = str(tmp_path / "missing.onnx")
     assert main(["serve", "--model", missing, "--max-batch", "0"]) == 2
-    assert "--max-batch must be >= 1" in capsys.readouterr().err
+    assert "argument --max-batch: expected an integer in 1..256, got 0" in capsys.readouterr().err
     assert main(["serve", "--model", missing, "--host", "0.0.0.0"]) == 2
     assert "--allow-remote" in capsys.readouterr().err
 

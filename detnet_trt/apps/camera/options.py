@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...core.errors import InputError
-from ...core.limits import BATCH_TIMEOUT_MS
+from ...core.limits import BATCH_TIMEOUT_MS, CAPTURE_FPS, COUNT, FPS, SECONDS, SECONDS_OR_ZERO, SIDE, check_ranges
 
 PathLike = str | os.PathLike[str]
 
@@ -57,6 +57,9 @@ class CameraOptions:
         if self.duration is not None and not self.duration > 0:
             raise InputError(f"--duration must be positive seconds, got {self.duration}")
         BATCH_TIMEOUT_MS.check("--batch-timeout-ms", self.batch_timeout_ms)
+        check_ranges(("--max-frames", COUNT, self.max_frames), ("--duration", SECONDS, self.duration),
+                     ("--record-fps", FPS, self.record_fps), ("--width", SIDE, self.width), ("--height", SIDE, self.height),
+                     ("--fps", CAPTURE_FPS, self.fps), ("--log-interval", SECONDS_OR_ZERO, self.log_interval))
         outputs = self.outputs()
         if len({Path(p).resolve() for p in outputs}) != len(outputs):
             raise InputError("--jsonl, --record and --stats-json must be different files")

@@ -56,6 +56,7 @@ from ...core.fileio import (
     output_error,
     sha256_bytes,
 )
+from ...core.limits import BATCH, INSTANCES, QUEUE_DELAY_US, check_ranges
 from ...core.meta import INPUT_NAME, ModelMeta
 from . import protocol as _proto_mod  # the module itself (names of tensors)
 
@@ -424,6 +425,8 @@ class TritonRepoOptions:
             raise InputError(f"--kind: instance kind must be 'gpu' or 'cpu', got {self.kind!r}")
         if self.queue_delay_us < 0:
             raise InputError(f"--queue-delay-us must be >= 0, got {self.queue_delay_us}")
+        check_ranges(("--max-batch", BATCH, self.max_batch), ("--instances", INSTANCES, self.instances),
+                     ("--queue-delay-us", QUEUE_DELAY_US, self.queue_delay_us))
         if self.preferred_batch_sizes is not None:
             object.__setattr__(self, "preferred_batch_sizes", tuple(self.preferred_batch_sizes))
             bad = [b for b in self.preferred_batch_sizes if not 1 <= b <= self.max_batch]

@@ -41,6 +41,7 @@ import numpy as np
 
 from ...core.config import PostprocessConfig
 from ...core.errors import DetnetError, InputError, MissingDependencyError
+from ...core.limits import BATCH, QUEUE_DELAY_US, check_ranges
 from ...runtime.backends.base import Backend
 from ...runtime.letterbox import LetterboxInfo, letterbox_geometry
 from ...runtime.postprocess import postprocess
@@ -138,6 +139,8 @@ class ServeOptions:
             raise InputError(f"--max-batch must be >= 1, got {self.max_batch}")
         if self.queue_delay_us < 0:
             raise InputError(f"--queue-delay-us must be >= 0, got {self.queue_delay_us}")
+        check_ranges(("--max-batch", BATCH, self.max_batch), ("--queue-delay-us", QUEUE_DELAY_US, self.queue_delay_us),
+                     *(("preferred batch size", BATCH, b) for b in self.preferred_batch_sizes))
         if self.start_timeout_s <= 0:
             raise InputError(f"start_timeout_s must be > 0, got {self.start_timeout_s}")
         object.__setattr__(self, "preferred_batch_sizes", tuple(self.preferred_batch_sizes))
