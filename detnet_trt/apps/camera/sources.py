@@ -617,7 +617,7 @@ class ReadAheadSource(FrameSource):
 
     Every frame, in order (nothing is dropped: the thread waits until the frame it holds is
     taken); :meth:`poll` takes the decoded frame without waiting, so a batcher can gather frames
-    of many sources. A failing read (a corrupt file) is logged and ends this source only
+    of many sources; a frame's ``t_capture`` is when it was taken. A failing read (a corrupt file) is logged and ends this source only
     (``error`` says why).
     """
 
@@ -669,7 +669,7 @@ class ReadAheadSource(FrameSource):
         with self._cond:
             frame, self._next = self._next, None
             self._cond.notify_all()
-            return frame
+        return self._taken(frame)
 
     def read(self, stop: StopLike | None = None) -> Frame | None:
         with self._cond:
@@ -679,7 +679,15 @@ class ReadAheadSource(FrameSource):
                 self._cond.wait(0.05)
             frame, self._next = self._next, None
             self._cond.notify_all()
-            return frame
+        return self._taken(frame)
+
+    @staticmethod
+    def _taken(frame: Frame | None) -> Frame | None:
+        """A file's frame is "captured" when the loop takes it (as :class:`VideoFileSource` reads
+        it on demand), not when it was decoded ahead: latency then means the same for both."""
+        if frame is not None:
+            frame.t_capture = time.perf_counter()
+        return frame
 
     def stats(self) -> dict[str, Any]:
         return {**self.inner.stats(), "source_kind": self.kind}
