@@ -25,7 +25,7 @@ from ..core.errors import DetnetError
 
 # The order subcommands are listed in ``--help``; modules not named here come last.
 ORDER = [
-    "train", "synth", "export", "calib_set", "quantize", "build", "inspect", "infer", "camera",
+    "train", "synth", "import_detnet_pytorch", "export", "calib_set", "quantize", "build", "inspect", "infer", "camera",
     "bench", "eval", "compare", "export_triton", "serve", "client", "demo",
 ]
 

@@ -125,8 +125,7 @@ def _verify_weights(p: Path, ckpt: dict[str, Any]) -> None:
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
     """Rebuild the detector from ``path``; returns ``(model in eval mode, checkpoint dict)``."""
-    from . import DetNetDetector
-    from .registry import MODELS
+    from .registry import MODELS, build_from_config
 
     p = Path(path)
     ckpt = read_checkpoint(p, map_location, verify=False)  # verified below, after the shape checks
@@ -135,7 +134,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise ModelFileError(f"checkpoint {p} is for unknown model {name!r}", f"known models: {sorted(MODELS)}")
     try:
         config = MODELS[name].from_dict(dict(ckpt["config"]))
-        model = DetNetDetector(config, list(ckpt["class_names"]))
+        model = build_from_config(config, list(ckpt["class_names"]))
     except DetnetError as err:
         raise ModelFileError(f"checkpoint {p} has an invalid config: {err}") from err
     except (TypeError, ValueError) as err:

@@ -6,14 +6,26 @@ import dataclasses
 import os
 from typing import Any
 
+from torch import nn
+
 from ..core.errors import InputError
 from .config import DetNet59Config, DetNetConfig, DetNetTinyConfig
 from .detector import DetNetDetector
+from .detnet_fpn import DetNetFPNConfig, DetNetFPNDetector
 
 MODELS: dict[str, type[DetNetConfig]] = {
     "detnet59": DetNet59Config,
     "detnet_tiny": DetNetTinyConfig,
+    "detnet59_fpn": DetNetFPNConfig,  # two-stage; weights from `detnet-trt import-detnet-pytorch`
 }
+
+
+def build_from_config(config: DetNetConfig, class_names: list[str] | None = None) -> nn.Module:
+    """The detector a config describes: :class:`DetNetFPNDetector` for a :class:`DetNetFPNConfig`
+    (two-stage), :class:`DetNetDetector` (dense head) otherwise."""
+    if isinstance(config, DetNetFPNConfig):
+        return DetNetFPNDetector(config, class_names)
+    return DetNetDetector(config, class_names)
 
 
 def model_config(name: str, **fields: Any) -> DetNetConfig:
@@ -36,7 +48,7 @@ def build_model(
     *,
     pretrained_backbone: str | os.PathLike[str] | None = None,
     **overrides: Any,
-) -> DetNetDetector:
+) -> nn.Module:
     """Build variant ``name`` (see :data:`MODELS`) with ``num_classes`` classes.
 
     ``input_size`` (H, W) defaults to the variant's; ``overrides`` set other config fields
@@ -48,9 +60,9 @@ def build_model(
     if input_size is not None:
         overrides["input_size"] = tuple(input_size)
     config = model_config(name, num_classes=num_classes, **overrides)
-    model = DetNetDetector(config, class_names)
+    model = build_from_config(config, class_names)
     if pretrained_backbone is not None:
         from .pretrained import load_pretrained_backbone
 
-        load_pretrained_backbone(model.backbone, pretrained_backbone)
+        load_pretrained_backbone(model.backbone, pretrained_backbone)  # type: ignore[arg-type]
     return model

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from detnet_trt.core.errors import InputError
-from detnet_trt.models import MODELS, DetNet59Config, DetNetTinyConfig, build_model, model_config
+from detnet_trt.models import MODELS, DetNet59Config, DetNetFPNConfig, DetNetTinyConfig, build_model, model_config
 
 
 def test_variants() -> None:
-    assert {"detnet59": DetNet59Config, "detnet_tiny": DetNetTinyConfig} == MODELS
+    assert {"detnet59": DetNet59Config, "detnet_tiny": DetNetTinyConfig, "detnet59_fpn": DetNetFPNConfig} == MODELS
     cfg = model_config("detnet59")
     assert cfg.stage_blocks == (3, 4, 6, 3, 3) and cfg.stride_in == "3x3" and cfg.dilation == 2
     tiny = model_config("detnet_tiny")
