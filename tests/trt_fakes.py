@@ -24,6 +24,7 @@ import numpy as np
 PLAN = b"fake plan"  # the only bytes the fake runtime deserializes
 GPU_NAME, CC, TRT_VERSION = "FakeGPU", (8, 9), "10.3.0"
 INVALIDATED = 901  # CUDA_ERROR_STREAM_CAPTURE_INVALIDATED
+LAYER_MS = {"stem.conv + relu": 0.1, "stage4.conv": 0.3, "head.topk": 0.05}  # fake per-layer ms per image
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Gpu:
     launches: list[tuple[str, int]] = field(default_factory=list)  # ("enqueue" | "graph", batch)
     inspector_json: str = '{"Layers": [], "Bindings": []}'  # what the fake engine inspector returns
     inspected_shapes: list[tuple[int, ...]] = field(default_factory=list)  # the context's input shape then
+    profiled: int = 0  # enqueues run with a profiler attached
     loggers: int = 0
     plugin_inits: int = 0
     _next: int = 0x1000
@@ -222,10 +224,15 @@ def make_tensorrt(gpu: Gpu, meta: Any) -> types.ModuleType:
         gpu.plugin_inits += 1
         return True
 
+    class IProfiler:
+        def __init__(self) -> None:
+            pass
+
     class Context:
         def __init__(self) -> None:
             self.shape: tuple[int, ...] = ()
             self.addresses: dict[str, int] = {}
+            self.profiler: Any = None
 
         def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
             self.shape = tuple(shape)
@@ -259,6 +266,10 @@ def make_tensorrt(gpu: Gpu, meta: Any) -> types.ModuleType:
             if gpu.kernel_gate is not None:
                 gpu.kernel_gate.wait(10)
             self._kernel(n, "enqueue")
+            if self.profiler is not None:  # enqueue_emits_profile: one report per layer per enqueue
+                gpu.profiled += 1
+                for layer, ms in LAYER_MS.items():
+                    self.profiler.report_layer_time(layer, ms * n)
             return True
 
     class Engine:
@@ -300,6 +311,7 @@ def make_tensorrt(gpu: Gpu, meta: Any) -> types.ModuleType:
 
     trt.Logger, trt.TensorIOMode, trt.Runtime = Logger, TensorIOMode, Runtime
     trt.LayerInformationFormat = LayerInformationFormat
+    trt.IProfiler = IProfiler
     trt.init_libnvinfer_plugins = init_plugins
     trt.nptype = lambda dtype: dtype
     return trt

@@ -18,6 +18,14 @@ subset, extra keys are summarised too; ``None`` when nothing was measured). It i
 ``getattr(backend, "gpu_timings", None)`` (``last_timings`` is accepted as an alias) and called
 after every timed ``infer()``; backends without it simply get no GPU split.
 
+Per-layer times (``profile_layers`` runs, ``--profile-layers``): a backend that defines
+``profile_layers(batch, runs) -> {layer name: [ms per run]}`` (the TensorRT backend, through
+TensorRT's ``IProfiler``, as ``trtexec --dumpProfile``) is profiled at each batch size in runs of
+its own after the timed ones (profiling slows every layer down, so it never touches the latency
+figures); each entry of the record gets ``layers``: the layers slowest first, ms per run and share
+of the per-run sum (:func:`detnet_trt.trt.profiler.summarize_layer_times`). Asking it of a backend
+without the hook is an error before any work.
+
 The record holds the machine and software (CPU model and cores, GPU and clocks from
 ``nvidia-smi`` when present, TensorRT / ONNX Runtime / CUDA / torch versions, without importing
 TensorRT) so results can be compared across machines; :func:`plot_benchmark` draws the latency
@@ -42,7 +50,7 @@ import numpy as np
 
 from ..core.config import PostprocessConfig
 from ..core.errors import InputError
-from ..core.limits import BATCH, COUNT, SECONDS, SECONDS_OR_ZERO, SIDE, check_ranges
+from ..core.limits import BATCH, COUNT, COUNT_OR_ZERO, SECONDS, SECONDS_OR_ZERO, SIDE, check_ranges
 from ..runtime.backends.base import Backend
 
 CV_THRESHOLD = 0.10
@@ -200,7 +208,8 @@ class BenchOptions:
     exactly ``iterations`` runs (``--iterations``) when only that is given, after ``warmup``
     seconds (``--warmup``); ``end_to_end`` (off with ``--no-e2e``) adds the letterbox + infer + NMS
     figure on ``frame_size`` (H, W) frames (``--frame-size WxH``); a figure whose coefficient of
-    variation is above ``cv_threshold`` gets a warning.
+    variation is above ``cv_threshold`` gets a warning; ``profile_layers`` runs (``--profile-layers``)
+    add each batch size's per-layer times, from runs of their own.
     """
 
     batches: tuple[int, ...] = (1,)
@@ -211,6 +220,7 @@ class BenchOptions:
     end_to_end: bool = True
     frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE
     cv_threshold: float = CV_THRESHOLD
+    profile_layers: int = 0  # profiled runs per batch size (TensorRT's per-layer times); 0: none
 
     def __post_init__(self) -> None:
         batches = tuple(int(b) for b in self.batches)
@@ -223,7 +233,8 @@ class BenchOptions:
             raise InputError(f"--iterations must be >= 1, got {self.iterations}")
         check_ranges(*(("--batch", BATCH, b) for b in batches), ("--duration", SECONDS, self.duration),
                      ("--iterations", COUNT, self.iterations), ("--warmup", SECONDS_OR_ZERO, self.warmup),
-                     *(("--frame-size", SIDE, side) for side in self.frame_size))
+                     *(("--frame-size", SIDE, side) for side in self.frame_size),
+                     ("--profile-layers", COUNT_OR_ZERO, self.profile_layers))
 
     @property
     def timed_duration(self) -> float | None:
@@ -275,6 +286,11 @@ def _measure(
         entry = _time_infer(backend, batch_input, b, hook, loop)
         if bar is not None:
             bar.update(1)
+        if options.profile_layers:
+            from ..trt.profiler import summarize_layer_times
+
+            times = getattr(backend, "profile_layers")(batch_input, options.profile_layers)
+            entry["layers"] = summarize_layer_times(times, options.profile_layers)
         if options.end_to_end:
             entry["end_to_end"] = _time_end_to_end(detector, backend, frames, b, loop, options.frame_size)
             if bar is not None:
@@ -296,6 +312,9 @@ def benchmark(
     ``machine`` adds :func:`machine_info`.
     """
     _check_batches(backend, options.batches)
+    if options.profile_layers and not callable(getattr(backend, "profile_layers", None)):
+        raise InputError(f"--profile-layers needs a TensorRT engine; this is a {backend.name} model",
+                         "per-layer times come from TensorRT's profiler: bench an .engine")
     was_open = backend.is_open
     backend.open()
     meta = backend.meta
@@ -327,7 +346,7 @@ def benchmark(
         "backend": backend.describe(),
         "settings": {**options.loop(), "end_to_end": options.end_to_end, "frame_size": list(options.frame_size),
                      "conf": post.conf, "iou": post.iou, "cv_threshold": options.cv_threshold,
-                     "gpu_timings_hook": hook is not None},
+                     "gpu_timings_hook": hook is not None, "profile_layers": options.profile_layers},
         "results": results,
         "warnings": warnings,
     }
@@ -459,6 +478,15 @@ def format_table(record: dict[str, Any]) -> str:
     if splits:
         lines += ["", "end-to-end split (mean ms): " + "; ".join(splits)]
     return "\n".join(lines)
+
+
+def format_layer_table(record: dict[str, Any], top: int = 10) -> str:
+    """The ``top`` slowest layers of each batch size that was profiled (``--profile-layers``)."""
+    from ..trt.profiler import format_layer_times
+
+    parts = [f"per-layer time, batch {r['batch']} (TensorRT profiler):\n" + format_layer_times(r["layers"], top)
+             for r in record["results"] if "layers" in r]
+    return "\n\n".join(parts)
 
 
 def plot_benchmark(record: dict[str, Any], out: str | os.PathLike[str], title: str | None = None) -> Path:

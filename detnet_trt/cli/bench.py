@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from ..core.limits import BATCH, COUNT, SECONDS, SECONDS_OR_ZERO, SIDE
 from ._options import add_backend_args, backend_kwargs, number, number_list, size
 
+PROFILE_RUNS = 20  # --profile-layers without a count
+
 if TYPE_CHECKING:
     from ..apps.bench import BenchOptions
 
@@ -24,6 +26,8 @@ def _command(args: argparse.Namespace) -> str:
     parts += ["--warmup", str(args.warmup), "--frame-size", f"{args.frame_size[1]}x{args.frame_size[0]}"]
     if args.no_e2e:
         parts.append("--no-e2e")
+    if args.profile_layers:
+        parts += ["--profile-layers", str(args.profile_layers)]
     if args.device:
         parts += ["--device", args.device]
     if args.threads:
@@ -40,13 +44,17 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=number(SECONDS_OR_ZERO), default=1.0, help="warm-up seconds before each figure (default 1)")
     p.add_argument("--frame-size", type=size(SIDE), default=(720, 1280), help="end-to-end frame size WxH (default 1280x720)")
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end figure")
+    p.add_argument("--profile-layers", type=number(COUNT), nargs="?", const=PROFILE_RUNS, default=None, metavar="RUNS",
+                   help=f"TensorRT engines: per-layer times from TensorRT's profiler (as trtexec --dumpProfile), "
+                   f"in RUNS runs of their own per batch size (default {PROFILE_RUNS}), slowest first, in the record")
 
 
 def bench_options(args: argparse.Namespace) -> BenchOptions:
     from ..apps.bench import BenchOptions
 
     return BenchOptions(batches=tuple(args.batch), duration=args.duration, iterations=args.iterations,
-                        warmup=args.warmup, end_to_end=not args.no_e2e, frame_size=args.frame_size)
+                        warmup=args.warmup, end_to_end=not args.no_e2e, frame_size=args.frame_size,
+                        profile_layers=args.profile_layers or 0)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -71,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from ..apps.bench import benchmark, format_table, plot_benchmark
+    from ..apps.bench import benchmark, format_layer_table, format_table, plot_benchmark
     from ..core.fileio import atomic_write_text, check_writable, sha256_file
     from ..runtime.backends import load_backend
 
@@ -90,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
           + (f", {m['gpus'][0].get('name')}" if m.get("gpus") else ""))
     print("latency per batch in ms")
     print(format_table(record))
+    if options.profile_layers:
+        print(format_layer_table(record))
     for w in record["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     if args.json_out:

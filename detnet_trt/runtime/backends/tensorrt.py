@@ -341,6 +341,34 @@ class TensorRTBackend(Backend):
                 self._set_batch(context, n)
                 return engine_information(engine, context)
 
+    def profile_layers(self, images: np.ndarray, runs: int) -> dict[str, list[float]]:
+        """Per-layer times in ms (layer name -> one value per run, engine order) of ``runs`` plain
+        enqueues of ``images`` with TensorRT's profiler attached (:mod:`detnet_trt.trt.profiler`;
+        as trtexec ``--dumpProfile`` with a separate profile run: never in a CUDA graph, and the
+        profiler is detached again before returning)."""
+        from ...trt.profiler import layer_profiler
+
+        self.open()
+        self.validate(images)
+        images = np.ascontiguousarray(images)
+        with self._lock:
+            ctx, context, stream, enqueue = self._ctx, self._context, self._stream, self._enqueue
+            if ctx is None or context is None or stream is None or enqueue is None:
+                raise CudaError("the TensorRT backend is not open (closed meanwhile?)", "open() it again")
+            with ctx.active():
+                self._set_batch(context, int(images.shape[0]))
+                self._run(images, context, stream, None, enqueue)  # the input on the device, a warm run
+                profiler = layer_profiler()
+                target: Any = context  # the bindings take None to detach
+                target.profiler = profiler
+                try:
+                    for _ in range(runs):
+                        check(enqueue(stream.handle), "TensorRT enqueue (profiling)")
+                        stream.synchronize()
+                finally:
+                    target.profiler = None
+        return dict(profiler.times)
+
     def describe(self) -> dict[str, str]:
         d = super().describe()
         d.update({
