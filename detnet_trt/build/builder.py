@@ -42,12 +42,12 @@ def _build_with_tensorrt(
     import tensorrt as trt
 
     from ..trt.cuda import device_info
+    from ..trt.logger import register_plugins
     from ..trt.plugins import load_plugin_libraries
 
     meta = read_onnx_meta(onnx_path).with_updates(precision=opts.precision)
-    logger = trt.Logger(trt.Logger.VERBOSE if opts.verbose else trt.Logger.WARNING)
     load_plugin_libraries(opts.plugins)
-    plugins_ok = compat.init_plugins(logger)
+    logger, plugins_ok = register_plugins(opts.verbose)  # the process's one logger (TensorRT keeps its pointer)
     builder = create_builder(logger)
     if not plugins_ok and opts.nms == "efficient":
         raise EngineBuildError(
@@ -65,10 +65,12 @@ def _build_with_tensorrt(
 
     config = builder.create_builder_config()
     precision_flags = configure(api, builder, network, config, meta, opts)
+    fp32_layers = _pin_decode_fp32(api, network, config, onnx_path, precision_flags)
     cache_path = None if opts.no_timing_cache else (opts.timing_cache or default_timing_cache(api.version, gpu_name, cc))
     if cache_path is not None:
         load_timing_cache(config, cache_path)
     data, seconds = _build_serialized(api, builder, network, config, opts, onnx_path, log)
+    layers = _engine_summary(data, logger, opts, log)
 
     log.step(f"save {out.name} ({len(data) / 2**20:.1f} MiB, built in {seconds:.0f} s)")
     atomic_write_bytes(out, data, force=True)
@@ -84,6 +86,8 @@ def _build_with_tensorrt(
             **opts.record(),
             "timing_cache": str(cache_path) if cache_path else None,
             **_build_facts(api, src, onnx_path, opts, precision_flags, seconds),
+            "fp32_layers": len(fp32_layers),  # network layers pinned to FP32 (decode, top-k; 8.6 / 10.x)
+            "layers": layers,  # engine layers per precision and device (engine inspector)
             **opts.extra,
         },
     )
@@ -128,11 +132,44 @@ def _build_facts(
         "onnx": str(onnx_path),
         "builder_flags": precision_flags,
         "strongly_typed": api.strongly_typed_only,
-        "fp16_mode": api.fp16_mode if opts.precision == "fp16" else None,
+        "fp16_mode": api.fp16_mode if api.uses_fp16(opts.precision, opts.int8_fallback) else None,
         "build_seconds": round(seconds, 1),
         "detnet_trt_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _pin_decode_fp32(api: compat.TrtApi, network: trt.INetworkDefinition, config: trt.IBuilderConfig,
+                     onnx_path: Path, precision_flags: list[str]) -> list[str]:
+    """With the FP16 flag (8.6 / 10.x): the decode and top-k layers pinned to FP32 (11.x: the
+    FP16-typed ONNX keeps them FP32 already). Returns the pinned layers' names."""
+    if "FP16" not in precision_flags:
+        return []
+    from .layers import fp32_picker
+
+    return compat.pin_fp32(api, network, config, fp32_picker(onnx_path))
+
+
+def _engine_summary(data: bytes, logger: trt.ILogger, opts: BuildOptions, log: _Steps) -> dict[str, Any]:
+    """Deserialize the new engine and count its layers per precision and device (engine inspector);
+    printed as a build step and kept in the sidecar."""
+    import tensorrt as trt
+
+    from .layers import inspect_engine, summarize, summary_line
+
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(data)
+    if engine is None:
+        raise EngineBuildError("TensorRT built an engine it cannot deserialize", "rerun with --verbose")
+    try:
+        summary = summarize(inspect_engine(engine, dla=opts.dla_core is not None))
+    except ValueError as err:
+        log.note(f"no per-layer summary ({err})")
+        return {}
+    finally:
+        del engine, runtime
+    log.step(f"engine: {summary_line(summary)}")
+    return summary
 
 
 def create_builder(logger: trt.ILogger) -> trt.Builder:
@@ -165,6 +202,11 @@ def _check_precision(
             f"{gpu_name} (compute capability {cc[0]}.{cc[1]}) has no fast {opts.precision.upper()} "
             f"support in TensorRT {api.version}",
             "build with --fp32 (or --fp16 where INT8 is missing); nothing was built",
+        )
+    if opts.precision == "int8" and opts.int8_fallback == "fp16" and not compat.platform_supports(api, builder, "fp16", cc):
+        raise compat.UnsupportedPrecisionError(
+            f"{gpu_name} (compute capability {cc[0]}.{cc[1]}) has no fast FP16 for the layers INT8 leaves",
+            "build with --int8-fallback fp32; nothing was built",
         )
 
 
@@ -207,7 +249,8 @@ def configure(
     import tensorrt as trt
 
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_mib) << 20)
-    flags = compat.set_precision_flags(api, config, opts.precision)
+    flags = compat.set_precision_flags(api, config, opts.precision, opts.int8_fallback)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # per-layer detail for the inspector
     profile = builder.create_optimization_profile()
     lo, opt, hi = opts.batch
     profile.set_shape(INPUT_NAME, meta.input_shape(lo), meta.input_shape(opt), meta.input_shape(hi))

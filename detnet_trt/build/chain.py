@@ -102,12 +102,14 @@ def prepare_onnx(
     elif qdq:
         prov = read_quant_provenance(src) or {}
         calib_sha = str(prov.get("calib_set_sha256", ""))
-    if api is not None and api.needs_typed_fp16_onnx(opts.precision):
+    if api is not None and api.needs_typed_fp16_onnx(opts.precision, opts.int8_fallback):
         from .fp16 import convert_to_fp16, is_fp16_onnx
 
         if not is_fp16_onnx(current):
-            log.step(f"FP16-typed ONNX for TensorRT {api.version} (strongly typed)")
-            current = convert_to_fp16(current, _derived(base, "fp16"), force=opts.force)
+            around = " around the INT8 layers" if opts.precision == "int8" else ""
+            log.step(f"FP16-typed ONNX{around} for TensorRT {api.version} (strongly typed)")
+            tag = "int8.fp16" if opts.precision == "int8" else "fp16"
+            current = convert_to_fp16(current, _derived(base, tag), force=opts.force)
     if opts.nms == "efficient":
         from ..export.efficient_nms import add_efficient_nms
 
@@ -118,9 +120,11 @@ def prepare_onnx(
 
 
 def current_tag(path: Path) -> str:
-    """``model.int8.onnx`` -> ``"int8."`` (the precision tag of a derived file), else ``""``."""
-    parts = path.name.split(".")
-    return f"{parts[-2]}." if len(parts) >= 3 and parts[-2] in ("int8", "fp16") else ""
+    """``model.int8.onnx`` -> ``"int8."``, ``model.int8.fp16.onnx`` -> ``"int8.fp16."`` (the
+    precision tags of a derived file), else ``""``."""
+    parts = path.name.split(".")[1:-1]
+    tags = [p for p in parts if p in ("int8", "fp16")]
+    return "".join(f"{t}." for t in tags)
 
 
 def _derived(base: Path, tag: str) -> Path:

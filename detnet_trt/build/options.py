@@ -23,6 +23,7 @@ class EngineBuildError(DetnetError):
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 NMS_MODES = ("host", "efficient")  # host: post-processing on the host; efficient: EfficientNMS_TRT
+INT8_FALLBACKS = ("fp16", "fp32")  # what --int8 runs the layers without Q/DQ in
 _NOT_RECORDED = ("force", "progress", "extra", "verbose", "post")  # how a build runs, not what it makes
 
 
@@ -34,6 +35,7 @@ class BuildOptions:
     precision: str = "fp16"
     calib: Path | None = None  # calibration set file: --int8 from an FP32 ONNX or a checkpoint
     calib_method: str = "entropy"
+    int8_fallback: str = "fp16"  # one of INT8_FALLBACKS: precision of what INT8 does not cover
     batch: tuple[int, int, int] = (1, 1, 8)  # min, opt, max of the dynamic batch
     workspace_mib: int = 2048
     dla_core: int | None = None
@@ -62,6 +64,10 @@ class BuildOptions:
         """Raise :class:`InputError` naming the flag of the first bad value (run on construction)."""
         if self.precision not in PRECISIONS:
             raise InputError(f"unknown precision {self.precision!r}", "pass --fp32, --fp16 or --int8")
+        if self.int8_fallback not in INT8_FALLBACKS:
+            raise InputError(f"--int8-fallback {self.int8_fallback!r}: expected fp16 or fp32")
+        if self.int8_fallback != "fp16" and self.precision != "int8":
+            raise InputError("--int8-fallback applies to --int8 builds only", "drop it, or build with --int8")
         if self.calib_method not in METHODS:
             raise InputError(f"--calib-method {self.calib_method!r}: unknown calibration method",
                              f"use one of {', '.join(METHODS)}")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..build.options import NMS_MODES, BuildOptions, graph_nms
+from ..build.options import INT8_FALLBACKS, NMS_MODES, BuildOptions, graph_nms
+from ..core.errors import InputError
 from ..core.limits import BATCH, DLA_CORE, IOU, MAX_DET, PROBABILITY, TOPK, WORKSPACE_MIB
 from ..core.meta import LAYOUTS
 from ..quantize.options import METHODS
@@ -42,7 +43,11 @@ def add_build_args(p: argparse.ArgumentParser) -> None:
     prec.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
                       help="FP16 engine (builder flag on TensorRT 8.6/10; FP16-typed ONNX on 11)")
     prec.add_argument("--int8", dest="precision", action="store_const", const="int8",
-                      help="INT8 engine from a Q/DQ ONNX (made here from --calib, or passed in)")
+                      help="INT8 engine from a Q/DQ ONNX (made here from --calib, or passed in); what is not "
+                      "quantized runs in FP16 (see --int8-fallback), the box decode and top-k in FP32")
+    g.add_argument("--int8-fallback", choices=INT8_FALLBACKS, default=None,
+                   help="with --int8: precision of the layers without Q/DQ (default fp16, as NVIDIA's INT8 recipes; "
+                   "fp32 for the most exact)")
     g.add_argument("--calib", help="calibration set file (`detnet-trt calib-set`); needed by --int8 unless the "
                    "ONNX is already quantized")
     g.add_argument("--calib-method", choices=METHODS, default=_D.calib_method,
@@ -75,10 +80,14 @@ def add_build_args(p: argparse.ArgumentParser) -> None:
 
 def build_options(args: argparse.Namespace) -> BuildOptions:
     """The :class:`BuildOptions` of the flags :func:`add_build_args` declared (validated)."""
+    if args.int8_fallback is not None and args.precision != "int8":
+        raise InputError(f"--int8-fallback {args.int8_fallback} applies to --int8 builds only",
+                         "drop it, or build with --int8")
     return BuildOptions(
         precision=args.precision,
         calib=Path(args.calib) if args.calib else None,
         calib_method=args.calib_method,
+        int8_fallback=args.int8_fallback or _D.int8_fallback,
         batch=tuple(args.batch * 3 if len(args.batch) == 1 else args.batch),  # one size: a fixed batch
         workspace_mib=args.workspace,
         dla_core=args.dla,

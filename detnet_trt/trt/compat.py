@@ -17,6 +17,11 @@ network creation flags        EXPLICIT_BATCH   none, or         STRONGLY_TYPED
                                                for typed ONNX
 FP16                          BuilderFlag.FP16 BuilderFlag.FP16 FP16-typed ONNX
 INT8 (Q/DQ ONNX)              BuilderFlag.INT8 BuilderFlag.INT8 Q/DQ types decide
+                              + FP16 (what     + FP16           + FP16-typed ONNX
+                              INT8 leaves)                      around Q/DQ (opset 19)
+decode + top-k in FP32        layer precision  layer precision  FP32 in the typed ONNX
+                              + PREFER_...     + PREFER_...
+                              CONSTRAINTS      CONSTRAINTS
 fast FP16/INT8 check          builder          builder          compute capability
 enqueue                       bindings +       tensor addresses tensor addresses +
                               execute_async_v2 + execute_async  execute_async_v3
@@ -25,7 +30,9 @@ build progress                none (a line)    IProgressMonitor IProgressMonitor
 ============================  ===============  ===============  ======================
 
 INT8 is always explicit quantization (a Q/DQ ONNX); the implicit-quantization calibrators of 8.6
-and 10.x are not used, so one INT8 path serves every version.
+and 10.x are not used, so one INT8 path serves every version. What the Q/DQ pairs leave (the head,
+the float parts) runs in FP16 by default (``int8_fallback="fp16"``, as NVIDIA's INT8 recipes set
+both flags), or in FP32 (``"fp32"``); the box decode and top-k stay FP32 either way.
 """
 
 from __future__ import annotations
@@ -61,6 +68,9 @@ VERSION_SPECIFIC_NAMES: dict[str, tuple[int, ...]] = {
     "ICudaEngine.get_binding_index": (8,),
     "IProgressMonitor": (10, 11),
     "IBuilderConfig.progress_monitor": (10, 11),
+    "BuilderFlag.PREFER_PRECISION_CONSTRAINTS": (8, 10),
+    "ILayer.precision": (8, 10),
+    "ILayer.set_output_type": (8, 10),
 }
 
 #: The oldest TensorRT the package supports (as setup.py and the README say) and the newest major.
@@ -157,18 +167,29 @@ class TrtApi:
             return ("STRONGLY_TYPED",)
         return ()  # 10.x: explicit batch is the default and the flag is deprecated
 
-    def builder_flag_names(self, precision: str) -> tuple[str, ...]:
-        """``BuilderFlag`` members that enable ``precision`` (none on 11: the ONNX types decide)."""
+    def builder_flag_names(self, precision: str, int8_fallback: str = "fp16") -> tuple[str, ...]:
+        """``BuilderFlag`` members that enable ``precision`` (none on 11: the ONNX types decide).
+        ``int8_fallback``: what the layers without Q/DQ run in under ``int8`` (``fp16``: FP16 flag too)."""
         if self.strongly_typed_only or precision == "fp32":
             return ()
         if precision == "fp16":
             return ("FP16",)
         if precision == "int8":
-            return ("INT8",)  # Q/DQ layers in INT8, the rest FP32: the same result as on 11.x
+            return ("INT8", "FP16") if int8_fallback == "fp16" else ("INT8",)
         raise ValueError(f"unknown precision {precision!r}")
 
-    def needs_typed_fp16_onnx(self, precision: str) -> bool:
-        return precision == "fp16" and self.fp16_mode == "typed-onnx"
+    def uses_fp16(self, precision: str, int8_fallback: str = "fp16") -> bool:
+        """Whether a ``precision`` build runs layers in FP16 (FP16, or INT8 with the FP16 fallback)."""
+        return precision == "fp16" or (precision == "int8" and int8_fallback == "fp16")
+
+    def needs_typed_fp16_onnx(self, precision: str, int8_fallback: str = "fp16") -> bool:
+        """11.x: FP16 is the ONNX's types, for an FP16 build and around the Q/DQ of an INT8 one."""
+        return self.fp16_mode == "typed-onnx" and self.uses_fp16(precision, int8_fallback)
+
+    @property
+    def has_layer_precisions(self) -> bool:
+        """8.6 / 10.x (weakly typed): layer precisions can be pinned (11.x: the tensor types decide)."""
+        return not self.strongly_typed_only
 
 
 # --- the few calls whose names differ ------------------------------------------------------
@@ -187,14 +208,41 @@ def network_flags(api: TrtApi, strongly_typed: bool) -> int:
     return flags
 
 
-def set_precision_flags(api: TrtApi, config: trt.IBuilderConfig, precision: str) -> list[str]:
+def set_precision_flags(api: TrtApi, config: trt.IBuilderConfig, precision: str,
+                        int8_fallback: str = "fp16") -> list[str]:
     """Set the builder flags for ``precision``; returns their names (recorded in the sidecar)."""
     import tensorrt as trt
 
-    names = list(api.builder_flag_names(precision))
+    names = list(api.builder_flag_names(precision, int8_fallback))
     for name in names:
         config.set_flag(getattr(trt.BuilderFlag, name))
     return names
+
+
+def pin_fp32(api: TrtApi, network: trt.INetworkDefinition, config: trt.IBuilderConfig, pick: Any) -> list[str]:
+    """8.6 / 10.x: run the layers ``pick(layer)`` selects in FP32 (layer precision and output types,
+    honoured with ``PREFER_PRECISION_CONSTRAINTS``; only layers whose tensors are all float, so
+    integer index math is left alone). Returns the pinned layers' names; on 11.x nothing (the
+    FP16-typed ONNX already keeps them FP32)."""
+    import tensorrt as trt
+
+    if not api.has_layer_precisions:
+        return []
+    pinned = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        tensors = [layer.get_input(j) for j in range(layer.num_inputs)]
+        tensors += [layer.get_output(j) for j in range(layer.num_outputs)]
+        if not pick(layer) or any(t is not None and t.dtype != trt.float32 for t in tensors):
+            continue
+        setattr(layer, "precision", trt.float32)
+        set_output_type = getattr(layer, "set_output_type")
+        for j in range(layer.num_outputs):
+            set_output_type(j, trt.float32)
+        pinned.append(layer.name)
+    if pinned:
+        config.set_flag(getattr(trt.BuilderFlag, "PREFER_PRECISION_CONSTRAINTS"))
+    return pinned
 
 
 # Compute capabilities with fast FP16 / INT8 tensor math (what TensorRT's own platform checks

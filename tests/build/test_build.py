@@ -63,6 +63,8 @@ def test_parse_batch_rejects(text) -> None:
         ({"precision": "bf16"}, "unknown precision"),
         ({"workspace_mib": 1}, "too small"),
         ({"nms": "onnx"}, "--nms"),
+        ({"precision": "int8", "int8_fallback": "bf16"}, "expected fp16 or fp32"),
+        ({"precision": "fp16", "int8_fallback": "fp32"}, "applies to --int8 builds only"),
     ],
 )
 def test_invalid_options(opts, match) -> None:
@@ -118,13 +120,14 @@ def test_sidecar_record_keeps_the_keys_and_values_of_before(tmp_path) -> None:
                      post=PostprocessConfig(conf=0.01, iou=0.6, max_det=50), plugins=(lib,), topk=200,
                      verbose=True, force=True, progress=False, extra={"note": "x"})
     assert o.record() == {
-        "precision": "int8", "calib": str(tmp_path / "set.txt"), "calib_method": "entropy", "batch": [1, 4, 8],
+        "precision": "int8", "calib": str(tmp_path / "set.txt"), "calib_method": "entropy", "int8_fallback": "fp16",
+        "batch": [1, 4, 8],
         "workspace_mib": 2048, "dla_core": None, "timing_cache": None, "no_timing_cache": False,
         "nms": "efficient", "nms_conf": 0.01, "nms_iou": 0.6, "max_det": 50, "plugins": [str(lib)],
         "layout": "nchw", "topk": 200,
     }
     assert list(BuildOptions().record()) == [
-        "precision", "calib", "calib_method", "batch", "workspace_mib", "dla_core", "timing_cache",
+        "precision", "calib", "calib_method", "int8_fallback", "batch", "workspace_mib", "dla_core", "timing_cache",
         "no_timing_cache", "nms", "nms_conf", "nms_iou", "max_det", "plugins", "layout", "topk",
     ]
 
@@ -148,6 +151,17 @@ def test_current_tag() -> None:
     assert current_tag(Path("m.int8.onnx")) == "int8."
     assert current_tag(Path("m.fp16.onnx")) == "fp16."
     assert current_tag(Path("m.onnx")) == ""
+    assert current_tag(Path("m.int8.fp16.onnx")) == "int8.fp16."  # INT8 with FP16 around it (TensorRT 11)
+    assert current_tag(Path("my.model.int8.onnx")) == "int8."
+
+
+def test_cli_int8_fallback_is_for_int8_only(tiny_onnx, tmp_path, capsys) -> None:
+    assert main(["build", str(tiny_onnx), "--fp16", "--int8-fallback", "fp32", "-o", str(tmp_path / "m.engine")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--int8-fallback fp32 applies to --int8 builds only" in err[0]
+    assert main(["build", str(tiny_onnx), "--int8", "--int8-fallback", "bf16", "-o", str(tmp_path / "m.engine")]) == 2
+    assert "--int8-fallback" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- the INT8 rules ------------------------------------------------------------------------

@@ -205,3 +205,54 @@ def test_efficient_nms_engine(tiny_onnx, work) -> None:
         assert len(a) and len(b)
         np.testing.assert_allclose(a.boxes[0], b.boxes[0], atol=1.0)
         assert a.class_ids[0] == b.class_ids[0]
+
+
+# --- precision per layer (engine inspector) -----------------------------------------------------
+def _engine_layers(path: Path, dla: bool = False) -> list:
+    import tensorrt as trt
+
+    from detnet_trt.build.layers import inspect_engine
+    from detnet_trt.trt.logger import register_plugins
+
+    logger, _ = register_plugins()
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(path.read_bytes())
+    assert engine is not None
+    return inspect_engine(engine, dla=dla)
+
+
+def _is_conv(layer) -> bool:
+    return "Convolution" in layer.type or "Conv" in layer.name.split(" + ")[0]
+
+
+def test_int8_engine_convolutions_int8_the_rest_fp16_decode_fp32(int8_engine, tiny_onnx) -> None:
+    """--int8 (default fallback fp16): the quantized convolutions INT8, what INT8 leaves (the head's
+    final convolutions) FP16, the decode and top-k FP32; the sidecar has the same counts."""
+    import onnx
+
+    from detnet_trt.build.fp16 import fp32_nodes
+    from detnet_trt.build.layers import summarize
+    from detnet_trt.core.sidecar import read_sidecar
+
+    layers = _engine_layers(int8_engine)
+    convs = [x for x in layers if _is_conv(x)]
+    assert convs and sum(x.precision == "INT8" for x in convs) >= len(convs) - 6  # the head's finals are float
+    assert any(x.precision == "FP16" for x in convs)  # the head's final convolutions: FP16, not FP32
+    decode = set(fp32_nodes(onnx.load(str(tiny_onnx))))
+    topk = [x for x in layers if x.type == "TopK" or any(n in x.name for n in decode if "TopK" in n)]
+    assert topk and all(x.precision == "FP32" for x in topk)
+    info = read_sidecar(int8_engine)
+    assert info.build["layers"] == summarize(layers)
+    assert "FP16" in info.build["builder_flags"] or info.build["strongly_typed"]
+
+
+def test_int8_fallback_fp32_has_no_fp16_layer(tiny_onnx, calib_set, work) -> None:
+    from detnet_trt.build.chain import build_engine
+    from detnet_trt.build.options import BuildOptions
+
+    engine = build_engine(tiny_onnx, work / "tiny_int8_fp32.engine", BuildOptions(
+        precision="int8", int8_fallback="fp32", calib=calib_set, batch=(1, 2, 4),
+        timing_cache=work / "timing.cache", progress=False))
+    layers = _engine_layers(engine)
+    assert any(x.precision == "INT8" for x in layers)
+    assert not any(x.precision == "FP16" for x in layers)

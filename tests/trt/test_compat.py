@@ -30,10 +30,10 @@ VERSIONS = ("8.6.1", "10.3.0", "10.16.1.11", "11.4.0.106")
 @pytest.mark.parametrize(
     ("version", "major", "fp16", "enqueue", "net_flags", "fp16_flags", "int8_flags"),
     [
-        ("8.6.1", 8, "builder-flag", "bindings", ("EXPLICIT_BATCH",), ("FP16",), ("INT8",)),
-        ("8.6.2.3", 8, "builder-flag", "bindings", ("EXPLICIT_BATCH",), ("FP16",), ("INT8",)),
-        ("10.3.0", 10, "builder-flag", "tensor-addresses", (), ("FP16",), ("INT8",)),
-        ("10.16.1.11", 10, "builder-flag", "tensor-addresses", (), ("FP16",), ("INT8",)),
+        ("8.6.1", 8, "builder-flag", "bindings", ("EXPLICIT_BATCH",), ("FP16",), ("INT8", "FP16")),
+        ("8.6.2.3", 8, "builder-flag", "bindings", ("EXPLICIT_BATCH",), ("FP16",), ("INT8", "FP16")),
+        ("10.3.0", 10, "builder-flag", "tensor-addresses", (), ("FP16",), ("INT8", "FP16")),
+        ("10.16.1.11", 10, "builder-flag", "tensor-addresses", (), ("FP16",), ("INT8", "FP16")),
         ("11.4.0.106", 11, "typed-onnx", "tensor-addresses", ("STRONGLY_TYPED",), (), ()),
     ],
 )
@@ -48,7 +48,13 @@ def test_choices_per_version(version, major, fp16, enqueue, net_flags, fp16_flag
     assert api.builder_flag_names("int8") == int8_flags
     assert api.builder_flag_names("fp32") == ()
     assert api.needs_typed_fp16_onnx("fp16") is (major >= 11)
-    assert api.needs_typed_fp16_onnx("int8") is False
+    # INT8 where quantized, FP16 elsewhere: the FP16 flag beside INT8 (8.6 / 10), FP16 types around Q/DQ (11)
+    assert api.needs_typed_fp16_onnx("int8") is (major >= 11)
+    assert api.builder_flag_names("int8", int8_fallback="fp32") == (() if major >= 11 else ("INT8",))
+    assert api.needs_typed_fp16_onnx("int8", int8_fallback="fp32") is False
+    assert api.needs_typed_fp16_onnx("fp32") is False
+    assert api.uses_fp16("int8") and not api.uses_fp16("int8", "fp32") and not api.uses_fp16("fp32")
+    assert api.has_layer_precisions is (major < 11)
     assert api.has_progress_monitor is (major >= 10)
 
 
@@ -135,6 +141,10 @@ out["names"] = {name: has(name) for name in compat.VERSION_SPECIFIC_NAMES}
 out["network_flags"] = [int(getattr(trt.NetworkDefinitionCreationFlag, n)) for n in api.network_flag_names(False)]
 out["fp16_flags"] = [str(getattr(trt.BuilderFlag, n)) for n in api.builder_flag_names("fp16")]
 out["int8_flags"] = [str(getattr(trt.BuilderFlag, n)) for n in api.builder_flag_names("int8")]
+out["int8_fp32_flags"] = [str(getattr(trt.BuilderFlag, n)) for n in api.builder_flag_names("int8", "fp32")]
+out["verbosity"] = str(trt.ProfilingVerbosity.DETAILED)
+out["inspector_json"] = str(trt.LayerInformationFormat.JSON)
+out["float32"] = str(trt.float32)
 out["network_flags_value"] = compat.network_flags(api, strongly_typed=api.strongly_typed_only)
 out["monitor_base"] = compat.progress_monitor_base() is not None
 out["calibrators"] = hasattr(trt, "IInt8EntropyCalibrator2")
@@ -183,6 +193,9 @@ def test_version_specific_names_exist_where_used(probe) -> None:
         assert not probe["names"]["BuilderFlag.FP16"]
         assert not probe["names"]["BuilderFlag.INT8"]
         assert not probe["calibrators"]
+        # no layer precisions to pin: the FP16-typed ONNX keeps the decode FP32 instead
+        assert not probe["names"]["ILayer.precision"] and not probe["names"]["ILayer.set_output_type"]
+        assert not probe["names"]["BuilderFlag.PREFER_PRECISION_CONSTRAINTS"]
     if major >= 10:
         assert not probe["names"]["IExecutionContext.execute_async_v2"]
     if major < 10:
@@ -192,7 +205,10 @@ def test_version_specific_names_exist_where_used(probe) -> None:
 def test_flags_resolve_to_real_members(probe) -> None:
     major = probe["major"]
     assert probe["fp16_flags"] == ([] if major >= 11 else ["BuilderFlag.FP16"])
-    assert probe["int8_flags"] == ([] if major >= 11 else ["BuilderFlag.INT8"])
+    assert probe["int8_flags"] == ([] if major >= 11 else ["BuilderFlag.INT8", "BuilderFlag.FP16"])
+    assert probe["int8_fp32_flags"] == ([] if major >= 11 else ["BuilderFlag.INT8"])
+    assert probe["verbosity"] == "ProfilingVerbosity.DETAILED"  # the engine inspector's per-layer detail
+    assert probe["inspector_json"] == "LayerInformationFormat.JSON" and probe["float32"] == "DataType.FLOAT"
     want = {8: 1, 10: 0}.get(major)  # 8.6: 1 << EXPLICIT_BATCH (0); 10: none
     if want is not None:
         assert probe["network_flags_value"] == want
@@ -231,3 +247,38 @@ def test_engine_modules_do_not_import_tensorrt(tmp_path) -> None:
     res = _run("10.3.0", ["-c", code])
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.fixture(scope="module")
+def qdq_onnx(tiny_onnx, tmp_path_factory) -> Path:
+    import cv2
+    import numpy as np
+
+    from detnet_trt.quantize.calibrate import quantize_onnx
+    from detnet_trt.quantize.calibset import make_calib_set
+
+    d = tmp_path_factory.mktemp("qdq")
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        cv2.imwrite(str(d / f"{i}.png"), cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (128, 128)))
+    return quantize_onnx(tiny_onnx, make_calib_set(d, d / "set.txt", num=2, min_images=1), d / "m.int8.onnx",
+                         progress=False)
+
+
+@pytest.mark.parametrize(("version", "fallback", "typed"),
+                         [("10.3.0", None, False), ("11.4.0.106", None, True), ("11.4.0.106", "fp32", False)])
+def test_int8_build_makes_the_fp16_typed_qdq_onnx_on_11_only(version, fallback, typed, qdq_onnx, tmp_path) -> None:
+    """``--int8`` on TensorRT 11 (strongly typed): FP16 around the INT8 layers is an FP16-typed Q/DQ
+    ONNX (opset 19), made before the builder is needed; 10.x sets the FP16 flag instead, and
+    ``--int8-fallback fp32`` keeps the Q/DQ ONNX as it is."""
+    extra = ["--int8-fallback", fallback] if fallback else []
+    res = _run(version, ["-m", "detnet_trt", "build", str(qdq_onnx), "--int8", *extra, "--no-progress",
+                         "--no-timing-cache", "-o", str(tmp_path / "m.engine")])
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "could not create a Builder" in res.stderr.splitlines()[-1] and "Traceback" not in res.stderr
+    typed_onnx = tmp_path / "m.int8.fp16.onnx"
+    assert typed_onnx.exists() is typed
+    if typed:
+        import onnx
+
+        assert [o.version for o in onnx.load(str(typed_onnx)).opset_import] == [19]
