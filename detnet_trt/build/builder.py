@@ -70,7 +70,7 @@ def _build_with_tensorrt(
     if cache_path is not None:
         load_timing_cache(config, cache_path)
     data, seconds = _build_serialized(api, builder, network, config, opts, onnx_path, log)
-    layers = _engine_summary(data, logger, opts, log)
+    layers = _engine_summary(data, logger, log)
 
     log.step(f"save {out.name} ({len(data) / 2**20:.1f} MiB, built in {seconds:.0f} s)")
     atomic_write_bytes(out, data, force=True)
@@ -150,26 +150,31 @@ def _pin_decode_fp32(api: compat.TrtApi, network: trt.INetworkDefinition, config
     return compat.pin_fp32(api, network, config, fp32_picker(onnx_path))
 
 
-def _engine_summary(data: bytes, logger: trt.ILogger, opts: BuildOptions, log: _Steps) -> dict[str, Any]:
+def _engine_summary(data: bytes, logger: trt.ILogger, log: _Steps) -> dict[str, Any]:
     """Deserialize the new engine and count its layers per precision and device (engine inspector);
     printed as a build step and kept in the sidecar."""
     import tensorrt as trt
 
-    from .layers import inspect_engine, summarize, summary_line
+    from ..trt.inspector import InspectorError
+    from .layers import engine_layers, summary, summary_line
 
     runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(data)
     if engine is None:
         raise EngineBuildError("TensorRT built an engine it cannot deserialize", "rerun with --verbose")
     try:
-        summary = summarize(inspect_engine(engine, dla=opts.dla_core is not None))
-    except ValueError as err:
+        layers = engine_layers(engine)
+    except InspectorError as err:
         log.note(f"no per-layer summary ({err})")
         return {}
     finally:
         del engine, runtime
-    log.step(f"engine: {summary_line(summary)}")
-    return summary
+    if not layers.detailed:
+        log.note("no per-layer summary (the engine has layer names only)")
+        return {}
+    counts = summary(layers)
+    log.step(f"engine: {summary_line(counts)}")
+    return counts
 
 
 def create_builder(logger: trt.ILogger) -> trt.Builder:

@@ -1,107 +1,48 @@
-"""What a built engine's layers are: precision and device per layer, from TensorRT's engine
-inspector, and which network layers a build keeps in FP32.
+"""Which network layers a build keeps in FP32, and the precision / device counts of the engine it
+made (TensorRT's engine inspector, read by :mod:`detnet_trt.trt.inspector`).
 
 The engine is built with ``ProfilingVerbosity.DETAILED`` (as ``trtexec --profilingVerbosity=detailed``),
-so ``IEngineInspector.get_engine_information(JSON)`` lists every engine layer with its inputs'
-and outputs' ``Format/Datatype`` strings ("Row major linear FP32", "Channel major FP16 format where
-channel % 8 == 0", "Thirty-two wide channel vectorized row major Int8 format", ...). A layer's
-precision is its first input's data type (its first output's when it has no input), the rule of
-NVIDIA's TensorRT Engine Explorer (``trex``); a layer runs on the DLA when the inspector types it
-``DLA`` or names it as a DLA subgraph (``{ForeignNode[...]}`` in a DLA build), as trtexec's
-"Layers running on DLA" lists them. :func:`summarize` gives the counts the build prints and the
-sidecar keeps. ``tensorrt`` is imported lazily, only by :func:`inspect_engine`.
+so the inspector lists every engine layer with its data types and device; :func:`engine_summary`
+gives the counts the build prints and the sidecar keeps. ``tensorrt`` is imported lazily.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..trt.inspector import EngineLayers, parse_engine_information
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-# data type words in the inspector's Format/Datatype strings, longest first
-_TYPES = (("bfloat16", "BF16"), ("uint8", "UINT8"), ("int64", "INT64"), ("int32", "INT32"), ("int8", "INT8"),
-          ("fp16", "FP16"), ("half", "FP16"), ("fp32", "FP32"), ("float", "FP32"), ("fp8", "FP8"),
-          ("bool", "BOOL"))
 
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """One engine layer as the inspector describes it."""
-
-    name: str
-    type: str  # the inspector's LayerType (CaskConvolution, PointWiseV2, Reformat, DLA, ...)
-    precision: str  # FP32, FP16, INT8, INT32, ... or "" when it has no typed tensor
-    device: str  # "GPU" or "DLA"
-    tactic: str = ""
-
-    def record(self) -> dict[str, str]:
-        return asdict(self)
-
-
-def data_type(fmt: str) -> str:
-    """The data type in an inspector ``Format/Datatype`` string (``""`` when none is named)."""
-    words = re.findall(r"[a-z0-9]+", fmt.lower())
-    for word, name in _TYPES:
-        if word in words:
-            return name
-    return ""
-
-
-def parse_engine_information(text: str, dla: bool = False) -> list[LayerInfo]:
-    """:class:`LayerInfo` of every layer in ``get_engine_information(LayerInformationFormat.JSON)``
-    of an engine built with detailed profiling verbosity. ``dla``: the build asked for a DLA core
-    (a ``{ForeignNode[...]}`` layer is then the DLA's). Raises ``ValueError`` when the text holds
-    no per-layer detail (the engine was built without detailed verbosity)."""
-    doc = json.loads(text)
-    raw = doc.get("Layers") if isinstance(doc, dict) else None
-    if not isinstance(raw, list) or not all(isinstance(layer, dict) for layer in raw):
-        raise ValueError("the engine information has no layer details (built without ProfilingVerbosity.DETAILED)")
-    out = []
-    for layer in raw:
-        name = str(layer.get("Name", ""))
-        kind = str(layer.get("LayerType", ""))
-        tensors = [*layer.get("Inputs", []), *layer.get("Outputs", [])]
-        types = [data_type(str(t.get("Format/Datatype", ""))) for t in tensors if isinstance(t, dict)]
-        precision = next((t for t in types if t), "")
-        on_dla = "DLA" in kind.upper().split() or (dla and name.startswith("{ForeignNode["))
-        tactic = str(layer.get("TacticName") or layer.get("TacticValue") or "")
-        out.append(LayerInfo(name, kind, precision, "DLA" if on_dla else "GPU", tactic))
-    return out
-
-
-def summarize(layers: Iterable[LayerInfo]) -> dict[str, dict[str, int]]:
-    """``{"precision": {FP16: n, INT8: m, ...}, "device": {GPU: k, DLA: l}}``: engine layers per
-    precision and per device (reformat and no-op layers count too: they are work the engine does)."""
-    layers = list(layers)
-    return {
-        "precision": dict(sorted(Counter(x.precision or "none" for x in layers).items())),
-        "device": dict(sorted(Counter(x.device for x in layers).items())),
-    }
-
-
-def summary_line(summary: dict[str, dict[str, int]]) -> str:
-    """``"42 layers: INT8 30, FP16 8, FP32 4; GPU 42"`` for the build's progress line."""
-    total = sum(summary["device"].values())
-    prec = ", ".join(f"{k} {v}" for k, v in sorted(summary["precision"].items(), key=lambda kv: -kv[1]))
-    dev = ", ".join(f"{k} {v}" for k, v in summary["device"].items())
-    return f"{total} layers: {prec}; {dev}"
-
-
-def inspect_engine(engine: trt.ICudaEngine, dla: bool = False) -> list[LayerInfo]:
-    """:func:`parse_engine_information` of a deserialized engine's inspector."""
+def engine_layers(engine: trt.ICudaEngine) -> EngineLayers:
+    """The inspector's layers of a freshly built engine (no execution context: the build needs no
+    concrete shapes for precision and device)."""
     import tensorrt as trt
+
+    from ..trt.inspector import InspectorError
 
     inspector = engine.create_engine_inspector()
     if inspector is None:
-        raise ValueError("TensorRT gave no engine inspector")
-    return parse_engine_information(inspector.get_engine_information(trt.LayerInformationFormat.JSON), dla)
+        raise InspectorError("TensorRT could not create an engine inspector for this engine")
+    return parse_engine_information(str(inspector.get_engine_information(trt.LayerInformationFormat.JSON)))
+
+
+def summary(layers: EngineLayers) -> dict[str, dict[str, int]]:
+    """``{"precision": {INT8: n, FP16: m, ...}, "device": {GPU: k, DLA: l}}``, most first."""
+    return {"precision": layers.counts("precision"), "device": layers.counts("device")}
+
+
+def summary_line(counts: dict[str, dict[str, int]]) -> str:
+    """``"42 layers: INT8 30, FP16 8, FP32 4; GPU 42"`` for the build's progress line."""
+    total = sum(counts["device"].values())
+    prec = ", ".join(f"{k} {v}" for k, v in counts["precision"].items())
+    dev = ", ".join(f"{k} {v}" for k, v in counts["device"].items())
+    return f"{total} layers: {prec}; {dev}"
 
 
 # --- the network side: which layers a build keeps in FP32 ----------------------------------------
