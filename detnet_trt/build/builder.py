@@ -60,6 +60,7 @@ def _build_with_tensorrt(
     log.step(f"parse {onnx_path.name} (TensorRT {api.version}, {gpu_name}, sm {cc[0]}{cc[1]})")
     network = builder.create_network(compat.network_flags(api, strongly_typed=api.strongly_typed_only))
     parser = trt.OnnxParser(network, logger)
+    _check_parser_plugins(api, onnx_path)
     parse_onnx(parser, onnx_path)
     _check_network(network, meta, onnx_path)
 
@@ -213,6 +214,20 @@ def _check_precision(
             f"{gpu_name} (compute capability {cc[0]}.{cc[1]}) has no fast FP16 for the layers INT8 leaves",
             "build with --int8-fallback fp32; nothing was built",
         )
+
+
+def _check_parser_plugins(api: compat.TrtApi, onnx_path: Path) -> None:
+    """A graph with ops the parser maps to plugins (RoiAlign: ROIAlign_TRT) needs them registered."""
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(onnx_path), load_external_data=False).graph.node}
+    for op, (name, version) in compat.PARSER_PLUGINS.items():
+        if op in ops and not compat.has_plugin(api, name, version):
+            raise EngineBuildError(
+                f"{onnx_path.name} has {op} nodes, which TensorRT {api.version} parses into the {name} plugin, "
+                "and that plugin is not registered",
+                "install TensorRT's libnvinfer_plugin (the tensorrt wheel has it; JetPack ships it)",
+            )
 
 
 def parse_onnx(parser: trt.OnnxParser, onnx_path: Path) -> None:

@@ -61,6 +61,7 @@ from ..core.offline import import_ort
 from ..core.onnx_meta import seal, set_meta
 from .check import TRT86_MAX_OPSET, TRT_MAX_TOPK, ExportCheckError, check_graph
 from .nms import _append_nms
+from .two_stage import EXPORTER, compare_detections, is_two_stage, two_stage_graph
 
 EXPORTERS = ("dynamo", "torchscript")
 EXPORT_NMS_MODES = ("host", "onnx")
@@ -102,6 +103,8 @@ def export_onnx(  # 10 parameters: the interface `detnet-trt export` and the bui
         raise InputError(f"output {output} is a folder", "name the .onnx file to write")
     out = check_writable(output, force, inputs=(checkpoint,))
     model, sha = _load_model(checkpoint, layout, topk)
+    if is_two_stage(model):
+        return _export_two_stage(model, (checkpoint, out), sha, nms, post, opset, verify)
     meta = model.meta()
     dummy = _random_batch(meta.input_shape(_DUMMY_BATCH), seed=0)
     ref = _reference_outputs(model, dummy)
@@ -120,6 +123,45 @@ def export_onnx(  # 10 parameters: the interface `detnet-trt export` and the bui
     data = proto.SerializeToString()
     if verify:
         _verify(data, dummy, ref, meta)
+    return atomic_write_bytes(out, data, force=True)
+
+
+def _export_two_stage(  # 7 parameters: export_onnx's, for the two-stage detector
+    model: Any, paths: tuple[str | os.PathLike[str], Path], sha: str, nms: str, post: PostprocessConfig,
+    opset: int, verify: bool,
+) -> Path:
+    """The two-stage detector's graph (:mod:`.two_stage`): always final detections. Its detection
+    settings are the checkpoint's (DetNet_pytorch's test_net.py: score > 0, IoU 0.3, 100), or
+    ``post`` when ``nms="onnx"`` is asked for explicitly."""
+    import dataclasses
+
+    checkpoint, out = paths
+    if nms == "onnx":
+        model.config = dataclasses.replace(model.config, det_conf=post.conf, det_iou=post.iou, max_det=post.max_det)
+    cfg = model.config
+    own = PostprocessConfig(conf=cfg.det_conf, iou=cfg.det_iou, max_det=cfg.max_det)
+    meta = model.meta()
+    dummy = _random_batch(meta.input_shape(_DUMMY_BATCH), seed=0)
+    import torch
+
+    with torch.no_grad():
+        ref = [t.numpy() for t in model(torch.from_numpy(dummy))]
+    proto = two_stage_graph(model, torch.from_numpy(dummy), opset)
+    _tidy(proto, cfg.max_det)
+    meta = _export_meta(meta, checkpoint, sha, int(model.topk), "onnx", own, EXPORTER, opset)
+    meta = meta.with_updates(extra={**meta.extra, "detector": "two_stage"})
+    set_meta(proto, meta)
+    proto.producer_name, proto.producer_version = "detnet_trt", __version__
+    proto.doc_string = f"two-stage DetNet detector {meta.model} exported by detnet_trt {__version__}"
+    _check_exported(proto, meta, opset)
+    seal(proto)
+    data = proto.SerializeToString()
+    if verify:
+        sess = import_ort().InferenceSession(data, providers=["CPUExecutionProvider"])
+        got = dict(zip(GRAPH_NMS_OUTPUTS, sess.run(list(GRAPH_NMS_OUTPUTS), {INPUT_NAME: dummy})))
+        problems = compare_detections(got, dict(zip(GRAPH_NMS_OUTPUTS, ref)), meta.input_size)
+        if problems:
+            raise ExportCheckError("ONNX Runtime and PyTorch disagree on the exported graph: " + "; ".join(problems[:5]))
     return atomic_write_bytes(out, data, force=True)
 
 

@@ -256,21 +256,20 @@ class DetNetFPNDetector(nn.Module):
 
     def roi_outputs(self, feats: list[torch.Tensor], rois: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """RoI head: class probabilities ``N x R x (C + 1)`` and boxes ``N x R x (C + 1) x 4``."""
-        n, r = rois.shape[0], rois.shape[1]
+        r = int(rois.shape[1])
         pooled = pyramid_roi_align(feats[:4], rois, fpn_levels(rois), height, self.config.pool_size)
         probs, deltas = self.roi_head(pooled)
-        c1 = probs.shape[1]
-        deltas = deltas.reshape(n, r, c1, 4) * deltas.new_tensor(self.config.box_stds)
+        c1 = int(probs.shape[1])
+        deltas = deltas.reshape(-1, r, c1, 4) * deltas.new_tensor(self.config.box_stds)
         boxes = clip(decode(rois[:, :, None, :], deltas), height, width)
-        return probs.reshape(n, r, c1), boxes
+        return probs.reshape(-1, r, c1), boxes
 
     def detections(self, probs: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, ...]:
         """Per-class NMS over the foreground classes, the ``max_det`` best: the graph outputs."""
         cfg = self.config
-        n, r, c1 = probs.shape
-        c = c1 - 1
-        scores = probs[:, :, 1:].reshape(n, r * c)
-        fg = boxes[:, :, 1:, :].reshape(n, r * c, 4)
+        r, c = int(probs.shape[1]), int(probs.shape[2]) - 1
+        scores = probs[:, :, 1:].reshape(-1, r * c)
+        fg = boxes[:, :, 1:, :].reshape(-1, r * c, 4)
         cls = torch.arange(c, dtype=torch.int32).repeat(r)  # candidate j is class j % C
         span = float(max(height, width) + 1)
         offset = (cls.to(fg.dtype) * span)[None, :, None]

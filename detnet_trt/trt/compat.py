@@ -280,6 +280,24 @@ def attach_progress_monitor(config: trt.IBuilderConfig, monitor: Any) -> None:
     setattr(config, "progress_monitor", monitor)
 
 
+#: ONNX ops that TensorRT's ONNX parser turns into a plugin of ``libnvinfer_plugin`` instead of a
+#: layer, op -> (plugin name, version); the same in 8.6, 10.x and 11.x (onnx-tensorrt's RoiAlign
+#: importer). ``init_plugins`` must have run before such a graph is parsed. NonMaxSuppression
+#: needs none: the parser makes it an ``INMSLayer`` in all three.
+PARSER_PLUGINS: dict[str, tuple[str, str]] = {"RoiAlign": ("ROIAlign_TRT", "1")}
+
+
+def has_plugin(api: TrtApi, name: str, version: str) -> bool:
+    """Whether the plugin registry holds creator ``name`` / ``version``: 8.6 looks it up with
+    ``get_plugin_creator``, 10.x with ``get_creator`` (the former deprecated), 11.x has only
+    ``get_creator``."""
+    import tensorrt as trt
+
+    registry = trt.get_plugin_registry()
+    lookup = getattr(registry, "get_creator" if api.major >= 10 else "get_plugin_creator")
+    return lookup(name, version, "") is not None
+
+
 def init_plugins(logger: trt.ILogger) -> bool:
     """Register TensorRT's bundled plugins (EfficientNMS_TRT, ...) with the global registry."""
     import tensorrt as trt

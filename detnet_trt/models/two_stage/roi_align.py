@@ -126,7 +126,6 @@ def pyramid_roi_align(  # 5 parameters
 
     Returns ``(N * R) x C x P x P``, image-major.
     """
-    n, r = rois.shape[0], rois.shape[1]
     tiles = [_extrapolated(f) for f in feats]
     height = max(t.shape[2] for t in tiles)
     offsets, x = [], 0
@@ -147,10 +146,11 @@ def pyramid_roi_align(  # 5 parameters
     ys = steps * bh[..., None] + y1[..., None]
     ok_x = (xs >= 0) & (xs < lv_w[..., None])
     ok_y = (ys >= 0) & (ys < lv_h[..., None])
-    mask = (ok_y[..., :, None] & ok_x[..., None, :]).to(mosaic.dtype).reshape(n * r, 1, pool + 1, pool + 1)
+    mask = (ok_y[..., :, None] & ok_x[..., None, :]).to(mosaic.dtype).reshape(-1, 1, pool + 1, pool + 1)
     start_x = x1 - 0.5 * bw + off
     start_y = y1 - 0.5 * bh
     boxes = torch.stack([start_x, start_y, start_x + (pool + 1) * bw, start_y + (pool + 1) * bh], dim=-1)
-    batch = torch.arange(n)[:, None].expand(n, r).reshape(-1)
-    sampled = roi_align_onnx(mosaic, boxes.reshape(n * r, 4), batch, pool + 1, pool + 1)
+    # image index of each RoI, from the data (not from N), so that the exported batch stays dynamic
+    batch = (torch.ones_like(rois[..., 0], dtype=torch.long).cumsum(0) - 1).reshape(-1)
+    sampled = roi_align_onnx(mosaic, boxes.reshape(-1, 4), batch, pool + 1, pool + 1)
     return F.avg_pool2d(sampled * mask, kernel_size=2, stride=1)

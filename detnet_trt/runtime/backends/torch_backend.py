@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from ...core.errors import IncompatibleError, InputError
-from ...core.meta import HOST_NMS_OUTPUTS
 from .base import Backend
 
 
@@ -59,7 +58,7 @@ class TorchBackend(Backend):
 
         with torch.inference_mode():
             out = self.model(torch.from_numpy(images).to(self.device))
-        return {name: t.detach().cpu().numpy() for name, t in zip(HOST_NMS_OUTPUTS, out)}
+        return {name: t.detach().cpu().numpy() for name, t in zip(self.meta.output_names, out)}
 
     def _close(self) -> None:
         if self.device.startswith("cuda"):
