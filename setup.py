@@ -46,6 +46,7 @@ setup(
         "opencv": [OPENCV],
         "tensorrt": ["tensorrt>=8.6", "pycuda>=2022.2", "onnx-graphsurgeon>=0.3.27"],
         "plugins": ["onnx-graphsurgeon>=0.3.27"],
+        "mqtt": ["paho-mqtt>=2.0"],  # camera --mqtt
         "triton": ["nvidia-pytriton>=0.7", "tritonclient[http,grpc]>=2.40"],
         "dev": [
             "pytest>=7.4",
@@ -56,6 +57,8 @@ setup(
             "nvidia-pytriton>=0.7",
             "tritonclient[http,grpc]>=2.40",
             "motmetrics>=1.4",  # ID switches / fragmentations of the tracker against ground truth
+            "paho-mqtt>=2.0",
+            "amqtt>=0.11",  # a real MQTT broker for the --mqtt tests where mosquitto is not installed
         ],
     },
     entry_points={"console_scripts": ["detnet-trt=detnet_trt.cli:main"]},

@@ -24,16 +24,21 @@ def draw_detections(
     class_names: Sequence[str] | None = None,
     copy: bool = True,
     thickness: int = 2,
+    track_ids: Sequence[int | None] | None = None,
 ) -> np.ndarray:
-    """Draw boxes with ``class score`` labels on a BGR ``frame`` (a copy unless ``copy=False``)."""
+    """Draw boxes with ``class score`` labels on a BGR ``frame`` (a copy unless ``copy=False``).
+
+    With ``track_ids`` (one per detection, ``None``: not tracked yet) the label reads ``#id class
+    score`` and a tracked box takes its track's colour."""
     img = frame.copy() if copy else frame
     scale = max(0.4, min(img.shape[:2]) / 800)
-    for box, score, cid in zip(dets.boxes, dets.scores, dets.class_ids):
+    ids = list(track_ids) if track_ids is not None else [None] * len(dets)
+    for box, score, cid, tid in zip(dets.boxes, dets.scores, dets.class_ids, ids):
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        color = class_color(int(cid))
+        color = class_color(int(cid) if tid is None else int(tid))
         cv2.rectangle(img, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
         name = class_names[int(cid)] if class_names is not None and 0 <= int(cid) < len(class_names) else str(int(cid))
-        label = f"{name} {float(score):.2f}"
+        label = f"{name} {float(score):.2f}" if tid is None else f"#{tid} {name} {float(score):.2f}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         ty = max(y1, th + base)
         cv2.rectangle(img, (x1, ty - th - base), (x1 + tw, ty), color, -1)

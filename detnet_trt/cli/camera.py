@@ -5,7 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ..core.limits import BATCH_TIMEOUT_MS, CAPTURE_FPS, COUNT, FPS, SECONDS, SECONDS_OR_ZERO, SIDE
+from ..core.limits import (
+    BATCH_TIMEOUT_MS,
+    CAPTURE_FPS,
+    COUNT,
+    FPS,
+    MESSAGES,
+    PROBABILITY,
+    SECONDS,
+    SECONDS_OR_ZERO,
+    SIDE,
+    TRACK_FRAMES,
+)
 from ._options import add_backend_args, add_postprocess_args, backend_kwargs, number, postprocess_config
 
 if TYPE_CHECKING:
@@ -38,16 +49,43 @@ def add_camera_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-timeout-ms", type=number(BATCH_TIMEOUT_MS), default=30.0, metavar="MS",
                    help="several sources: how long a batch waits for the other streams after its first frame "
                         "arrived (0 to 10000; default 30)")
+    _add_track_and_mqtt_args(p)
+
+
+def _add_track_and_mqtt_args(p: argparse.ArgumentParser) -> None:
+    """``--track*`` -> :class:`~detnet_trt.apps.camera.tracking.TrackerConfig`, ``--mqtt*`` ->
+    :class:`~detnet_trt.apps.camera.mqtt_sink.MqttOptions`."""
+    g = p.add_argument_group("tracking and events")
+    g.add_argument("--track", action="store_true",
+                   help="give each detection a track id that stays while the object is in view (ByteTrack, per stream)")
+    g.add_argument("--track-low", type=number(PROBABILITY), default=0.1, metavar="S",
+                   help="with --track: lowest score that can continue a track (--conf starts one; default %(default)s)")
+    g.add_argument("--track-buffer", type=number(TRACK_FRAMES), default=30, metavar="N",
+                   help="with --track: frames a lost track is kept for the object to come back (default %(default)s)")
+    g.add_argument("--mqtt", nargs="?", const="127.0.0.1:1883", metavar="HOST[:PORT]",
+                   help="publish detections to an MQTT broker (alone: 127.0.0.1:1883; needs paho-mqtt)")
+    g.add_argument("--mqtt-topic", default="detnet-trt", metavar="PREFIX",
+                   help="topic prefix: messages go to PREFIX/<stream> (default %(default)s)")
+    g.add_argument("--mqtt-per", choices=("frame", "track"), default="frame",
+                   help="one message per frame, or per track start/end (needs --track; default %(default)s)")
+    g.add_argument("--mqtt-qos", choices=("0", "1"), default="1", help="MQTT QoS (default %(default)s)")
+    g.add_argument("--mqtt-queue", type=number(MESSAGES), default=1000, metavar="N",
+                   help="messages held while the broker is away; the oldest are dropped and counted (default %(default)s)")
 
 
 def camera_options(args: argparse.Namespace) -> CameraOptions:
+    from ..apps.camera.mqtt_sink import MqttOptions
     from ..apps.camera.options import CameraOptions
+    from ..apps.camera.tracking import TrackerConfig
 
     return CameraOptions(
         show=args.show, jsonl=args.jsonl, record=args.record, record_fps=args.record_fps, stats_json=args.stats_json,
         max_frames=args.max_frames, duration=args.duration, reconnect=args.reconnect, overlap=args.overlap,
         width=args.width, height=args.height, fps=args.fps, log_interval=args.log_interval or None, force=args.force,
         batch_timeout_ms=args.batch_timeout_ms,
+        track=TrackerConfig(low=args.track_low, buffer=args.track_buffer) if args.track else None,
+        mqtt=None if args.mqtt is None else MqttOptions.from_address(
+            args.mqtt, topic=args.mqtt_topic, per=args.mqtt_per, qos=int(args.mqtt_qos), queue=args.mqtt_queue),
     )
 
 

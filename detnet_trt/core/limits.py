@@ -146,9 +146,14 @@ LEARNING_RATE = Range(0, 10, integer=False, lo_open=True, why="a learning rate a
 WEIGHT_DECAY = Range(0, 1, integer=False)
 
 
+#: Frames a lost track is kept before it ends (camera --track-buffer).
+TRACK_FRAMES = Range(0, 100_000, why="100,000 frames is an hour of 30 FPS video: a track lost that long has left")
+#: Messages an event sink holds while its broker is away (camera --mqtt-queue).
+MESSAGES = Range(1, 1_000_000, why="a million messages is hours of one camera's frames; older ones are stale")
+
 __all__ = [
     "AP_DIFFERENCE", "AP_POINTS", "BATCH", "CAPTURE_FPS", "COUNT", "COUNT_OR_ZERO", "DLA_CORE", "EPOCHS", "EPOCHS_OR_ZERO", "FPS", "FRACTION", "INSTANCES", "IOU",
-    "LEARNING_RATE", "MAX_BATCH", "MAX_DET", "MAX_SIDE", "MODEL_SIDE", "OPSET", "PERCENTILE", "PORT", "PROBABILITY",
+    "LEARNING_RATE", "MAX_BATCH", "MAX_DET", "MAX_SIDE", "MESSAGES", "MODEL_SIDE", "OPSET", "PERCENTILE", "PORT", "PROBABILITY",
     "QUEUE_DELAY_US", "Range", "SECONDS", "SECONDS_OR_ZERO", "SEED", "SIDE", "SYNTH_IMAGES", "SYNTH_OBJECTS",
-    "THREADS", "TOPK", "TRAIN_BATCH", "WARMUP_EPOCHS", "WEIGHT_DECAY", "WORKERS", "WORKSPACE_MIB", "check_ranges",
+    "THREADS", "TOPK", "TRACK_FRAMES", "TRAIN_BATCH", "WARMUP_EPOCHS", "WEIGHT_DECAY", "WORKERS", "WORKSPACE_MIB", "check_ranges",
 ]

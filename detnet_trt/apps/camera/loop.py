@@ -20,6 +20,7 @@ every sink (finished video, flushed JSON lines) and returns the summary. Both ta
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import platform
@@ -40,10 +41,12 @@ from ...core.fileio import atomic_write_text, check_writable
 from ...runtime.backends.base import Backend
 from ...runtime.detector import Detector
 from ...runtime.letterbox import Letterboxer, LetterboxInfo
+from .mqtt_sink import MqttSink, import_paho
 from .options import CameraOptions
 from .sinks import FrameResult, Sink, display_available, make_sinks
 from .sources import Frame, FrameSource, StopLike, open_source
 from .timing import LoopTimer
+from .tracking import StreamTrackers
 
 log = logging.getLogger("detnet_trt.camera")
 
@@ -298,13 +301,16 @@ def _next_inferred(detector: Detector, source: FrameSource, flag: StopFlag, infe
     return _Inferred(item, outputs, time.perf_counter() - t1, t1 - t0)
 
 
-def _finish_frame(detector: Detector, got: _Inferred, n: int, sinks: Sequence[Sink], timer: LoopTimer) -> float:
-    """NMS and the sinks of frame ``n``, its stage times recorded; returns when it was done."""
+def _finish_frame(detector: Detector, got: _Inferred, n: int, sinks: Sequence[Sink], timer: LoopTimer,
+                  trackers: StreamTrackers | None = None) -> float:
+    """NMS (and tracking) and the sinks of frame ``n``, its stage times recorded; returns when it was done."""
     item = got.item
     t2 = time.perf_counter()
     dets = detector.postprocess(got.outputs, item.infos)[0]
+    tracks = trackers.update(0, dets) if trackers is not None else None
     t3 = time.perf_counter()
-    result = FrameResult(n, item.frame, dets, detector.class_names, timer.status_lines() if sinks else [])
+    result = FrameResult(n, item.frame, dets if tracks is None else tracks.detections, detector.class_names,
+                         timer.status_lines() if sinks else [], tracks=tracks)
     for s in sinks:
         s.write(result)
     t4 = time.perf_counter()
@@ -334,6 +340,7 @@ def run_loop(
     """
     flag = stop or StopFlag()
     detector.backend.open()
+    trackers = None if options.track is None else StreamTrackers(options.track, detector.post.conf)
     timer = LoopTimer()
     sinks = sorted(sinks, key=lambda s: s.order)
     prefetch, inferrer = _start_workers(detector, source, flag, options)
@@ -355,7 +362,7 @@ def run_loop(
             got = _next_inferred(detector, source, flag, inferrer)
             if got is None:
                 break
-            t_done = _finish_frame(detector, got, n, sinks, timer)
+            t_done = _finish_frame(detector, got, n, sinks, timer, trackers)
             n += 1
             if any(s.stop_requested for s in sinks):
                 flag.set("window")
@@ -372,6 +379,8 @@ def run_loop(
     summary.update(source.stats())
     summary["stop_reason"] = flag.reason if flag.is_set() else end_reason
     summary["overlap"] = options.overlap
+    if trackers is not None:
+        summary["tracking"] = trackers.stats()
     return summary
 
 
@@ -389,6 +398,8 @@ def _check_outputs(options: CameraOptions) -> None:
     """Before the (possibly slow) model load: outputs writable, a display for ``--show``."""
     for p in options.outputs():
         check_writable(p, options.force)
+    if options.mqtt is not None:
+        import_paho()  # a missing paho-mqtt said before the model loads
     if options.show and not display_available():
         raise DetnetError("--show needs a display, but neither DISPLAY nor WAYLAND_DISPLAY is set",
                           "run with --headless (and --jsonl / --record), or forward X (ssh -X)")
@@ -425,7 +436,10 @@ def _open_source_and_sinks(
                        record_fps=options.record_fps or src.fps, force=options.force, title=f"detnet-trt: {src.name}")
     for s in sinks:
         stack.callback(s.close)
-    return src, sinks
+    if options.mqtt is not None:
+        sinks.append(MqttSink(options.mqtt))
+        stack.callback(sinks[-1].close)
+    return src, sorted(sinks, key=lambda s: s.order)
 
 
 def run_camera(
@@ -448,15 +462,20 @@ def run_camera(
     to ``options.stats_json``).
     """
     _check_outputs(options)
+    det_post = post
+    if options.track is not None:  # --conf starts tracks; the detector keeps the low scores too
+        track, det_post = options.track.resolve(post)
+        options = dataclasses.replace(options, track=track)
     backend, model_name = _open_backend(model, backend_kwargs)
     flag = stop or StopFlag()
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop_on_signals(flag) if handle_signals else contextlib.nullcontext())
         stack.enter_context(backend)
-        detector = Detector(backend, post)
+        detector = Detector(backend, det_post)
         _warm_up(detector, warmup)
         src, sinks = _open_source_and_sinks(stack, source, options)
         summary = run_loop(detector, src, sinks, options, stop=flag)
+    summary.update({k: v for s in sinks for k, v in s.stats().items()})  # after close: final counts
     # sinks and source are closed here (also on errors and Ctrl-C): record the run
     jsonl, record = options.jsonl, options.record
     outputs = {"jsonl": str(jsonl) if jsonl else None, "record": str(record) if record else None}

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ...core.errors import InputError
 from ...core.limits import BATCH_TIMEOUT_MS, CAPTURE_FPS, COUNT, FPS, SECONDS, SECONDS_OR_ZERO, SIDE, check_ranges
+from .mqtt_sink import MqttOptions
+from .tracking import TrackerConfig
 
 PathLike = str | os.PathLike[str]
 
@@ -32,7 +34,9 @@ class CameraOptions:
     ``log_interval`` seconds between progress lines (``None``: never). Several sources (see
     :func:`~detnet_trt.apps.camera.multi.run_multi_camera`): ``batch_timeout_ms`` how long a
     batch waits for the other streams after its first frame arrived; ``max_frames`` then counts
-    per stream, ``record`` names one video per stream (``out.<stream>.mp4``).
+    per stream, ``record`` names one video per stream (``out.<stream>.mp4``). Tracking and events:
+    ``track`` the tracker's settings (``None``: no tracking), ``mqtt`` the MQTT event sink's
+    (``None``: none).
     """
 
     show: bool | None = None
@@ -50,6 +54,8 @@ class CameraOptions:
     log_interval: float | None = 5.0
     force: bool = False
     batch_timeout_ms: float = 30.0
+    track: TrackerConfig | None = None
+    mqtt: MqttOptions | None = None
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 1:
@@ -60,6 +66,8 @@ class CameraOptions:
         check_ranges(("--max-frames", COUNT, self.max_frames), ("--duration", SECONDS, self.duration),
                      ("--record-fps", FPS, self.record_fps), ("--width", SIDE, self.width), ("--height", SIDE, self.height),
                      ("--fps", CAPTURE_FPS, self.fps), ("--log-interval", SECONDS_OR_ZERO, self.log_interval))
+        if self.mqtt is not None and self.mqtt.per == "track" and self.track is None:
+            raise InputError("--mqtt-per track publishes track events, which need --track", "add --track")
         outputs = self.outputs()
         if len({Path(p).resolve() for p in outputs}) != len(outputs):
             raise InputError("--jsonl, --record and --stats-json must be different files")

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import cv2
 import numpy as np
@@ -26,6 +26,7 @@ from ...core.fileio import OutputError, check_writable, output_error
 from ...runtime.postprocess import Detections
 from ..visualize import draw_detections, draw_text
 from .sources import Frame
+from .tracking import TrackUpdate
 
 log = logging.getLogger("detnet_trt.camera")
 
@@ -40,6 +41,9 @@ class FrameResult:
     sources (``--source`` order, then ``--sources`` lines) in a multi-stream run; ``None`` / 0 in a
     single-source run, whose JSON records then have no ``stream`` field. Per-stream consumers
     (trackers, recorders, event sinks) key their state on ``stream_index``.
+
+    ``tracks`` (with ``--track``): the tracker's view of this frame; ``detections`` are then its
+    reported detections, each with its track id in the JSON record and in the drawn label.
     """
 
     index: int
@@ -49,19 +53,25 @@ class FrameResult:
     status: list[str] = field(default_factory=list)
     stream: str | None = None
     stream_index: int = 0
+    tracks: TrackUpdate | None = None
     _annotated: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def annotated(self) -> np.ndarray:
         """The frame with boxes and labels drawn (drawn once, shared by the sinks)."""
         if self._annotated is None:
-            self._annotated = draw_detections(self.frame.image, self.detections, self.class_names)
+            ids = None if self.tracks is None else self.tracks.ids_list()
+            self._annotated = draw_detections(self.frame.image, self.detections, self.class_names, track_ids=ids)
         return self._annotated
 
     def record(self) -> dict:
         f = self.frame
         h, w = f.image.shape[:2]
         head = {} if self.stream is None else {"stream": self.stream}
+        dets = self.detections.to_list(self.class_names)
+        if self.tracks is not None:
+            for d, tid in zip(dets, self.tracks.ids_list()):
+                d["track_id"] = tid
         return {
             **head,
             "frame": self.index,
@@ -70,7 +80,7 @@ class FrameResult:
             "pts": None if f.pts is None else round(f.pts, 6),
             "width": w,
             "height": h,
-            "detections": self.detections.to_list(self.class_names),
+            "detections": dets,
         }
 
 
@@ -86,6 +96,10 @@ class Sink:
 
     def close(self) -> None:
         pass
+
+    def stats(self) -> dict[str, Any]:
+        """Entries for the run summary (e.g. ``{"mqtt": {...}}``); final after :meth:`close`."""
+        return {}
 
 
 class JsonLinesSink(Sink):

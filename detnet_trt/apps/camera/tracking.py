@@ -21,12 +21,13 @@ track id of each (``-1``: not in a confirmed track yet) and the tracks that star
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from ...core.errors import InputError
+from ...core.config import PostprocessConfig
+from ...core.limits import PROBABILITY, TRACK_FRAMES
 from ...runtime.nms import box_iou
 from ...runtime.postprocess import Detections
 
@@ -59,19 +60,17 @@ class TrackerConfig:
     class_aware: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("low", "match_iou", "low_iou", "new_iou"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise InputError(f"tracker {name} must be in [0, 1], got {v}")
-        if self.high is not None and not 0.0 <= self.high <= 1.0:
-            raise InputError(f"tracker high threshold must be in [0, 1], got {self.high}")
-        if self.buffer < 0:
-            raise InputError(f"--track-buffer must be at least 0 frames, got {self.buffer}")
+        PROBABILITY.check("--track-low", self.low)
+        PROBABILITY.check("tracker high threshold", self.high)
+        for name in ("match_iou", "low_iou", "new_iou"):
+            PROBABILITY.check(f"tracker {name}", getattr(self, name))
+        TRACK_FRAMES.check("--track-buffer", self.buffer)
 
-    def detector_conf(self, conf: float) -> float:
-        """The detector's score threshold when tracking with ``--conf conf``: low enough for the
-        second association."""
-        return min(conf, self.low)
+    def resolve(self, post: PostprocessConfig) -> tuple[TrackerConfig, PostprocessConfig]:
+        """With the detector's thresholds ``post``: this config with ``high`` set (``--conf`` when
+        unset) and the detector's config lowered to keep the low-score candidates too."""
+        high = post.conf if self.high is None else self.high
+        return replace(self, high=high), replace(post, conf=min(post.conf, high, self.low))
 
 
 @dataclass(frozen=True)
@@ -340,6 +339,26 @@ class Tracker:
         return events
 
 
-__all__ = ["KalmanBoxFilter", "TrackEvent", "TrackUpdate", "Tracker", "TrackerConfig", "cxcywh_to_xyxy",
+class StreamTrackers:
+    """One :class:`Tracker` per stream (by stream index), made at the stream's first frame; a
+    stream's ids are its own. ``high``: the high threshold when ``config.high`` is unset."""
+
+    def __init__(self, config: TrackerConfig = TrackerConfig(), high: float = 0.5) -> None:
+        self.config, self.high = config, high
+        self.trackers: dict[int, Tracker] = {}
+
+    def update(self, stream: int, dets: Detections) -> TrackUpdate:
+        tracker = self.trackers.get(stream)
+        if tracker is None:
+            tracker = self.trackers[stream] = Tracker(self.config, self.high)
+        return tracker.update(dets)
+
+    def stats(self) -> dict[str, Any]:
+        """Tracks started per stream index (ids handed out) and alive now."""
+        return {str(k): {"tracks": t._next_id - 1, "alive": sum(1 for x in t.tracks if x.confirmed)}
+                for k, t in sorted(self.trackers.items())}
+
+
+__all__ = ["KalmanBoxFilter", "StreamTrackers", "TrackEvent", "TrackUpdate", "Tracker", "TrackerConfig", "cxcywh_to_xyxy",
            "xyxy_to_cxcywh"]
 

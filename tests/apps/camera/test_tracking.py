@@ -328,7 +328,7 @@ def test_box_conversions_round_trip() -> None:
     np.testing.assert_allclose(cxcywh_to_xyxy(xyxy_to_cxcywh(b)), b)
 
 
-@pytest.mark.parametrize("kw, match", [({"low": 1.5}, "low"), ({"buffer": -1}, "track-buffer"),
+@pytest.mark.parametrize("kw, match", [({"low": 1.5}, "track-low"), ({"buffer": -1}, "track-buffer"),
                                        ({"high": -0.1}, "high"), ({"match_iou": 2.0}, "match_iou")])
 def test_config_range_checked(kw: dict, match: str) -> None:
     with pytest.raises(InputError, match=match):
