@@ -21,6 +21,7 @@ ending or failing never stops the others; the run ends when every stream has end
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -41,10 +42,12 @@ from ...runtime.detector import Detector
 from ...runtime.letterbox import Letterboxer, LetterboxInfo
 from .batcher import Batcher, infer_batch
 from .loop import StopFlag, _Inferred, _Inferrer, _Prefetcher, _stop_workers, stop_on_signals
+from .mqtt_sink import MqttSink, import_paho
 from .options import CameraOptions
 from .sinks import FrameResult, Sink, display_available, make_stream_sinks, stream_output
 from .sources import Frame, FrameSource, SourceSpec, StopLike, open_source, parse_source
 from .timing import MultiTimer
+from .tracking import StreamTrackers
 
 log = logging.getLogger("detnet_trt.camera")
 
@@ -180,17 +183,21 @@ class _Pipeline:
 
 
 def _finish_batch(detector: Detector, got: _Inferred, names: Sequence[str], sinks: Sequence[Sink],
-                  timer: MultiTimer) -> float:
-    """NMS of the batch, then each frame through the sinks as a result of its stream; returns when done."""
+                  timer: MultiTimer, trackers: StreamTrackers | None = None) -> float:
+    """NMS (and tracking) of the batch, then each frame through the sinks as a result of its stream;
+    returns when done."""
     item: _Batch = got.item  # type: ignore[assignment]
     t2 = time.perf_counter()
     dets = detector.postprocess(got.outputs, item.infos)
+    tracks = [trackers.update(i, d) for (i, _), d in zip(item.frames, dets)] if trackers is not None else None
     t3 = time.perf_counter()
     status = timer.status_lines() if sinks else []
     t_done = t3
-    for (i, frame), d in zip(item.frames, dets):
+    for k, ((i, frame), d) in enumerate(zip(item.frames, dets)):
         t_in = time.perf_counter()
-        result = FrameResult(timer.streams[i].frames, frame, d, detector.class_names, status, names[i], i)
+        tr = tracks[k] if tracks is not None else None
+        result = FrameResult(timer.streams[i].frames, frame, d if tr is None else tr.detections, detector.class_names,
+                             status, names[i], i, tracks=tr)
         for s in sinks:
             s.write(result)
         t_done = time.perf_counter()
@@ -245,6 +252,7 @@ def run_multi_loop(
     flag = stop or StopFlag()
     detector.backend.open()
     batcher = Batcher(sources, options.batch_timeout_ms / 1e3, options.max_frames)
+    trackers = None if options.track is None else StreamTrackers(options.track, detector.post.conf)
     timer = MultiTimer(len(sources))
     sinks = sorted(sinks, key=lambda s: s.order)
     duration, log_interval = options.duration, options.log_interval
@@ -261,7 +269,7 @@ def run_multi_loop(
             got = pipe.next()
             if got is None:
                 break
-            t_done = _finish_batch(detector, got, names, sinks, timer)
+            t_done = _finish_batch(detector, got, names, sinks, timer, trackers)
             if any(s.stop_requested for s in sinks):
                 flag.set("window")
             if next_log is not None and t_done >= next_log:
@@ -278,6 +286,8 @@ def run_multi_loop(
     summary["stop_reason"] = flag.reason if flag.is_set() else ("max-frames" if at_max else "end of streams")
     summary.update({"overlap": options.overlap, "batch_timeout_ms": options.batch_timeout_ms,
                     "max_batch": detector.backend.max_batch, "batcher_host_ms": round(1e3 * batcher.host_s, 3)})
+    if trackers is not None:
+        summary["tracking"] = {names[int(k)]: v for k, v in trackers.stats().items()}
     return summary
 
 
@@ -333,13 +343,19 @@ def run_multi_camera(  # reason: run_camera's signature, with several sources
 
     streams = stream_specs(sources)
     _check_outputs(streams, options)
+    det_post = post
+    if options.track is not None:  # --conf starts tracks; the detector keeps the low scores too
+        track, det_post = options.track.resolve(post)
+        options = dataclasses.replace(options, track=track)
+    if options.mqtt is not None:
+        import_paho()
     backend, model_name = _open_backend(model, backend_kwargs)
     flag = stop or StopFlag()
     names = [s.name for s in streams]
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop_on_signals(flag) if handle_signals else contextlib.nullcontext())
         stack.enter_context(backend)
-        detector = Detector(backend, post)
+        detector = Detector(backend, det_post)
         _warm_up(detector, warmup)
         srcs = _open_streams(stack, streams, options)
         sinks = make_stream_sinks(names, show=options.show, jsonl=options.jsonl, record=options.record,
@@ -347,7 +363,11 @@ def run_multi_camera(  # reason: run_camera's signature, with several sources
                                   title=f"detnet-trt: {len(names)} streams")
         for s in sinks:
             stack.callback(s.close)
+        if options.mqtt is not None:
+            sinks.append(MqttSink(options.mqtt))
+            stack.callback(sinks[-1].close)
         summary = run_multi_loop(detector, srcs, names, sinks, options, stop=flag)
+    summary.update({k: v for s in sinks for k, v in s.stats().items()})  # after close: final counts
     outputs = {"jsonl": str(options.jsonl) if options.jsonl else None,
                "record": [str(stream_output(options.record, n)) for n in names] if options.record else None}
     _write_summary(summary, options, model_name, _describe_backend(backend), post, outputs)
