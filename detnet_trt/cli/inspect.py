@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=number(BATCH), default=None,
                    help="input batch the formats are shown for (default: the engine's optimum batch)")
     p.add_argument("--json", dest="json_out", help="write the layers and counts as JSON here")
-    p.add_argument("--force", action="store_true", help="overwrite the --json file")
+    p.add_argument("--layer-info", help="write the inspector's own JSON here, as TensorRT gives it (what trtexec "
+                   "--exportLayerInfo writes; trt-engine-explorer reads it)")
+    p.add_argument("--force", action="store_true", help="overwrite the --json / --layer-info files")
     p.set_defaults(func=run)
     return p
 
@@ -50,12 +52,18 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..core.fileio import atomic_write_text, check_writable
-    from ..trt.inspector import format_layers, parse_engine_information
+    from ..trt.inspector import InspectorError, format_layers, parse_engine_information
 
-    if args.json_out:
-        check_writable(args.json_out, args.force, inputs=(args.engine,))
+    for out in (args.json_out, args.layer_info):
+        if out:
+            check_writable(out, args.force, inputs=(args.engine,))
     text, source = _read(args)
-    info = parse_engine_information(text)
+    try:
+        info = parse_engine_information(text)
+    except InspectorError as err:
+        raise InspectorError(f"{args.engine}: {err.message}",
+                             "pass a TensorRT engine, or the JSON trtexec --exportLayerInfo writes "
+                             "(not the engine's .json sidecar)") from None
     print(f"{source}: {len(info.layers)} layers")
     print(format_layers(info))
     if info.layers and not info.detailed:
@@ -66,4 +74,7 @@ def run(args: argparse.Namespace) -> int:
         record = {"source": source, **info.to_dict()}
         atomic_write_text(args.json_out, json.dumps(record, indent=1), force=args.force)
         print(f"layers: {args.json_out}")
+    if args.layer_info:
+        atomic_write_text(args.layer_info, text, force=args.force)
+        print(f"inspector JSON: {args.layer_info}")
     return 0

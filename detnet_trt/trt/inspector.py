@@ -136,9 +136,9 @@ def parse_engine_information(text: str) -> EngineLayers:
         data = json.loads(text)
     except ValueError as err:
         raise InspectorError(f"engine inspector output is not JSON: {err}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("Layers", []), list):
+    if not isinstance(data, dict) or not isinstance(data.get("Layers"), list):
         raise InspectorError("engine inspector output has no 'Layers' list")
-    raw_layers = data.get("Layers", [])
+    raw_layers = data["Layers"]
     layers = [_layer(raw, i) for i, raw in enumerate(raw_layers)]
     detailed = bool(layers) and all(isinstance(raw, dict) for raw in raw_layers)
     bindings = [str(b) for b in data.get("Bindings", []) if isinstance(b, str)]

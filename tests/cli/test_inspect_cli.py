@@ -43,7 +43,11 @@ def test_inspect_errors(tmp_path, capsys) -> None:
     bad.write_text("{oops")
     assert main(["inspect", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "not JSON" in err
+    assert err.count("\n") == 1 and "bad.json: engine inspector output is not JSON" in err
+    sidecar = write_engine(tmp_path).with_name("m.engine.json")  # the sidecar, passed by mistake
+    assert main(["inspect", str(sidecar)]) == 2
+    err = capsys.readouterr().err
+    assert "no 'Layers' list" in err and "not the engine's .json sidecar" in err
 
 
 @pytest.mark.skipif(compat.have_tensorrt(), reason="TensorRT is installed")
@@ -61,8 +65,13 @@ def test_inspect_an_engine_on_the_fake_gpu(tmp_path, capsys, monkeypatch) -> Non
     assert gpu.inspected_shapes == [(2, 3, 16, 16)]  # the profile's optimum batch (1, 2, 4) set first
     printed = capsys.readouterr().out
     assert "TensorRT 10.3.0 on FakeGPU: 7 layers" in printed and "DLA" in printed
-    assert main(["inspect", str(engine), "--batch", "4"]) == 0
+    raw = tmp_path / "layer_info.json"
+    assert main(["inspect", str(engine), "--batch", "4", "--layer-info", str(raw)]) == 0
     assert gpu.inspected_shapes[-1] == (4, 3, 16, 16)
+    assert raw.read_text() == text(DETAILED)  # TensorRT's JSON as given, for trt-engine-explorer
+    capsys.readouterr()
+    assert main(["inspect", str(raw)]) == 0  # and read back without TensorRT
+    assert "7 layers" in capsys.readouterr().out
     assert main(["inspect", str(engine), "--batch", "8"]) == 2
     assert "outside this engine's 1 to 4" in capsys.readouterr().err
     assert gpu.memory == {} and gpu.retained == 0  # closed after each

@@ -71,6 +71,7 @@ def test_engine_built_with_no_layer_information() -> None:
     ("not json", "not JSON"),
     ("[1, 2]", "no 'Layers' list"),
     ('{"Layers": {"a": 1}}', "no 'Layers' list"),
+    ('{"model": "detnet_tiny", "tensorrt_version": "10.3.0"}', "no 'Layers' list"),  # e.g. a sidecar
     ('{"Layers": [3]}', "layer 0 is a int"),
 ])
 def test_unreadable_inspector_output(raw: str, match: str) -> None:
