@@ -52,3 +52,25 @@ def test_cli_writes_the_layers_with_the_record(monkeypatch, tmp_path, capsys) ->
     record = json.loads(out.read_text())
     assert record["results"][0]["layers"]["runs"] == 20  # the flag's default
     assert "--profile-layers 20" in record["command"]
+
+
+def test_end_to_end_letterboxes_into_the_engines_input(monkeypatch, tmp_path) -> None:
+    """The end-to-end figure times what Detector.__call__ does: no host copy into the pinned input;
+    the infer-only figure copies its prepared batch once per call."""
+    import numpy as np
+
+    install(monkeypatch)
+    copies: list[str] = []
+    real = np.copyto
+
+    def spy(dst, src, *args, **kwargs):
+        if np.shape(src) == (2, 3, 16, 16):
+            copies.append("batch")
+        return real(dst, src, *args, **kwargs)
+
+    monkeypatch.setattr(np, "copyto", spy)
+    options = BenchOptions(batches=(2,), **{**SMALL, "end_to_end": True})
+    record = benchmark(TensorRTBackend(write_engine(tmp_path)), options, machine=False)
+    runs = 1 + 3  # one warm-up call (warmup 0 s) and 3 timed, per figure
+    assert len(copies) == runs  # the infer-only figure's only
+    assert record["results"][0]["end_to_end"]["latency_ms"]["n"] == 3
