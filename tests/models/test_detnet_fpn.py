@@ -83,10 +83,10 @@ def _scale_heads(src: DetNetFPNDetector) -> None:
         layer.bias.zero_()
 
 
-def _their_checkpoint(seed: int = 0, pool: int = 7) -> dict:
+def _their_checkpoint(seed: int = 0, pool: int = 7, num_classes: int = NUM_CLASSES) -> dict:
     """A checkpoint dict as their trainval_net.py saves it, with random weights."""
     torch.manual_seed(seed)
-    src = DetNetFPNDetector(DetNetFPNConfig(num_classes=NUM_CLASSES - 1, input_size=SIZE, pool_size=pool))
+    src = DetNetFPNDetector(DetNetFPNConfig(num_classes=num_classes - 1, input_size=SIZE, pool_size=pool))
     for m in src.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = None
