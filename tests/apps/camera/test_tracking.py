@@ -314,12 +314,35 @@ def test_empty_frames_and_update_shapes() -> None:
 def test_kalman_filter_learns_a_constant_velocity() -> None:
     kf = KalmanBoxFilter()
     mean, cov = kf.initiate(np.array([10.0, 20.0, 30.0, 40.0]))
+    means, covs = mean[None], cov[None]
     for k in range(1, 20):
-        m, c = kf.predict(mean[None], cov[None])
-        mean, cov = kf.update(m[0], c[0], np.array([10.0 + 3 * k, 20.0 - 2 * k, 30.0, 40.0]))
-    np.testing.assert_allclose(mean[4:6], [3.0, -2.0], atol=0.1)
-    m, _ = kf.predict(mean[None], cov[None])
+        m, c = kf.predict(means, covs)
+        means, covs = kf.update(m, c, np.array([[10.0 + 3 * k, 20.0 - 2 * k, 30.0, 40.0]]))
+    np.testing.assert_allclose(means[0, 4:6], [3.0, -2.0], atol=0.1)
+    m, _ = kf.predict(means, covs)
     np.testing.assert_allclose(m[0, :2], [10.0 + 3 * 20, 20.0 - 2 * 20], atol=0.5)
+
+
+def test_kalman_update_equals_the_general_solve() -> None:
+    """The diagonal-S shortcut against the textbook update (S solved in full), after steps that
+    mix predictions, corrections and box sizes."""
+    rng = np.random.default_rng(3)
+    kf = KalmanBoxFilter()
+    inits = [kf.initiate(np.array([rng.uniform(0, 500), rng.uniform(0, 400), rng.uniform(5, 80), rng.uniform(5, 80)]))
+             for _ in range(5)]
+    means, covs = np.stack([m for m, _ in inits]), np.stack([c for _, c in inits])
+    for _ in range(6):
+        means, covs = kf.predict(means, covs)
+        z = means[:, :4] + rng.normal(0, 3, (5, 4))
+        fast_m, fast_c = kf.update(means, covs, z)
+        for i in range(5):
+            m, c = means[i], covs[i]
+            std = np.array([m[2], m[3], m[2], m[3]]) / 20
+            s = c[:4, :4] + np.diag(std**2)
+            gain = np.linalg.solve(s, c[:4, :]).T
+            np.testing.assert_allclose(fast_m[i], m + gain @ (z[i] - m[:4]), rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(fast_c[i], c - gain @ s @ gain.T, rtol=1e-9, atol=1e-9)
+        means, covs = fast_m, fast_c
 
 
 def test_box_conversions_round_trip() -> None:
