@@ -40,3 +40,14 @@ def flip_middle_byte(path: Path) -> Path:
     data[len(data) // 2] ^= 0x10
     path.write_bytes(bytes(data))
     return path
+
+
+def write_corrupt_images(folder: Path) -> list[Path]:
+    """Three damaged images in ``folder`` (made if needed), as a bad copy or download leaves them:
+    an empty file, a JPEG cut off after its header, and text saved under a .png name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    empty, cut, text = folder / "empty.jpg", folder / "cut.jpg", folder / "text.png"
+    empty.write_bytes(b"")
+    cut.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00")
+    text.write_text("not an image")
+    return [empty, cut, text]

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..core.config import PostprocessConfig
 from ..core.errors import IncompatibleError, InputError
+from ..core.images import SkippedImages
 from ..core.limits import BATCH, COUNT, IOU, SEED, check_ranges
 from ..core.meta import HOST_NMS_OUTPUTS
 from ..runtime.backends.base import Backend
@@ -55,6 +56,7 @@ class CompareResult:
     matching: dict[str, float] = field(default_factory=dict)
     ap: dict[str, dict[str, float]] | None = None
     notes: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, why) of the unreadable images
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,7 @@ class CompareResult:
             "ap": self.ap,
             "ap_scale": "0-100 (-1 = undefined)",
             "notes": self.notes,
+            "skipped": [{"image": p, "error": why} for p, why in self.skipped],
         }
 
     def table(self) -> str:
@@ -225,8 +228,10 @@ class CompareOptions:
                      ("--match-iou", IOU, self.match_iou))
 
 
-def _frames_source(options: CompareOptions) -> tuple[str, list[int | None], Callable[[int], np.ndarray]]:
-    """(description, image ids or Nones, loader(k) -> BGR frame)."""
+def _frames_source(
+    options: CompareOptions, skipped: SkippedImages
+) -> tuple[str, list[int | None], Callable[[int], np.ndarray | None]]:
+    """(description, image ids or Nones, loader(k) -> BGR frame, or None when unreadable: in ``skipped``)."""
     num_images, images = options.num_images, options.images
     if options.data is not None:
         from ..data.coco import CocoDataset
@@ -234,15 +239,15 @@ def _frames_source(options: CompareOptions) -> tuple[str, list[int | None], Call
         ds = CocoDataset(*options.data)
         ds.check_files()
         n = len(ds) if num_images is None else min(len(ds), num_images)
-        return f"{ds.ann_file}", [ds.image_ids[i] for i in range(n)], lambda k: ds[k].load()
+        return f"{ds.ann_file}", [ds.image_ids[i] for i in range(n)], lambda k: skipped.read(ds[k].path)
     if images is not None:
-        from ..core.images import list_images, read_image
+        from ..core.images import list_images
 
         files = list_images(images)
         if not files:
             raise InputError(f"no images in {images}", "pass a folder of .jpg/.png files to --images")
         files = files[: num_images or 32]
-        return f"{images}", [None] * len(files), lambda k: read_image(files[k])
+        return f"{images}", [None] * len(files), lambda k: skipped.read(files[k])
     from ..data.synth import render_scene
 
     n, seed = num_images or 16, options.seed
@@ -339,8 +344,10 @@ class _Pair:
                     tally.results[key].extend(detections_to_coco(int(iid), d, self.cat_ids))  # type: ignore[arg-type]
 
 
-def _run_all(pair: _Pair, tally: _Tally, ids: list[int | None], load: Callable[[int], np.ndarray],
-             batch: int, progress: bool) -> None:
+def _run_all(pair: _Pair, tally: _Tally, ids: list[int | None], load: Callable[[int], np.ndarray | None],
+             batch: int, progress: bool) -> list[int | None]:
+    """Both models on every frame ``load`` reads, ``batch`` at a time; the ids of the frames read."""
+    done: list[int | None] = []
     bar = None
     if progress:
         from tqdm import tqdm
@@ -349,12 +356,16 @@ def _run_all(pair: _Pair, tally: _Tally, ids: list[int | None], load: Callable[[
     try:
         for start in range(0, len(ids), batch):
             ks = list(range(start, min(start + batch, len(ids))))
-            pair.run_batch(tally, [load(k) for k in ks], [ids[k] for k in ks])
+            read = [(ids[k], frame) for k in ks if (frame := load(k)) is not None]
+            if read:
+                pair.run_batch(tally, [f for _, f in read], [i for i, _ in read])
+                done.extend(i for i, _ in read)
             if bar is not None:
                 bar.update(len(ks))
     finally:
         if bar is not None:
             bar.close()
+    return done
 
 
 def _ap(dataset: Any, tally: _Tally, ids: list[int | None]) -> dict[str, dict[str, float]]:
@@ -376,16 +387,19 @@ def compare(
     eval_post: PostprocessConfig | None = None,
     backend_kwargs_a: dict[str, Any] | None = None,
     backend_kwargs_b: dict[str, Any] | None = None,
+    skipped: SkippedImages | None = None,
 ) -> CompareResult:
     """Compare model ``b`` against reference ``a`` (see the module docstring) on the images of
     ``options``; detections are matched after post-processing with ``post``, AP is computed with
-    ``eval_post`` (default :meth:`PostprocessConfig.for_eval` with ``post.max_det``).
+    ``eval_post`` (default :meth:`PostprocessConfig.for_eval` with ``post.max_det``). An image that
+    cannot be read is skipped (in ``skipped`` and ``CompareResult.skipped``); none readable is an error.
     """
     from ..evaluation.coco_eval import class_to_category_ids, open_model
     from ..runtime.detector import Detector
 
     eval_post = eval_post or PostprocessConfig.for_eval(post.max_det)
-    source, ids, load = _frames_source(options)
+    skipped = skipped if skipped is not None else SkippedImages()
+    source, ids, load = _frames_source(options, skipped)
     dataset = None
     tally = _Tally(options.match_iou)
     with contextlib.ExitStack() as stack:
@@ -400,7 +414,9 @@ def compare(
             cat_ids = class_to_category_ids(ba.meta.class_names, dataset)
         pair = _Pair(Detector(ba, post, max_batch=options.batch), Detector(bb, post, max_batch=options.batch),
                      ba.meta.input_size == bb.meta.input_size, eval_post, cat_ids)
-        _run_all(pair, tally, ids, load, options.batch, options.progress)
+        ids = _run_all(pair, tally, ids, load, options.batch, options.progress)
+        if not ids:
+            raise skipped.none_readable(source)
         desc_a, desc_b = _describe(a, ba), _describe(b, bb)
     if tally.a_dets == 0 and tally.b_dets == 0:
         notes.append(f"neither model detected anything at conf {post.conf}: lower --conf to compare detections")
@@ -408,7 +424,8 @@ def compare(
         skipped = ", ".join(sorted(tally.acc.skipped))
         notes.append(f"outputs not compared (absent or of different shape in one model): {skipped}")
     ap = _ap(dataset, tally, ids) if dataset is not None else None
-    return CompareResult(desc_a, desc_b, len(ids), source, tally.acc.result(), tally.matching(post), ap, notes)
+    return CompareResult(desc_a, desc_b, len(ids), source, tally.acc.result(), tally.matching(post), ap, notes,
+                         list(skipped.items))
 
 
 __all__ = ["CompareOptions", "CompareResult", "compare", "match_detections"]

@@ -65,7 +65,7 @@ class Number:
             out.append(f"{r.hi:g}")
         if r.integer:
             out.append("1.5" if r.lo <= 1.5 <= r.hi else f"{r.lo:g}.5")
-        return out + ["-1", "abc", "", "nan", "inf", "-inf", "1e400", str(10**20)]
+        return out + (["-1"] if r.lo > -1 else []) + ["abc", "", "nan", "inf", "-inf", "1e400", str(10**20)]
 
 
 class NumberList(Number):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from ..core.images import EXIT_SKIPPED_IMAGES
 from ..core.limits import COUNT, COUNT_OR_ZERO, SEED
 from ._options import number
 
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     h = cs.header
     cats = f", categories covered {h['categories covered']}" if "categories covered" in h else ""
     print(f"wrote {out}: {len(cs)} images ({h['rule']}, seed {h['seed']}{cats}), sha256 {cs.sha256[:12]}")
-    if h.get("skipped", "0") != "0":
-        print(f"skipped {h['skipped']}")
+    if h.get("skipped", "0") != "0":  # named, skipped, counted; the set is made, the exit says so
+        print(f"detnet-trt calib-set: error: skipped {h['skipped']}", file=sys.stderr)
+        return EXIT_SKIPPED_IMAGES
     return 0

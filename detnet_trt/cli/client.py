@@ -31,11 +31,13 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..serving.triton.client import run_client
+    from ._options import skip_printer, skipped_exit
 
+    skipped = skip_printer("client")
     records = run_client(
         args.images, url=args.url, model=args.model, protocol_name=args.protocol, out_dir=args.out,
-        labels=args.labels, force=args.force,
+        labels=args.labels, force=args.force, skipped=skipped,
     )
     for rec in records:
         print(json.dumps(rec))
-    return 0
+    return skipped_exit("client", skipped)

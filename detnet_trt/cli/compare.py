@@ -6,7 +6,15 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..core.limits import BATCH, COUNT, IOU, SEED
-from ._options import add_backend_args, add_postprocess_args, backend_kwargs, number, postprocess_config
+from ._options import (
+    add_backend_args,
+    add_postprocess_args,
+    backend_kwargs,
+    number,
+    postprocess_config,
+    skip_printer,
+    skipped_exit,
+)
 
 if TYPE_CHECKING:
     from ..apps.compare import CompareOptions
@@ -67,10 +75,12 @@ def run(args: argparse.Namespace) -> int:
     options = compare_options(args)
     if args.json_out:
         check_writable(args.json_out, args.force, inputs=(args.a, args.b))
+    skipped = skip_printer("compare")
     res = compare(args.a, args.b, options, postprocess_config(args),
-                  backend_kwargs_a=backend_kwargs(args, args.a), backend_kwargs_b=backend_kwargs(args, args.b))
+                  backend_kwargs_a=backend_kwargs(args, args.a), backend_kwargs_b=backend_kwargs(args, args.b),
+                  skipped=skipped)
     print(res.table())
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps(res.to_dict(), indent=2), force=args.force)
         print(f"comparison: {args.json_out}")
-    return 0
+    return skipped_exit("compare", skipped)

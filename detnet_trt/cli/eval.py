@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING
 
 from ..core.config import PostprocessConfig
 from ..core.limits import BATCH, COUNT
-from ._options import add_backend_args, add_postprocess_args, backend_kwargs, number, postprocess_config
+from ._options import (
+    add_backend_args,
+    add_postprocess_args,
+    backend_kwargs,
+    number,
+    postprocess_config,
+    skip_printer,
+    skipped_exit,
+)
 
 if TYPE_CHECKING:
     from ..evaluation.coco_eval import EvalOptions
@@ -63,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
     ann, images = resolve_dataset(args.data, args.split, args.ann, args.images)
     if args.summary:
         check_writable(args.summary, args.force, inputs=(args.model, ann))
-    res = evaluate(args.model, ann, images, options, post, backend_kwargs=backend_kwargs(args, args.model))
+    skipped = skip_printer("eval")
+    res = evaluate(args.model, ann, images, options, post, backend_kwargs=backend_kwargs(args, args.model),
+                   skipped=skipped)
     print(f"{args.model} on {ann} ({res.num_images} images, {res.num_detections} detections, {res.seconds:.1f} s); "
           "metrics in %, -1 = undefined")
     print(res.table(per_class=args.per_class))
@@ -72,4 +82,4 @@ def run(args: argparse.Namespace) -> int:
     if args.summary:
         atomic_write_text(args.summary, json.dumps(res.to_dict(), indent=2), force=args.force)
         print(f"summary: {args.summary}")
-    return 0
+    return skipped_exit("eval", skipped)

@@ -8,10 +8,12 @@ flags likewise (:func:`add_accuracy_args` -> :class:`~detnet_trt.quantize.option
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from ..core.limits import AP_POINTS, COUNT, PERCENTILE
+from ..core.images import EXIT_SKIPPED_IMAGES
+from ..core.limits import AP_DIFFERENCE, COUNT, PERCENTILE
 from ..quantize.options import METHODS, AccuracyCheckOptions, QuantizeOptions
 from ._options import number
 
@@ -71,7 +73,7 @@ def add_accuracy_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-data", help="COCO-layout folder: evaluate FP32 and INT8 and report the AP drop")
     g.add_argument("--split", default=_A.split, help="split of --val-data (default %(default)s)")
     g.add_argument("--val-max-images", type=number(COUNT), help="evaluate only the first N images of --val-data")
-    g.add_argument("--max-ap-drop", type=number(AP_POINTS),
+    g.add_argument("--max-ap-drop", type=number(AP_DIFFERENCE),
                    help="fail (exit 3) when INT8 loses more AP than this "
                    f"(0-100 scale; without it: warn over {_A.budget})")
 
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..quantize.calibrate import ort_has_cache_api, quantize_onnx, read_quant_provenance
     from ..quantize.calibset import read_calib_set
-    from ..quantize.gate import AccuracyDropError, accuracy_check
+    from ..quantize.gate import AccuracyDropError, quantize_gated
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     progress = not args.no_progress
@@ -98,22 +100,36 @@ def run(args: argparse.Namespace) -> int:
             # fix attempts re-quantize without recalibrating
             options = dataclasses.replace(options, calib_cache=Path(tmp) / "ranges.json")
         calib = read_calib_set(args.calib, args.calib_images)
-        out = quantize_onnx(args.model, calib, args.output, options, force=args.force, progress=progress)
-        _print_written(out, read_quant_provenance(out) or {}, args.keep_float)
         if not args.val_data:
-            return 0
-        # the report is printed before --max-ap-drop fails the command (below)
-        report = accuracy_check(args.model, out, args.val_data, dataclasses.replace(gate, max_ap_drop=None),
-                                calib=calib, calib_cache=options.calib_cache, progress=progress)
+            out = quantize_onnx(args.model, calib, args.output, options, force=args.force, progress=progress)
+            _print_written(out, read_quant_provenance(out) or {}, args.keep_float)
+            return _skipped_exit(out)
+        try:  # with --max-ap-drop, the model reaches -o only once it passes
+            out, report = quantize_gated(args.model, calib, args.output, args.val_data, options, gate,
+                                         force=args.force, progress=progress)
+        except AccuracyDropError as err:
+            _print_report(err.report)  # type: ignore[attr-defined]
+            raise
+    _print_written(out, read_quant_provenance(out) or {}, args.keep_float)
+    _print_report(report)
+    return _skipped_exit(out)
+
+
+def _print_report(report: Any) -> None:
     print("accuracy (COCO bbox, 0-100, ONNX Runtime CPU):")
     print(report.table())
     print(report.advice())
-    if gate.max_ap_drop is not None and report.drop > gate.max_ap_drop:
-        raise AccuracyDropError(
-            f"INT8 loses {report.drop:.2f} AP, more than --max-ap-drop {gate.max_ap_drop:g}",
-            "keep the layers named above in float with --keep-float",
-        )
-    return 0
+
+
+def _skipped_exit(out: Path) -> int:
+    """1 (``EXIT_SKIPPED_IMAGES``) when calibration skipped unreadable images (named in the warning above)."""
+    from ..quantize.calibrate import read_quant_provenance
+
+    n = int((read_quant_provenance(out) or {}).get("calib_skipped", 0) or 0)
+    if n:
+        print(f"detnet-trt quantize: error: {n} calibration image(s) could not be read and were skipped "
+              "(named above)", file=sys.stderr)
+    return EXIT_SKIPPED_IMAGES if n else 0
 
 
 def _print_written(out: Path, prov: dict[str, Any], keep_float: list[str]) -> None:

@@ -99,12 +99,10 @@ PROBABILITY = Range(0, 1, integer=False)
 IOU = Range(0, 1, integer=False, lo_open=True)
 #: A fraction strictly between 0 and 1 (``synth --val-fraction``).
 FRACTION = Range(0, 1, integer=False, lo_open=True, hi_open=True)
-#: An AP difference through the API (tests force a gate with a negative one), finite.
+#: An AP difference that may be negative (``--max-ap-drop -0.5``: INT8 must gain half a point).
 AP_DIFFERENCE = Range(-100, 100, integer=False)
 #: A percentile of a histogram.
 PERCENTILE = Range(0, 100, integer=False, lo_open=True)
-#: An AP difference, on COCO's 0-100 scale.
-AP_POINTS = Range(0, 100, integer=False)
 #: Detections kept per image.
 MAX_DET = Range(1, MAX_DETECTIONS, why="COCO scoring keeps 100; 10,000 is more than any image holds")
 #: Candidates per image before NMS (TensorRT's TopK allows K <= 3840).
@@ -152,7 +150,7 @@ TRACK_FRAMES = Range(0, 100_000, why="100,000 frames is an hour of 30 FPS video:
 MESSAGES = Range(1, 1_000_000, why="a million messages is hours of one camera's frames; older ones are stale")
 
 __all__ = [
-    "AP_DIFFERENCE", "AP_POINTS", "BATCH", "CAPTURE_FPS", "COUNT", "COUNT_OR_ZERO", "DLA_CORE", "EPOCHS", "EPOCHS_OR_ZERO", "FPS", "FRACTION", "INSTANCES", "IOU",
+    "AP_DIFFERENCE", "BATCH", "CAPTURE_FPS", "COUNT", "COUNT_OR_ZERO", "DLA_CORE", "EPOCHS", "EPOCHS_OR_ZERO", "FPS", "FRACTION", "INSTANCES", "IOU",
     "LEARNING_RATE", "MAX_BATCH", "MAX_DET", "MAX_SIDE", "MESSAGES", "MODEL_SIDE", "OPSET", "PERCENTILE", "PORT", "PROBABILITY",
     "QUEUE_DELAY_US", "Range", "SECONDS", "SECONDS_OR_ZERO", "SEED", "SIDE", "SYNTH_IMAGES", "SYNTH_OBJECTS",
     "THREADS", "TOPK", "TRACK_FRAMES", "TRAIN_BATCH", "WARMUP_EPOCHS", "WEIGHT_DECAY", "WORKERS", "WORKSPACE_MIB", "check_ranges",

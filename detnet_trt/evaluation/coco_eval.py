@@ -33,6 +33,7 @@ import numpy as np
 from ..core.config import PostprocessConfig
 from ..core.errors import IncompatibleError, InputError
 from ..core.fileio import atomic_write_text, check_writable
+from ..core.images import SkippedImages
 from ..core.limits import BATCH, COUNT, check_ranges
 from ..data.coco import CocoDataset
 from ..runtime.backends.base import Backend
@@ -69,6 +70,7 @@ class EvalResult:
     model: dict[str, Any] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, why) of the unreadable images
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +84,7 @@ class EvalResult:
             "model": self.model,
             "dataset": self.dataset,
             "settings": self.settings,
+            "skipped": [{"image": p, "error": why} for p, why in self.skipped],
         }
 
     def table(self, per_class: bool = False) -> str:
@@ -233,16 +236,21 @@ def open_model(model: str | os.PathLike[str] | Backend, **backend_kwargs: Any) -
 
 
 def iter_batches(
-    dataset: CocoDataset, indices: Sequence[int], batch: int
+    dataset: CocoDataset, indices: Sequence[int], batch: int, skipped: SkippedImages | None = None
 ) -> Iterable[tuple[list[int], list[np.ndarray]]]:
-    """``(image ids, BGR frames)`` of ``batch`` images at a time; images read one batch ahead."""
+    """``(image ids, BGR frames)`` of ``batch`` images at a time; images read one batch ahead. With
+    ``skipped``, an unreadable image is recorded there and left out (a batch may come out short,
+    or empty); without, it raises :class:`InputError`."""
     from concurrent.futures import ThreadPoolExecutor
 
     chunks = [list(indices[i : i + batch]) for i in range(0, len(indices), batch)]
 
     def load(chunk: list[int]) -> tuple[list[int], list[np.ndarray]]:
         items = [dataset[i] for i in chunk]
-        return [it.image_id for it in items], [it.load() for it in items]
+        if skipped is None:
+            return [it.image_id for it in items], [it.load() for it in items]
+        read = [(it.image_id, skipped.read(it.path)) for it in items]
+        return [iid for iid, img in read if img is not None], [img for _, img in read if img is not None]
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(load, chunks[0]) if chunks else None
@@ -278,7 +286,8 @@ class EvalOptions:
 
 
 def _detect_all(
-    detector: Any, dataset: CocoDataset, indices: Sequence[int], cat_ids: np.ndarray, options: EvalOptions
+    detector: Any, dataset: CocoDataset, indices: Sequence[int], cat_ids: np.ndarray, options: EvalOptions,
+    skipped: SkippedImages,
 ) -> list[dict[str, Any]]:
     """The COCO results records of every selected image."""
     results: list[dict[str, Any]] = []
@@ -288,8 +297,8 @@ def _detect_all(
 
         bar = tqdm(total=len(indices), desc="eval", unit="img")
     try:
-        for image_ids, frames in iter_batches(dataset, indices, options.batch):
-            for iid, dets in zip(image_ids, detector(frames)):
+        for image_ids, frames in iter_batches(dataset, indices, options.batch, skipped):
+            for iid, dets in zip(image_ids, detector(frames) if frames else []):
                 results.extend(detections_to_coco(iid, dets, cat_ids))
             if bar is not None:
                 bar.update(len(frames))
@@ -307,8 +316,13 @@ def evaluate(
     post: PostprocessConfig = PostprocessConfig.for_eval(),
     *,
     backend_kwargs: dict[str, Any] | None = None,
+    skipped: SkippedImages | None = None,
 ) -> EvalResult:
     """COCO bbox metrics of ``model`` on a dataset (see the module docstring).
+
+    An image that cannot be read is skipped (recorded in ``skipped``, whose ``on_skip`` names it as
+    it is met; in ``EvalResult.skipped``) and the metrics are of the images read; none readable is
+    an :class:`InputError`.
 
     ``post`` is the post-processing (default :meth:`PostprocessConfig.for_eval`: the low score
     threshold COCO AP expects); ``options`` the batch, image limit, results JSON and progress bar
@@ -326,18 +340,23 @@ def evaluate(
     with open_model(model, **(backend_kwargs or {})) as backend:
         cat_ids = class_to_category_ids(backend.meta.class_names, dataset)
         detector = Detector(backend, post, max_batch=options.batch)
-        results = _detect_all(detector, dataset, indices, cat_ids, options)
+        skipped = skipped if skipped is not None else SkippedImages()
+        results = _detect_all(detector, dataset, indices, cat_ids, options, skipped)
         described = backend.describe()
     seconds = time.perf_counter() - t0
     out_path = None
     if options.results_json is not None:
         out_path = atomic_write_text(options.results_json, json.dumps(results), force=options.force)
-    image_ids = [dataset.image_ids[i] for i in indices]
+    unread = {p for p, _ in skipped.items}
+    image_ids = [iid for iid in (dataset.image_ids[i] for i in indices) if str(dataset.image_path(iid)) not in unread]
+    if indices and not image_ids:
+        raise skipped.none_readable(str(dataset.image_dir))
     metrics, per_class = coco_bbox_metrics(dataset, results, image_ids)
     return EvalResult(
         metrics=metrics,
         per_class=per_class,
-        num_images=len(indices),
+        num_images=len(image_ids),
+        skipped=list(skipped.items),
         num_detections=len(results),
         seconds=seconds,
         results_json=out_path,

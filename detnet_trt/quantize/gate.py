@@ -1,9 +1,15 @@
 """The INT8 accuracy gate: COCO AP of the FP32 and the Q/DQ ONNX through ONNX Runtime, failing when
 the drop exceeds the budget, with the most sensitive layers named (:func:`accuracy_check`).
+
+:func:`quantize_gated` is quantize + gate as ``detnet-trt quantize --val-data --max-ap-drop`` runs
+them: the Q/DQ model reaches its output path only once it has passed, so a rejected model is never
+left where a later run would take it (``quantize_onnx`` reuses an output whose provenance matches,
+``build --int8`` takes a Q/DQ ONNX as it is).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -12,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import DetnetError
+from ..core.fileio import check_not_input, check_writable
 from ..core.onnx_meta import meta_of
 from .calibrate import _load, ort_has_cache_api, quantize_onnx, read_quant_provenance
 from .calibset import CalibSet, read_calib_set
@@ -123,6 +130,58 @@ def accuracy_check(
         err.report = report  # type: ignore[attr-defined]
         raise err
     return report
+
+
+def quantize_gated(
+    fp32: str | os.PathLike[str],
+    calib: str | os.PathLike[str] | CalibSet,
+    output: str | os.PathLike[str],
+    val_data: str | os.PathLike[str],
+    options: QuantizeOptions = QuantizeOptions(),
+    gate: AccuracyCheckOptions = AccuracyCheckOptions(),
+    *,
+    force: bool = False,
+    progress: bool = True,
+) -> tuple[Path, AccuracyReport]:
+    """:func:`~.calibrate.quantize_onnx` then :func:`accuracy_check` on ``val_data``: ``(output, report)``.
+
+    With ``gate.max_ap_drop``, a new model (``output`` absent, or ``force``) is written in a
+    temporary folder beside ``output`` and moved there only when it passes; when it fails,
+    :class:`AccuracyDropError` (with ``.report``) is raised and ``output`` is as it was (absent,
+    or the previous file). An existing ``output`` without ``force`` is reused or refused as
+    ``quantize_onnx`` does, and left in place when it fails the gate.
+    """
+    from .calibrate import quantize_onnx
+
+    out = Path(output)
+    cs = calib if isinstance(calib, CalibSet) else read_calib_set(calib)
+    report_only = dataclasses.replace(gate, max_ap_drop=None)
+    if gate.max_ap_drop is None or (out.exists() and not force):
+        made = quantize_onnx(fp32, cs, out, options, force=force, progress=progress)
+        return made, _gate(accuracy_check(fp32, made, val_data, report_only, calib=cs,
+                                          calib_cache=options.calib_cache, progress=progress), gate, out, False)
+    check_not_input(out, [fp32, None if isinstance(calib, CalibSet) else calib])
+    check_writable(out, force)  # before the work
+    with tempfile.TemporaryDirectory(prefix=".detnet_trt_gate_", dir=out.parent) as tmp:
+        trial = quantize_onnx(fp32, cs, Path(tmp) / out.name, options, force=True, progress=progress)
+        report = _gate(accuracy_check(fp32, trial, val_data, report_only, calib=cs,
+                                      calib_cache=options.calib_cache, progress=progress), gate, out, True)
+        os.replace(trial, out)  # same folder: atomic; only a model that passed gets here
+    return out, report
+
+
+def _gate(report: AccuracyReport, gate: AccuracyCheckOptions, out: Path, new: bool) -> AccuracyReport:
+    """``report``, or :class:`AccuracyDropError` when its drop is over ``gate.max_ap_drop``."""
+    if gate.max_ap_drop is None or report.drop <= gate.max_ap_drop:
+        return report
+    where = f"{out} was not written" if new else f"{out} (made before, reused) is left as it was"
+    err = AccuracyDropError(
+        f"INT8 loses {report.drop:.2f} AP (FP32 {report.fp32['AP']:.2f} -> INT8 {report.int8['AP']:.2f}), "
+        f"more than --max-ap-drop {gate.max_ap_drop:g}; {where}",
+        "keep the layers named above in float with --keep-float",
+    )
+    err.report = report  # type: ignore[attr-defined]
+    raise err
 
 
 def _search_fix(

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ...core.errors import DetnetError, InputError, MissingDependencyError
-from ...core.images import read_image
+from ...core.images import SkippedImages
 from ...runtime.letterbox import Letterboxer
 from ...runtime.postprocess import Detections
 from . import protocol
@@ -215,9 +215,12 @@ def run_client(
     out_dir: str | os.PathLike[str] | None = None,
     labels: str | os.PathLike[str] | None = None,
     force: bool = False,
+    skipped: SkippedImages | None = None,
 ) -> list[dict[str, Any]]:
     """``detnet-trt client``: detections of each image as JSON records (printed by the CLI); with
-    ``out_dir``, also ``<stem>.json`` and an annotated ``<stem>.jpg`` per image there."""
+    ``out_dir``, also ``<stem>.json`` and an annotated ``<stem>.jpg`` per image there. An image that
+    cannot be read is skipped before anything is sent (recorded in ``skipped``); none readable is an
+    :class:`~detnet_trt.core.errors.InputError`."""
     import cv2
 
     from ...apps.visualize import draw_detections
@@ -225,9 +228,11 @@ def run_client(
 
     split_url(url, protocol_name)  # a bad --url, --labels or image fails before any connection
     label_names = read_labels(labels) if labels is not None else None
-    frames = []
-    for p in images:
-        frames.append(read_image(p))
+    skipped = skipped if skipped is not None else SkippedImages()
+    read = [(p, frame) for p in images if (frame := skipped.read(p)) is not None]
+    if not read:
+        raise skipped.none_readable(", ".join(str(p) for p in images[:3]) + (" ..." if len(images) > 3 else ""))
+    images, frames = [p for p, _ in read], [f for _, f in read]
     with DetnetClient(url, model, protocol_name) as client:
         names = label_names if label_names is not None else client.class_names
         dets = client.detect(frames)
