@@ -89,12 +89,12 @@ class NumberList(Number):
 
 
 class Size(Number):
-    """``WxH`` (``order="wh"``) or ``HxW`` / ``H,W`` (``order="hw"``), each side in ``range``; one
-    number ``N`` means N x N when ``square`` -> ``(height, width)``."""
+    """``WxH`` (``order="wh"``) or ``HxW`` / ``H,W`` (``order="hw"``), each side in ``range`` (and a
+    multiple of ``multiple``); one number ``N`` means N x N when ``square`` -> ``(height, width)``."""
 
-    def __init__(self, range_: Range, order: str = "wh", square: bool = False) -> None:
+    def __init__(self, range_: Range, order: str = "wh", square: bool = False, multiple: int = 1) -> None:
         super().__init__(range_)
-        self.order, self.square = order, square
+        self.order, self.square, self.multiple = order, square, multiple
         form = "WxH" if order == "wh" else "HxW"
         self.form = f"N or {form}" if square else form
         self.__name__ = f"size {self.form}"
@@ -104,12 +104,15 @@ class Size(Number):
         if len(parts) not in ((1, 2) if self.square else (2,)):
             raise argparse.ArgumentTypeError(f"expected {self.form}, each side {self.range.describe()}, got {text!r}")
         sides = [Number.__call__(self, p.strip()) for p in parts]
+        if any(side % self.multiple for side in sides):
+            raise argparse.ArgumentTypeError(f"expected {self.form} with sides multiples of {self.multiple}, got {text!r}")
         first, second = sides[0], sides[-1]
         return (second, first) if self.order == "wh" else (first, second)
 
     def bad_values(self) -> list[str]:
         hi = int(self.range.hi) + 1
-        return ["0x0", "-1x10", f"{hi}x{hi}", f"10x{hi}", "axb", "10x", "x", "1x2x3", "nanxnan", ""]
+        odd = [f"{int(self.range.lo) + 1}x{int(self.range.lo) + 1}"] if self.multiple > 1 else []
+        return ["0x0", "-1x10", f"{hi}x{hi}", f"10x{hi}", "axb", "10x", "x", "1x2x3", "nanxnan", "", *odd]
 
 
 def number(range_: Range) -> Number:
@@ -122,9 +125,9 @@ def number_list(range_: Range, min_len: int = 1, max_len: int = 64) -> NumberLis
     return NumberList(range_, min_len, max_len)
 
 
-def size(range_: Range, order: str = "wh", square: bool = False) -> Size:
+def size(range_: Range, order: str = "wh", square: bool = False, multiple: int = 1) -> Size:
     """The argparse ``type=`` of an image size (``WxH`` or ``HxW``) -> ``(height, width)``."""
-    return Size(range_, order, square)
+    return Size(range_, order, square, multiple)
 
 
 #: The argparse ``type=`` callables that parse text which is not a number (none yet): any other

@@ -6,25 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--input-size {text!r}: expected HxW, e.g. 608x800") from None
-    if h < 32 or w < 32 or h % 16 or w % 16:
-        raise argparse.ArgumentTypeError(f"--input-size {text!r}: H and W must be multiples of 16, at least 32")
-    return h, w
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+from ..core.limits import MODEL_SIDE, PROPOSALS
+from ._options import number, size
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -39,9 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--classes", required=True,
                    help="voc (20 classes), coco (80) or a text file with one foreground class name a line")
     p.add_argument("-o", "--output", required=True, help="detnet_trt checkpoint to write (.pt)")
-    p.add_argument("--input-size", type=_size, default=None, metavar="HxW",
+    p.add_argument("--input-size", type=size(MODEL_SIDE, order="hw", multiple=16), default=None, metavar="HxW",
                    help="fixed input size, multiples of 16 (default 608x800: their 600-pixel test scale of a 4:3 image)")
-    p.add_argument("--proposals", type=_positive, default=None,
+    p.add_argument("--proposals", type=number(PROPOSALS), default=None,
                    help="RPN proposals kept per image (default 300, their TEST.RPN_POST_NMS_TOP_N)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.set_defaults(func=run)

@@ -107,6 +107,8 @@ PERCENTILE = Range(0, 100, integer=False, lo_open=True)
 MAX_DET = Range(1, MAX_DETECTIONS, why="COCO scoring keeps 100; 10,000 is more than any image holds")
 #: Candidates per image before NMS (TensorRT's TopK allows K <= 3840).
 TOPK = Range(1, 3840, why="TensorRT's TopK allows K <= 3840")
+#: RPN proposals kept per image (two-stage detectors; DetNet's test setting keeps 300).
+PROPOSALS = Range(1, 10_000, why="10,000 proposals per image is past any detector's test setting")
 #: TCP ports.
 PORT = Range(1, 65535, why="TCP ports end at 65535")
 #: Data-loading processes (0: load in the main process).
@@ -151,7 +153,7 @@ MESSAGES = Range(1, 1_000_000, why="a million messages is hours of one camera's 
 
 __all__ = [
     "AP_DIFFERENCE", "BATCH", "CAPTURE_FPS", "COUNT", "COUNT_OR_ZERO", "DLA_CORE", "EPOCHS", "EPOCHS_OR_ZERO", "FPS", "FRACTION", "INSTANCES", "IOU",
-    "LEARNING_RATE", "MAX_BATCH", "MAX_DET", "MAX_SIDE", "MESSAGES", "MODEL_SIDE", "OPSET", "PERCENTILE", "PORT", "PROBABILITY",
+    "LEARNING_RATE", "MAX_BATCH", "MAX_DET", "MAX_SIDE", "MESSAGES", "MODEL_SIDE", "OPSET", "PERCENTILE", "PORT", "PROPOSALS", "PROBABILITY",
     "QUEUE_DELAY_US", "Range", "SECONDS", "SECONDS_OR_ZERO", "SEED", "SIDE", "SYNTH_IMAGES", "SYNTH_OBJECTS",
     "THREADS", "TOPK", "TRACK_FRAMES", "TRAIN_BATCH", "WARMUP_EPOCHS", "WEIGHT_DECAY", "WORKERS", "WORKSPACE_MIB", "check_ranges",
 ]
