@@ -75,34 +75,47 @@ def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
 
 
 def test_two_engines_on_two_threads_closed_first_opened_first(fp16_engine, fp32_engine) -> None:
+    """Each engine opened and run on its own thread; the first opened is closed first (from the main
+    thread) while the other keeps running on its thread; then the other."""
     from detnet_trt.runtime.backends.tensorrt import TensorRTBackend
 
     x = _images(2, seed=1)
     with TensorRTBackend(fp16_engine) as ref16, TensorRTBackend(fp32_engine) as ref32:
         want = {"a": ref16.infer(x), "b": ref32.infer(x)}
-    a, b = TensorRTBackend(fp16_engine).open(), TensorRTBackend(fp32_engine).open()  # a first
+    backends = {"a": TensorRTBackend(fp16_engine), "b": TensorRTBackend(fp32_engine)}
+    opened = {name: threading.Event() for name in backends}
+    stop = {name: threading.Event() for name in backends}
+    runs = dict.fromkeys(backends, 0)
     errors: list[BaseException] = []
-    stop = threading.Event()
 
-    def loop(name: str, backend: TensorRTBackend) -> None:
+    def loop(name: str) -> None:
         try:
-            while not stop.is_set():
-                _same(backend.infer(x), want[name])
+            backends[name].open()  # opened on this thread
+            opened[name].set()
+            while not stop[name].is_set():
+                _same(backends[name].infer(x), want[name])
+                runs[name] += 1
         except BaseException as err:  # noqa: BLE001 - re-raised below
             errors.append(err)
+            opened[name].set()
 
-    threads = [threading.Thread(target=loop, args=(n, be)) for n, be in (("a", a), ("b", b))]
-    for t in threads:
-        t.start()
-    time.sleep(1.0)
-    stop.set()
-    for t in threads:
-        t.join(30)
+    threads = {}
+    for name in ("a", "b"):  # a is opened first
+        threads[name] = threading.Thread(target=loop, args=(name,))
+        threads[name].start()
+        assert opened[name].wait(60)
+    time.sleep(0.5)
+    stop["a"].set()
+    threads["a"].join(30)
+    backends["a"].close()  # the first opened, closed first, from another thread than its own
+    before = runs["b"]
+    time.sleep(0.5)
+    assert runs["b"] > before  # b still runs on its thread after a's close
+    stop["b"].set()
+    threads["b"].join(30)
+    backends["b"].close()
     assert not errors, errors
-    a.close()  # the first opened goes first ...
-    _same(b.infer(x), want["b"])  # ... and the other one still runs
-    b.close()
-    assert not a.is_open and not b.is_open
+    assert runs["a"] > 0 and not backends["a"].is_open and not backends["b"].is_open
 
 
 def test_close_during_an_inference_in_flight(fp16_engine) -> None:
