@@ -92,8 +92,9 @@ def postprocess(
         n = boxes.shape[0]
         infos = list(infos) if infos is not None else [None] * n
         dets = []
+        counts = np.asarray(num).reshape(n, -1)[:, 0]  # num_dets is [N, 1] (or [N])
         for i in range(n):
-            k = int(num[i])
+            k = min(max(int(counts[i]), 0), boxes.shape[1])  # never a negative slice from the end
             b, s, c = boxes[i, :k], scores[i, :k], cls[i, :k]
             m = s >= conf
             b, s, c = b[m][:max_det], s[m][:max_det], c[m][:max_det]

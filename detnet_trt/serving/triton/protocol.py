@@ -14,7 +14,7 @@ Response (per image, padded to ``max_det`` rows, names as the in-graph NMS outpu
 - ``det_boxes`` float32 ``[max_det, 4]`` xyxy, ``det_scores`` float32 ``[max_det]``,
   ``det_class_ids`` int32 ``[max_det]`` (``-1`` in padding rows), ``num_dets`` int32 ``[1]``.
 
-This module needs only NumPy: the Python-backend model of an exported repository carries a copy
+This module needs only NumPy (and :mod:`detnet_trt.core.errors`): the Python-backend model of an exported repository carries a copy
 of it (see :mod:`detnet_trt.serving.triton.repository`).
 """
 
@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from ...core.errors import DetnetError
 
 IMAGES = "images"
 ORIG_SIZE = "orig_size"
@@ -52,12 +54,44 @@ def pack_detections(dets: Sequence[Any], max_det: int) -> dict[str, np.ndarray]:
     return {DET_BOXES: boxes, DET_SCORES: scores, DET_CLASS_IDS: class_ids, NUM_DETS: num}
 
 
+_FIX = "is the server a detnet-trt `serve` or an `export-triton` repository of this version?"
+
+
+class ProtocolError(DetnetError):
+    """A response that does not follow the contract above (a missing tensor, a wrong shape, a
+    ``num_dets`` outside ``0..max_det``): raised rather than read as fewer or made-up detections."""
+
+
+def _check_response(outputs: Mapping[str, np.ndarray]) -> tuple[int, int]:
+    """``(batch, max_det)`` of a response, after checking every tensor's presence and shape."""
+    missing = [n for n in OUTPUTS if n not in outputs]
+    if missing:
+        raise ProtocolError(f"response has no {', '.join(missing)} (got {sorted(outputs)})", _FIX)
+    shapes = {n: tuple(np.shape(outputs[n])) for n in OUTPUTS}
+    boxes = shapes[DET_BOXES]
+    if len(boxes) != 3 or boxes[2] != 4:
+        raise ProtocolError(f"response {DET_BOXES} has shape {boxes}, expected [batch, max_det, 4]", _FIX)
+    n, max_det = boxes[0], boxes[1]
+    want = {DET_SCORES: (n, max_det), DET_CLASS_IDS: (n, max_det), NUM_DETS: (n, 1)}
+    for name, shape in want.items():
+        if shapes[name] != shape and not (name == NUM_DETS and shapes[name] == (n,)):
+            raise ProtocolError(f"response {name} has shape {shapes[name]}, expected {list(shape)}", _FIX)
+    return n, max_det
+
+
 def unpack_detections(outputs: Mapping[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Inverse of :func:`pack_detections`: ``[(boxes (M, 4), scores (M,), class_ids (M,)), ...]``."""
+    """Inverse of :func:`pack_detections`: ``[(boxes (M, 4), scores (M,), class_ids (M,)), ...]``.
+
+    Raises :class:`ProtocolError` for a response that does not follow the contract: a missing
+    tensor, shapes that disagree, or a ``num_dets`` below 0 or above the padded ``max_det`` rows.
+    """
+    n, max_det = _check_response(outputs)
     num = np.asarray(outputs[NUM_DETS]).reshape(-1)
     out = []
     for i, m in enumerate(num.tolist()):
-        m = max(0, int(m))
+        if not 0 <= int(m) <= max_det:
+            raise ProtocolError(f"response {NUM_DETS}[{i}] is {m}, outside 0..{max_det} (the padded rows)", _FIX)
+        m = int(m)
         out.append(
             (
                 np.asarray(outputs[DET_BOXES][i, :m], np.float32),

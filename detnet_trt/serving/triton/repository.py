@@ -271,6 +271,7 @@ _VENDORED = {
 # package-relative imports in those modules -> the flat copy's
 _FLAT_IMPORTS = {
     "from ..core.errors import": "from .errors import",
+    "from ...core.errors import": "from .errors import",
     "from ..core.meta import": "from .meta import",
     "from ..core.config import": "from .config import",
     "from .letterbox import": "from .preprocess import",
