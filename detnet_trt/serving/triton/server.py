@@ -253,9 +253,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-_NO_GPU_NOTE = (
-    "no NVIDIA GPU/driver on this host: tritonserver's CUDA, pinned-memory and NVML messages below are "
-    "expected and harmless (the model runs on CPU; GPU metrics are off)"
+# tritonserver lines that are no problem: the first two on a host without an NVIDIA driver only,
+# the last one on every host (see _quiet_known_noise)
+_CPU_HOST_NOISE = (
+    "CudaDriverHelper has not been initialized",  # CudaBlockManager::Create in a GPU build, no driver
+    "Unable to allocate pinned system memory",  # the pinned pool needs CUDA (avoided: pool size 0)
+)
+_ANY_HOST_NOISE = (
+    # Triton 2.51 logs this at E level whenever a model is loaded with a config override, which is
+    # how PyTriton loads every model; the load succeeds (readiness is checked on our own child)
+    "Failed to set config modification time: model_config_content_name_ is empty",
 )
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -306,8 +313,56 @@ def _last_error_line(child: Any) -> str:
     except Exception as err:  # noqa: BLE001 - logs are a courtesy
         return f"no log ({err})"
     errors = [ln for ln in lines if ln[:1] == "E" and ln[1:2].isdigit() or "error" in ln.lower()]
-    errors = [ln for ln in errors if "CudaDriverHelper" not in ln and "NVML" not in ln] or errors
+    errors = [ln for ln in errors if "NVML" not in ln and not is_known_noise(ln, gpu=False)] or errors
     return " ".join((errors or lines or ["no log"])[-1].split())[:500]
+
+
+_LOG_KEEP_LINES = 10_000  # lines of tritonserver's log kept for error messages (PyTriton keeps all)
+
+
+def is_known_noise(line: str, gpu: bool) -> bool:
+    """Whether a tritonserver log line is one of the known harmless messages (:data:`_CPU_HOST_NOISE`
+    without a GPU, :data:`_ANY_HOST_NOISE` always); every other line, errors included, is shown."""
+    return any(n in line for n in _ANY_HOST_NOISE) or (not gpu and any(n in line for n in _CPU_HOST_NOISE))
+
+
+def _quiet_known_noise(triton: Any, gpu: bool) -> None:
+    """Before tritonserver starts: on a host without a GPU, no pinned-memory pool (it needs CUDA;
+    asking for one only earns a warning), and the known harmless lines left out of what is
+    printed. They stay in the recorded log (``child.logs()``: its last 10,000 lines; PyTriton's
+    own keeps it all in one string, copied at every character, growing for as long as the server
+    runs); nothing else is filtered.
+
+    PyTriton 0.7 reads the child's output one character at a time and hands each to
+    ``TritonServer._record_logs``, which prints it and appends it to ``_tritonserver_logs``; the
+    instance's method is replaced by one that collects whole lines, keeps them and prints all but
+    the known noise, and ``logs()`` by one that returns them. Without that layout (another
+    PyTriton) nothing is changed."""
+    cfg = getattr(triton, "_triton_server_config", None)
+    if not gpu and cfg is not None:
+        cfg["pinned-memory-pool-byte-size"] = 0
+    if getattr(triton, "_triton_server", None) is None and hasattr(triton, "_initialize_server"):
+        triton._initialize_server()  # what _run_server() would do first; it then only starts it
+    child = getattr(triton, "_triton_server", None)
+    if child is None or not hasattr(child, "_record_logs") or not hasattr(child, "_tritonserver_logs"):
+        return
+
+    pending = [""]  # PyTriton reads the child unbuffered: the callback gets a character at a time
+    kept: collections.deque[str] = collections.deque(maxlen=_LOG_KEEP_LINES)
+
+    def record(chunk: bytes | str) -> None:
+        if isinstance(chunk, bytes):
+            chunk = chunk.decode("utf-8", errors="replace")
+        *lines, pending[0] = (pending[0] + chunk).split("\n")
+        if not lines:
+            return
+        kept.extend(lines)
+        shown = [ln for ln in lines if not is_known_noise(ln, gpu)]
+        if shown and getattr(child, "_verbose", True):
+            print("\n".join(shown), flush=True)
+
+    child.logs = lambda: "\n".join([*kept, pending[0]])
+    child._record_logs = record
 
 
 def _infos(orig_size: np.ndarray, input_size: tuple[int, int]) -> list[LetterboxInfo | None]:
@@ -418,8 +473,6 @@ class DetnetTritonServer:
             else None
         )
         infer = batch(lambda images, orig_size: self._infer_batch(images, orig_size))
-        if not gpu:
-            LOGGER.warning(_NO_GPU_NOTE)
         triton = Triton(config=config)
         try:
             triton.bind(
@@ -457,6 +510,7 @@ class DetnetTritonServer:
         if spawn is None:  # not PyTriton 0.7's layout: its own, longer wait
             triton.run()
             return
+        _quiet_known_noise(triton, gpu=_has_gpu())
         spawn()  # in this thread: PR_SET_PDEATHSIG kills the child when the thread that spawned it ends
         child = getattr(triton, "_triton_server", None)
         pid = _child_pid(child)
