@@ -119,3 +119,13 @@ def test_the_best_detection_label_is_on_top():
     x0, y0, x1, y1 = _rect(dets, None, (300, 200), index=1)
     region = out[y0:y1, x0:x1]
     assert _mask(region, class_color(4)).any() and not _mask(region, class_color(0)).any()
+
+
+def test_tracked_boxes_take_their_track_colour_and_id_label():
+    img = np.full((200, 300, 3), 255, np.uint8)
+    dets = _dets([[20, 80, 120, 150], [150, 80, 250, 150]], [0.9, 0.8], [1, 1])
+    layout = {i: text for i, text, *_ in label_layout((300, 200), dets, ["a", "bird"], 2, [7, None])}
+    assert layout == {0: "#7 bird 0.90", 1: "bird 0.80"}
+    out = draw_detections(img, dets, ["a", "bird"], track_ids=[7, None])
+    assert _mask(out[80:82, 25:115], class_color(7)).mean() > 0.9  # the track's colour
+    assert _mask(out[80:82, 155:245], class_color(1)).mean() > 0.9  # untracked: the class colour
