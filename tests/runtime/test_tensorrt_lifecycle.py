@@ -138,7 +138,37 @@ def test_close_waits_for_the_inference_in_flight(gpu, tmp_path) -> None:
     np.testing.assert_allclose(got["out"]["scores"][:, 0], _expected_scores(x), rtol=1e-6)  # type: ignore[index]
     _assert_all_released(gpu)
     with pytest.raises(CudaError, match="not open"):
-        backend._infer(x)  # a call that lost the race to close() gets a clear error, no crash
+        backend._infer(x)  # the hook alone on a closed backend: a clear error, no crash
+
+
+def test_closes_racing_inferences_never_break_one(gpu, tmp_path) -> None:
+    """infer() holds the lock from its open check to its results: a close() on another thread falls
+    before (the call opens the backend again, as every backend's infer does) or after, never between."""
+    backend = TensorRTBackend(_engine(tmp_path))
+    x = _images(2, seed=6)
+    want = _expected_scores(x)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def loop() -> None:
+        try:
+            for _ in range(200):
+                np.testing.assert_allclose(backend.infer(x)["scores"][:, 0], want, rtol=1e-6)
+        except BaseException as err:  # noqa: BLE001 - re-raised below
+            errors.append(err)
+        done.set()
+
+    t = threading.Thread(target=loop)
+    t.start()
+    closes = 0
+    while not done.is_set():
+        backend.close()
+        closes += 1
+    t.join(30)
+    backend.close()
+    assert not errors, errors[0]
+    assert closes > 1 and gpu.events.count("context detached") > 1  # it really was closed under the loop
+    _assert_all_released(gpu)
 
 
 def test_a_failed_open_releases_what_it_made(gpu, tmp_path, monkeypatch) -> None:

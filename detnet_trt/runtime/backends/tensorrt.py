@@ -129,6 +129,12 @@ class TensorRTBackend(Backend):
         with self._lock:
             super().close()
 
+    def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """As :meth:`Backend.infer` (a closed backend is opened again), under the lock from the open
+        check to the results: a ``close()`` on another thread comes before or after, never between."""
+        with self._lock:
+            return super().infer(images)
+
     def _open(self) -> None:
         data = self.path.read_bytes()
         verify_engine_bytes(self.path, data, self.info)  # the sidecar's engine sha256, before anything uses it
@@ -252,13 +258,12 @@ class TensorRTBackend(Backend):
     def input_buffer(self, batch: int) -> Iterator[np.ndarray | None]:
         """The engine's page-locked host input, viewed as a ``batch``-image uint8 batch, under the lock:
         fill it and ``infer()`` it inside the block and the frame is not copied again on the host."""
-        if not self.is_open:
-            self.open()
         lo, hi = self.min_batch, self.max_batch or self.info.batch_range[2]
         if not lo <= batch <= hi:
             raise InputError(f"input {INPUT_NAME!r} batch {batch} is outside this engine's {lo} to {hi}",
                              "split the batch, or rebuild with a wider --batch")
         with self._lock:
+            self.open()
             t = next((t for t in self._tensors if t.is_input), None)
             if t is None:
                 raise CudaError("the TensorRT backend is not open")
@@ -328,8 +333,8 @@ class TensorRTBackend(Backend):
         set to ``batch`` images (default: the profile's optimum) so formats and dimensions are concrete."""
         from ...trt.inspector import engine_information
 
-        self.open()
         with self._lock:
+            self.open()
             ctx, engine, context = self._ctx, self._engine, self._context
             if ctx is None or engine is None or context is None:
                 raise CudaError("the TensorRT backend is not open (closed meanwhile?)", "open() it again")
@@ -348,10 +353,10 @@ class TensorRTBackend(Backend):
         profiler is detached again before returning)."""
         from ...trt.profiler import layer_profiler
 
-        self.open()
         self.validate(images)
         images = np.ascontiguousarray(images)
         with self._lock:
+            self.open()
             ctx, context, stream, enqueue = self._ctx, self._context, self._stream, self._enqueue
             if ctx is None or context is None or stream is None or enqueue is None:
                 raise CudaError("the TensorRT backend is not open (closed meanwhile?)", "open() it again")
