@@ -421,8 +421,8 @@ def compare(
     if tally.a_dets == 0 and tally.b_dets == 0:
         notes.append(f"neither model detected anything at conf {post.conf}: lower --conf to compare detections")
     if tally.acc.skipped:
-        skipped = ", ".join(sorted(tally.acc.skipped))
-        notes.append(f"outputs not compared (absent or of different shape in one model): {skipped}")
+        absent = ", ".join(sorted(tally.acc.skipped))
+        notes.append(f"outputs not compared (absent or of different shape in one model): {absent}")
     ap = _ap(dataset, tally, ids) if dataset is not None else None
     return CompareResult(desc_a, desc_b, len(ids), source, tally.acc.result(), tally.matching(post), ap, notes,
                          list(skipped.items))
