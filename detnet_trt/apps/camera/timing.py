@@ -234,6 +234,20 @@ def _format_streams(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _tracks_and_events(summary: dict[str, Any]) -> list[str]:
+    """The ``--track`` and ``--mqtt`` lines of the summary (none without them)."""
+    out = []
+    if summary.get("tracking"):
+        out.append("tracks: " + "; ".join(f"stream {k}: {v['tracks']}, {v['alive']} alive at the end"
+                                          for k, v in summary["tracking"].items()))
+    m = summary.get("mqtt")
+    if m:
+        out.append(f"mqtt {m['broker']}: {m['messages']} messages, {m['delivered']} delivered, {m['undelivered']} "
+                   f"undelivered ({m['dropped']} dropped from a full queue, {m['pending']} left at the end); "
+                   f"{m['disconnects']} disconnects")
+    return out
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """Human-readable end-of-run table (the ``--stats-json`` content, as text)."""
     if "streams" in summary:
@@ -241,7 +255,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{'stage':<9}{'mean ms':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
         for name, s in summary["stages"].items():
             lines.append(f"{name:<9}{s['mean_ms']:>10.2f}{s['p50_ms']:>10.2f}{s['p99_ms']:>10.2f}{s['max_ms']:>10.2f}")
-        return "\n".join(lines)
+        return "\n".join(lines + _tracks_and_events(summary))
     kind = summary.get("source_kind")
     lines = [
         f"source {summary.get('source', '?')}{f' ({kind})' if kind else ''}: {summary['frames']} frames in {summary['wall_s']:.2f} s = "
@@ -251,4 +265,4 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     for name, s in summary["stages"].items():
         lines.append(f"{name:<9}{s['mean_ms']:>10.2f}{s['p50_ms']:>10.2f}{s['p99_ms']:>10.2f}{s['max_ms']:>10.2f}")
-    return "\n".join(lines)
+    return "\n".join(lines + _tracks_and_events(summary))

@@ -197,7 +197,7 @@ class _Track:
 
 
 def _linear_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.optimize import linear_sum_assignment
+    from scipy.optimize import linear_sum_assignment  # imported by Tracker() already: not in a frame's time
 
     rows, cols = linear_sum_assignment(cost)
     return rows, cols
@@ -228,6 +228,7 @@ class Tracker:
         self.tracks: list[_Track] = []  # tracked (confirmed or not) and lost
         self.frame = -1
         self._next_id = 1
+        import scipy.optimize  # noqa: F401 - the first import takes a while: here, before the first frame
 
     def _associate(self, stage: _Stage, dets: Detections) -> _Stage:
         t, d = len(stage.tracks), stage.det_idx.size
@@ -358,7 +359,7 @@ class StreamTrackers:
 
     def __init__(self, config: TrackerConfig = TrackerConfig(), high: float = 0.5) -> None:
         self.config, self.high = config, high
-        self.trackers: dict[int, Tracker] = {}
+        self.trackers: dict[int, Tracker] = {0: Tracker(config, high)}  # stream 0 now: SciPy loads before the loop
 
     def update(self, stream: int, dets: Detections) -> TrackUpdate:
         tracker = self.trackers.get(stream)

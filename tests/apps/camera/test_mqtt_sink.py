@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from camera_fakes import BlobBackend, FlakyOpener, write_video
 
-from detnet_trt.apps.camera import CameraOptions, LiveSource, StopFlag, run_camera, run_multi_camera
+from detnet_trt.apps.camera import CameraOptions, LiveSource, StopFlag, format_summary, run_camera, run_multi_camera
 from detnet_trt.apps.camera.mqtt_sink import MqttOptions, MqttSink
 from detnet_trt.apps.camera.tracking import TrackerConfig
 from detnet_trt.cli import build_parser
@@ -147,6 +147,7 @@ def test_one_message_per_frame_with_stream_and_track_ids(broker, tmp_path) -> No
     assert stats["messages"] == 20 and stats["delivered"] == 20 and stats["undelivered"] == 0
     assert stats["connects"] == 1 and stats["disconnects"] == 0
     assert stats["broker"] == f"127.0.0.1:{broker.port}"
+    assert f"mqtt 127.0.0.1:{broker.port}: 20 messages, 20 delivered, 0 undelivered" in format_summary(summary)
 
 
 def test_several_streams_one_topic_each(broker, tmp_path) -> None:

@@ -15,7 +15,7 @@ import motmetrics as mm  # the dev extra
 import numpy as np
 import pytest
 
-from detnet_trt.apps.camera import CameraOptions, run_camera, run_multi_camera
+from detnet_trt.apps.camera import CameraOptions, format_summary, run_camera, run_multi_camera
 from detnet_trt.apps.camera.tracking import TrackerConfig
 from detnet_trt.apps.visualize import class_color, draw_detections
 from detnet_trt.cli import build_parser
@@ -110,6 +110,7 @@ def test_track_ids_follow_the_squares_through_the_crossing(tmp_path, overlap: bo
     ids = {d["track_id"] for r in records for d in r["detections"]} - {None}
     assert ids == {1, 2, 3}  # three objects, three ids: no track was lost and started again
     assert summary["tracking"] == {"0": {"tracks": 3, "alive": 3}}
+    assert "tracks: stream 0: 3, 3 alive at the end" in format_summary(summary)
     assert summary["conf"] == 0.5  # the user's threshold, not the tracker's lowered one
     cap = cv2.VideoCapture(str(rec))
     assert cap.read()[0]
