@@ -352,3 +352,19 @@ def test_the_sink_alone_reconnects_and_counts(broker) -> None:
         sink.close()
     c = sink.counters()
     assert (c["messages"], c["delivered"], c["dropped"], c["undelivered"], c["connects"]) == (15, 8, 7, 7, 2)
+
+
+def test_missing_paho_is_one_clear_error_before_the_model_loads(monkeypatch, tmp_path) -> None:
+    from detnet_trt.core.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "paho.mqtt.client", None)  # import paho.mqtt.client now fails
+    loaded = []
+
+    class Watch(BlobBackend):
+        def _open(self) -> None:
+            loaded.append(True)
+
+    with pytest.raises(MissingDependencyError, match=r"detnet-trt\[mqtt\]"):
+        run_camera(Watch(), str(write_video(tmp_path / "in.mp4", 3)), CameraOptions(show=False, mqtt=MqttOptions()),
+                   handle_signals=False)
+    assert loaded == []
