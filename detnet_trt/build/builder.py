@@ -67,11 +67,13 @@ def _build_with_tensorrt(
     config = builder.create_builder_config()
     precision_flags = configure(api, builder, network, config, meta, opts)
     fp32_layers = _pin_decode_fp32(api, network, config, onnx_path, precision_flags)
+    dla_plan = configure_dla(network, config, opts) if opts.dla_core is not None else None
     cache_path = None if opts.no_timing_cache else (opts.timing_cache or default_timing_cache(api.version, gpu_name, cc))
     if cache_path is not None:
         load_timing_cache(config, cache_path)
     data, seconds = _build_serialized(api, builder, network, config, opts, onnx_path, log)
     layers = _engine_summary(data, logger, log)
+    _check_dla_placement(opts, layers, log)
 
     log.step(f"save {out.name} ({len(data) / 2**20:.1f} MiB, built in {seconds:.0f} s)")
     atomic_write_bytes(out, data, force=True)
@@ -89,6 +91,7 @@ def _build_with_tensorrt(
             **_build_facts(api, src, onnx_path, opts, precision_flags, seconds),
             "fp32_layers": len(fp32_layers),  # network layers pinned to FP32 (decode, top-k; 8.6 / 10.x)
             "layers": layers,  # engine layers per precision and device (engine inspector)
+            "dla_plan": dla_plan,  # network layers the DLA can take, before the build (--dla)
             **opts.extra,
         },
     )
@@ -178,6 +181,20 @@ def _engine_summary(data: bytes, logger: trt.ILogger, log: _Steps) -> dict[str, 
     return counts
 
 
+def _check_dla_placement(opts: BuildOptions, layers: dict[str, Any], log: _Steps) -> None:
+    """After a ``--dla`` build: no engine layer on the DLA is an error, unless GPU fallback was asked
+    for (then a warning: the engine runs on the GPU)."""
+    if opts.dla_core is None or not layers:
+        return
+    on_dla = int(layers.get("device", {}).get("DLA", 0))
+    if on_dla:
+        return
+    if not opts.dla_gpu_fallback:
+        raise EngineBuildError(f"--dla {opts.dla_core}: the engine has no layer on the DLA",
+                               "build on the GPU (drop --dla)")
+    log.note(f"warning: no layer runs on DLA core {opts.dla_core}: --dla-gpu-fallback moved all of them to the GPU")
+
+
 def create_builder(logger: trt.ILogger) -> trt.Builder:
     """``trt.Builder``; a :class:`~.compat.GpuUnavailableError` when TensorRT cannot use a GPU."""
     import tensorrt as trt
@@ -202,7 +219,8 @@ def _check_precision(
                 f"--dla {opts.dla_core}: {gpu_name} has {cores} DLA core(s)",
                 "DLA cores exist on Jetson AGX/NX Orin and Xavier; drop --dla elsewhere",
             )
-        return  # the DLA runs FP16 and INT8 (checked in validate); other layers fall back to the GPU
+        _check_dla_precision(api, opts)
+        return
     if not compat.platform_supports(api, builder, opts.precision, cc):
         raise compat.UnsupportedPrecisionError(
             f"{gpu_name} (compute capability {cc[0]}.{cc[1]}) has no fast {opts.precision.upper()} "
@@ -228,6 +246,54 @@ def _check_parser_plugins(api: compat.TrtApi, onnx_path: Path) -> None:
                 "and that plugin is not registered",
                 "install TensorRT's libnvinfer_plugin (the tensorrt wheel has it; JetPack ships it)",
             )
+
+
+def _check_dla_precision(api: compat.TrtApi, opts: BuildOptions) -> None:
+    """What this TensorRT's DLA runs (:meth:`~.compat.TrtApi.dla_precisions`); refused otherwise."""
+    allowed = api.dla_precisions()
+    if not allowed:
+        raise compat.UnsupportedPrecisionError(
+            f"--dla: TensorRT {api.version} does not drive the DLA (DLA builds: TensorRT 8.6, 10.0-10.7, 11.4.1 and "
+            "later on JetPack)",
+            "build on the GPU (drop --dla), or on the Jetson's own TensorRT; nothing was built",
+        )
+    if opts.precision not in allowed:
+        raise compat.UnsupportedPrecisionError(
+            f"--{opts.precision} --dla: the DLA of TensorRT {api.version} runs INT8 only through implicit "
+            "quantization (calibrators, dynamic ranges), not from a Q/DQ ONNX; the Q/DQ layers would run on the GPU",
+            "build --fp16 --dla, or --int8 on the GPU (drop --dla); nothing was built",
+        )
+
+
+def configure_dla(network: trt.INetworkDefinition, config: trt.IBuilderConfig, opts: BuildOptions) -> dict[str, int]:
+    """``--dla CORE``: the DLA as the default device, GPU fallback only with ``--dla-gpu-fallback``;
+    returns how many network layers the DLA can take (``config.can_run_on_DLA``) of how many.
+    No layer for the DLA, or layers it cannot run without GPU fallback asked for, is an error
+    before the build (a DLA build must not quietly become a GPU build)."""
+    import tensorrt as trt
+
+    if opts.dla_core is None:
+        raise ValueError("configure_dla needs options with a DLA core")
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = int(opts.dla_core)
+    if opts.dla_gpu_fallback:
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    gpu_only = [layer for layer in layers if not config.can_run_on_DLA(layer)]
+    plan = {"network_layers": len(layers), "dla_capable": len(layers) - len(gpu_only)}
+    if plan["dla_capable"] == 0:
+        raise EngineBuildError(
+            f"--dla {opts.dla_core}: none of the network's {len(layers)} layers can run on the DLA",
+            "build on the GPU (drop --dla); check the precision (--fp16 for the DLA)",
+        )
+    if gpu_only and not opts.dla_gpu_fallback:
+        kinds = sorted({str(layer.type).split(".")[-1] for layer in gpu_only})
+        raise EngineBuildError(
+            f"--dla {opts.dla_core}: {len(gpu_only)} of {len(layers)} layers cannot run on the DLA "
+            f"({', '.join(kinds[:6])}{', ...' if len(kinds) > 6 else ''})",
+            "add --dla-gpu-fallback to run those on the GPU (the DLA runs the rest)",
+        )
+    return plan
 
 
 def parse_onnx(parser: trt.OnnxParser, onnx_path: Path) -> None:
@@ -276,11 +342,8 @@ def configure(
     profile.set_shape(INPUT_NAME, meta.input_shape(lo), meta.input_shape(opt), meta.input_shape(hi))
     if config.add_optimization_profile(profile) < 0:
         raise EngineBuildError(f"TensorRT refused the batch profile {lo},{opt},{hi} for {INPUT_NAME!r}")
-    if opts.dla_core is not None:
-        config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = int(opts.dla_core)
-        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-        flags.append("GPU_FALLBACK")
+    if opts.dla_gpu_fallback:
+        flags.append("GPU_FALLBACK")  # set by configure_dla
     return flags
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.config import GRAPH_NMS, PostprocessConfig
+from ..core.config import EFFICIENT_NMS, PostprocessConfig
 from ..core.errors import DetnetError, InputError
 from ..core.limits import BATCH, DLA_CORE, TOPK, WORKSPACE_MIB, check_ranges
 from ..core.meta import LAYOUTS, PRECISIONS
@@ -39,10 +39,11 @@ class BuildOptions:
     batch: tuple[int, int, int] = (1, 1, 8)  # min, opt, max of the dynamic batch
     workspace_mib: int = 2048
     dla_core: int | None = None
+    dla_gpu_fallback: bool = False  # layers the DLA cannot run go to the GPU (only when asked)
     timing_cache: Path | None = None  # None: the default per-user cache; see no_timing_cache
     no_timing_cache: bool = False
     nms: str = "host"  # one of NMS_MODES
-    post: PostprocessConfig = GRAPH_NMS  # the settings of --nms efficient (score, IoU, detections)
+    post: PostprocessConfig = EFFICIENT_NMS  # the settings of --nms efficient (score, IoU, detections)
     plugins: tuple[Path, ...] = ()
     layout: str = "nchw"  # export options, when starting from a checkpoint
     topk: int | None = None
@@ -92,6 +93,13 @@ class BuildOptions:
                 raise InputError(f"--dla {self.dla_core}: a DLA core index is 0 or more")
             if self.precision == "fp32":
                 raise InputError("--dla needs --fp16 or --int8: the DLA has no FP32 mode")
+            if lo != hi:
+                raise InputError(
+                    f"--dla with --batch {lo},{opt},{hi}: the DLA runs fixed shapes only (min = opt = max)",
+                    f"pass one batch size, e.g. --batch {opt}",
+                )
+        elif self.dla_gpu_fallback:
+            raise InputError("--dla-gpu-fallback needs --dla CORE", "add --dla 0, or drop --dla-gpu-fallback")
         check_ranges(("--workspace", WORKSPACE_MIB, self.workspace_mib), ("--topk", TOPK, self.topk),
                      ("--dla", DLA_CORE, self.dla_core))
         for lib in self.plugins:  # fail before the long steps, not after them

@@ -7,7 +7,9 @@ The build flags are declared once, in :func:`add_build_args`, and make one
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import cast
 
 from ..build.options import INT8_FALLBACKS, NMS_MODES, BuildOptions, graph_nms
 from ..core.errors import InputError
@@ -52,12 +54,16 @@ def add_build_args(p: argparse.ArgumentParser) -> None:
                    "ONNX is already quantized")
     g.add_argument("--calib-method", choices=METHODS, default=_D.calib_method,
                    help="INT8 calibration method (default %(default)s)")
-    g.add_argument("--batch", type=number_list(BATCH, 1, 3), default=",".join(str(b) for b in _D.batch),
-                   help="dynamic batch MIN,OPT,MAX (default %(default)s), or one fixed size")
+    g.add_argument("--batch", type=number_list(BATCH, 1, 3), default=None,
+                   help=f"dynamic batch MIN,OPT,MAX (default {','.join(str(b) for b in _D.batch)}; 1 with --dla), "
+                   "or one fixed size")
     g.add_argument("--workspace", type=number(WORKSPACE_MIB), default=_D.workspace_mib,
                    help="builder workspace limit in MiB (default %(default)s)")
     g.add_argument("--dla", type=number(DLA_CORE), metavar="CORE", default=_D.dla_core,
-                   help="run on this DLA core (Jetson), layers the DLA cannot run fall back to the GPU")
+                   help="run on this DLA core (Jetson; --fp16, or --int8 where the TensorRT's DLA takes Q/DQ); "
+                   "a fixed batch (default 1 with --dla)")
+    g.add_argument("--dla-gpu-fallback", action="store_true",
+                   help="with --dla: run the layers the DLA cannot run (top-k, decode, ...) on the GPU")
     g.add_argument("--timing-cache", help="timing cache file (default: one per TensorRT version and GPU under "
                    "~/.cache/detnet-trt/timing), reused by later builds")
     g.add_argument("--no-timing-cache", action="store_true", help="build without a timing cache")
@@ -88,9 +94,10 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
         calib=Path(args.calib) if args.calib else None,
         calib_method=args.calib_method,
         int8_fallback=args.int8_fallback or _D.int8_fallback,
-        batch=tuple(args.batch * 3 if len(args.batch) == 1 else args.batch),  # one size: a fixed batch
+        batch=_batch(args),
         workspace_mib=args.workspace,
         dla_core=args.dla,
+        dla_gpu_fallback=args.dla_gpu_fallback,
         timing_cache=Path(args.timing_cache) if args.timing_cache else None,
         no_timing_cache=args.no_timing_cache,
         nms=args.nms,
@@ -102,6 +109,19 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
         force=args.force,
         progress=not args.no_progress,
     )
+
+
+def _batch(args: argparse.Namespace) -> tuple[int, int, int]:
+    """``--batch`` as (min, opt, max); one size is a fixed batch; not given: the default, or with
+    ``--dla`` a fixed batch of 1 (the DLA runs fixed shapes), said on stderr."""
+    if args.batch is None:
+        if args.dla is None:
+            return _D.batch
+        print("detnet-trt build: note: --dla builds a fixed batch of 1 (the DLA runs fixed shapes only); "
+              "--batch N for another size", file=sys.stderr)
+        return (1, 1, 1)
+    b = list(args.batch)
+    return cast("tuple[int, int, int]", tuple(b * 3 if len(b) == 1 else b))  # BuildOptions checks the length
 
 
 def run(args: argparse.Namespace) -> int:

@@ -57,6 +57,10 @@ class PostprocessConfig:
         return cls(conf=EVAL_CONF, iou=EVAL_IOU, max_det=max_det)
 
 
-#: The NMS baked into a graph (``export --nms onnx``, ``build --nms efficient``): a low score
-#: threshold so that the host's threshold (:data:`DEFAULT_CONF`) still decides what a user sees.
+#: The NMS baked into a graph (``export --nms onnx``): a low score threshold so that the host's
+#: threshold (:data:`DEFAULT_CONF`) still decides what a user sees.
 GRAPH_NMS = PostprocessConfig(conf=EVAL_CONF, iou=DEFAULT_IOU, max_det=DEFAULT_MAX_DET)
+
+#: ``build --nms efficient`` (EfficientNMS_TRT): score 0.01, the lowest that keeps the plugin on its
+#: fast path with a margin (``detnet_trt.export.efficient_nms``); IoU and detections as above.
+EFFICIENT_NMS = PostprocessConfig(conf=0.01, iou=DEFAULT_IOU, max_det=DEFAULT_MAX_DET)

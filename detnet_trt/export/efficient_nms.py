@@ -4,11 +4,24 @@ In-engine NMS (``detnet-trt build --nms efficient``): the exported graph ends wi
 candidates (``boxes`` N x K x 4 xyxy, ``scores`` N x K, ``class_ids`` N x K). :func:`add_efficient_nms`
 appends, by graph surgery with onnx-graphsurgeon, TensorRT's bundled ``EfficientNMS_TRT`` plugin
 (class-aware NMS): the candidates' scores are spread to an N x K x C score tensor (score at the
-candidate's class, 0 elsewhere), the plugin keeps ``max_det`` boxes per image, and its outputs are
+candidate's class, 0 elsewhere: the plugin reports a detection's class as its score column, so
+class-aware NMS with class ids needs one column per class), the plugin keeps ``max_det`` boxes per
+image, and its outputs are
 renamed to the in-graph NMS contract of :mod:`detnet_trt.core.meta` (``det_boxes``, ``det_scores``,
 ``det_class_ids``, ``num_dets`` of shape N). TensorRT's ONNX parser finds the plugin by op name
 once the bundled plugins are registered (``init_libnvinfer_plugins``, done by the engine builder and
 runtime). ONNX Runtime cannot run the plugin; the graph before it still runs there.
+
+The score threshold keeps the plugin on its fast path (``efficientNMSInference.cu``,
+``EfficientNMSFilterLauncher``): from a threshold of :data:`FAST_PATH_MIN_SCORE` (0.007, the
+plugin's ``kernelSelectThreshold``) up, the ``EfficientNMSFilter`` kernel keeps only the scores at
+or above it (the one-hot tensor's zeros never pass, so at most K per image) and only those are
+sorted; below it, ``EfficientNMSDenseIndex`` copies all N x K x C scores and the radix sort runs
+over every one of them (K x C = 80,000 per image for K = 1000 and 80 classes, nearly all zeros).
+So ``--nms efficient`` defaults to :data:`EFFICIENT_NMS` (score 0.01, NVIDIA's README's "lower
+than approximately 0.01 may cause substantially higher latency"); a lower ``--nms-conf`` still
+builds, with a warning that names the slow path. Raw logits with ``score_activation`` do not apply:
+the head's score is sqrt(sigmoid(cls) * sigmoid(ctr)), already a probability.
 
 Custom plugin libraries (``--plugin libmyplugins.so``):
 :func:`detnet_trt.trt.plugins.load_plugin_libraries` loads each shared library into the process
@@ -19,13 +32,14 @@ TensorRT.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..core.config import GRAPH_NMS, PostprocessConfig
+from ..core.config import EFFICIENT_NMS, PostprocessConfig
 from ..core.errors import MissingDependencyError, ModelFileError
 from ..core.fileio import atomic_write_bytes, check_writable
 from ..core.meta import GRAPH_NMS_OUTPUTS, HOST_NMS_OUTPUTS, ModelMeta
@@ -35,6 +49,10 @@ from ..trt.plugins import PluginError
 EFFICIENT_NMS_OP = "EfficientNMS_TRT"
 # The plugin's own output names, in its output order.
 _PLUGIN_OUTPUTS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes")
+#: EfficientNMS_TRT's ``kernelSelectThreshold``: below this score threshold it sorts every score.
+FAST_PATH_MIN_SCORE = 0.007
+
+log = logging.getLogger(__name__)
 
 
 # --- EfficientNMS_TRT by graph surgery -----------------------------------------------------
@@ -42,14 +60,15 @@ def add_efficient_nms(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     *,
-    post: PostprocessConfig = GRAPH_NMS,
+    post: PostprocessConfig = EFFICIENT_NMS,
     force: bool = False,
 ) -> Path:
     """Append ``EfficientNMS_TRT`` to a host-NMS ONNX ``src``; write the result to ``dst``.
 
-    ``post.conf`` is the plugin's score threshold (keep it low, as :data:`GRAPH_NMS` does; the
-    post-processing applies the user's threshold afterwards), ``post.iou`` its IoU threshold,
-    ``post.max_det`` the padded detections per image.
+    ``post.conf`` is the plugin's score threshold (at least :data:`FAST_PATH_MIN_SCORE` keeps the
+    plugin on its fast path, see the module docstring; lower ones warn; the post-processing applies
+    the user's threshold afterwards), ``post.iou`` its IoU threshold, ``post.max_det`` the padded
+    detections per image.
     """
     onnx, gs = _import_graphsurgeon()
     if post.max_det < 1 or not 0.0 <= post.conf <= 1.0 or not 0.0 < post.iou <= 1.0:
@@ -57,6 +76,11 @@ def add_efficient_nms(
             f"EfficientNMS settings out of range: max_det={post.max_det}, conf={post.conf}, iou={post.iou}"
         )
     out = check_writable(dst, force, inputs=(src,))
+    fast = post.conf >= FAST_PATH_MIN_SCORE
+    if not fast:
+        log.warning("EfficientNMS score threshold %g is below %g: the plugin takes its slow path (a dense copy and "
+                    "sort of all N x K x C scores); --nms-conf %g or more keeps it fast", post.conf,
+                    FAST_PATH_MIN_SCORE, EFFICIENT_NMS.conf)
     model = onnx.load(str(src))
     meta = _host_nms_meta(model, src)
     graph = gs.import_onnx(model)
@@ -76,7 +100,8 @@ def add_efficient_nms(
     new_meta = meta.with_updates(nms="efficient", max_det=int(post.max_det))
     new_meta.extra = {
         **meta.extra,
-        "efficient_nms": {"conf": float(post.conf), "iou": float(post.iou), "max_det": int(post.max_det)},
+        "efficient_nms": {"conf": float(post.conf), "iou": float(post.iou), "max_det": int(post.max_det),
+                          "fast_path": fast, "score_layout": "NxKxC one-hot"},
     }
     del new_model.metadata_props[:]
     new_model.metadata_props.extend(model.metadata_props)

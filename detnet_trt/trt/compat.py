@@ -22,6 +22,7 @@ INT8 (Q/DQ ONNX)              BuilderFlag.INT8 BuilderFlag.INT8 Q/DQ types decid
 decode + top-k in FP32        layer precision  layer precision  FP32 in the typed ONNX
                               + PREFER_...     + PREFER_...
                               CONSTRAINTS      CONSTRAINTS
+DLA (--dla)                   FP16             FP16 (10.0-10.7) FP16, INT8 (11.4.1+)
 fast FP16/INT8 check          builder          builder          compute capability
 enqueue                       bindings +       tensor addresses tensor addresses +
                               execute_async_v2 + execute_async  execute_async_v3
@@ -185,6 +186,19 @@ class TrtApi:
     def needs_typed_fp16_onnx(self, precision: str, int8_fallback: str = "fp16") -> bool:
         """11.x: FP16 is the ONNX's types, for an FP16 build and around the Q/DQ of an INT8 one."""
         return self.fp16_mode == "typed-onnx" and self.uses_fp16(precision, int8_fallback)
+
+    def dla_precisions(self) -> tuple[str, ...]:
+        """What a DLA core runs with this TensorRT, as this package builds (explicit Q/DQ INT8 only):
+        8.6 and 10.0-10.7: FP16 only (their DLA takes INT8 only through implicit quantization, calibrators
+        and dynamic ranges, which this package does not use: Q/DQ layers would fall back to the GPU);
+        10.8 and later 10.x, 11.0-11.4.0: no DLA at all; 11.4.1 and later (JetPack 7.2.2 on AGX Orin):
+        FP16 and INT8, from the tensor types (strongly typed)."""
+        v = parse_version(self.version)
+        if v[0] < 10 or (v[0] == 10 and v[1] <= 7):
+            return ("fp16",)
+        if v >= (11, 4, 1):
+            return ("fp16", "int8")
+        return ()
 
     @property
     def has_layer_precisions(self) -> bool:

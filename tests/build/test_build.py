@@ -16,7 +16,7 @@ from detnet_trt.build.builder import default_timing_cache
 from detnet_trt.build.chain import build_engine, current_tag
 from detnet_trt.build.options import BuildOptions, graph_nms, parse_batch
 from detnet_trt.cli import main
-from detnet_trt.core.config import GRAPH_NMS, PostprocessConfig
+from detnet_trt.core.config import EFFICIENT_NMS, PostprocessConfig
 from detnet_trt.core.errors import InputError, OutputExistsError
 from detnet_trt.trt import compat
 
@@ -59,7 +59,9 @@ def test_parse_batch_rejects(text) -> None:
     [
         ({"batch": (4, 2, 8)}, r"1 <= min <= opt <= max"),
         ({"batch": (0, 1, 1)}, r"1 <= min"),
-        ({"precision": "fp32", "dla_core": 0}, "the DLA has no FP32 mode"),
+        ({"precision": "fp32", "dla_core": 0, "batch": (1, 1, 1)}, "the DLA has no FP32 mode"),
+        ({"dla_core": 0, "batch": (1, 1, 8)}, r"the DLA runs fixed shapes only \(min = opt = max\)"),
+        ({"dla_gpu_fallback": True}, "--dla-gpu-fallback needs --dla CORE"),
         ({"precision": "bf16"}, "unknown precision"),
         ({"workspace_mib": 1}, "too small"),
         ({"nms": "onnx"}, "--nms"),
@@ -102,13 +104,13 @@ def test_graph_nms_names_build_flags(conf, iou, max_det, flag) -> None:
     assert graph_nms(0.01, 0.6, 20) == PostprocessConfig(conf=0.01, iou=0.6, max_det=20)
 
 
-def test_options_are_normalised_and_default_post_is_graph_nms(tmp_path) -> None:
+def test_options_are_normalised_and_default_post_is_efficient_nms(tmp_path) -> None:
     lib = tmp_path / "libx.so"
     lib.write_bytes(b"")
     o = BuildOptions(calib=str(tmp_path / "set.txt"), timing_cache=str(tmp_path / "t.cache"),  # type: ignore[arg-type]
                      plugins=[str(lib)], batch=[1, 2, 4])  # type: ignore[arg-type]
     assert o.calib == tmp_path / "set.txt" and o.timing_cache == tmp_path / "t.cache"
-    assert o.plugins == (lib,) and o.batch == (1, 2, 4) and BuildOptions().post == GRAPH_NMS
+    assert o.plugins == (lib,) and o.batch == (1, 2, 4) and BuildOptions().post == EFFICIENT_NMS
 
 
 def test_sidecar_record_keeps_the_keys_and_values_of_before(tmp_path) -> None:
@@ -122,12 +124,12 @@ def test_sidecar_record_keeps_the_keys_and_values_of_before(tmp_path) -> None:
     assert o.record() == {
         "precision": "int8", "calib": str(tmp_path / "set.txt"), "calib_method": "entropy", "int8_fallback": "fp16",
         "batch": [1, 4, 8],
-        "workspace_mib": 2048, "dla_core": None, "timing_cache": None, "no_timing_cache": False,
+        "workspace_mib": 2048, "dla_core": None, "dla_gpu_fallback": False, "timing_cache": None, "no_timing_cache": False,
         "nms": "efficient", "nms_conf": 0.01, "nms_iou": 0.6, "max_det": 50, "plugins": [str(lib)],
         "layout": "nchw", "topk": 200,
     }
     assert list(BuildOptions().record()) == [
-        "precision", "calib", "calib_method", "int8_fallback", "batch", "workspace_mib", "dla_core", "timing_cache",
+        "precision", "calib", "calib_method", "int8_fallback", "batch", "workspace_mib", "dla_core", "dla_gpu_fallback", "timing_cache",
         "no_timing_cache", "nms", "nms_conf", "nms_iou", "max_det", "plugins", "layout", "topk",
     ]
 

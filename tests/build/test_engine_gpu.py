@@ -259,3 +259,79 @@ def test_int8_fallback_fp32_has_no_fp16_layer(tiny_onnx, calib_set, work) -> Non
     layers = _engine_layers(engine)
     assert any(x.precision == "INT8" for x in layers)
     assert not any(x.precision == "FP16" for x in layers)
+
+
+# --- DLA (Jetson AGX / NX Orin, Xavier; skipped where the GPU has no DLA core) -------------------
+@pytest.fixture(scope="module")
+def dla_cores() -> int:
+    import tensorrt as trt
+
+    from detnet_trt.build.builder import create_builder
+    from detnet_trt.trt import compat
+    from detnet_trt.trt.logger import get_logger
+
+    cores = int(create_builder(get_logger()).num_DLA_cores)
+    if cores == 0:
+        pytest.skip("this GPU has no DLA core")
+    if not compat.api_of(trt).dla_precisions():
+        pytest.skip(f"TensorRT {trt.__version__} does not drive the DLA")
+    return cores
+
+
+def test_dla_static_fp16_runs_layers_on_the_dla(dla_cores, tiny_onnx, work) -> None:
+    from detnet_trt.build.chain import build_engine
+    from detnet_trt.build.options import BuildOptions
+    from detnet_trt.core.sidecar import read_sidecar
+    from detnet_trt.runtime.backends.tensorrt import TensorRTBackend
+
+    engine = build_engine(tiny_onnx, work / "tiny_dla.engine", BuildOptions(
+        precision="fp16", dla_core=0, dla_gpu_fallback=True, batch=(1, 1, 1), progress=False))
+    layers = _engine_layers(engine)
+    assert any(x.device == "DLA" for x in layers)  # the convolutions; top-k and decode on the GPU
+    info = read_sidecar(engine)
+    assert info.build["layers"]["device"].get("DLA", 0) > 0
+    assert 0 < info.build["dla_plan"]["dla_capable"] < info.build["dla_plan"]["network_layers"]
+    x = _images(1, seed=9)
+    with TensorRTBackend(engine) as backend:
+        got = backend.infer(x)
+    want = _ort(tiny_onnx, x)
+    np.testing.assert_allclose(np.sort(got["scores"], axis=1), np.sort(want["scores"], axis=1), atol=0.05)
+
+
+def test_dla_without_gpu_fallback_names_the_layers_it_cannot_run(dla_cores, tiny_onnx, work) -> None:
+    from detnet_trt.build.chain import build_engine
+    from detnet_trt.build.options import BuildOptions, EngineBuildError
+
+    with pytest.raises(EngineBuildError, match="cannot run on the DLA.*--dla-gpu-fallback"):
+        build_engine(tiny_onnx, work / "tiny_dla_strict.engine",
+                     BuildOptions(precision="fp16", dla_core=0, batch=(1, 1, 1), progress=False))
+    assert not (work / "tiny_dla_strict.engine").exists()
+
+
+def test_dla_dynamic_batch_is_refused_before_any_work(tiny_onnx, tmp_path) -> None:
+    from detnet_trt.build.options import BuildOptions
+    from detnet_trt.core.errors import InputError
+
+    with pytest.raises(InputError, match="fixed shapes only"):
+        BuildOptions(precision="fp16", dla_core=0, batch=(1, 2, 4))
+
+
+def test_dla_int8_per_tensorrt_version(dla_cores, tiny_onnx, calib_set, work) -> None:
+    """INT8 on the DLA from a Q/DQ ONNX: refused where the DLA takes INT8 only through implicit
+    quantization (8.6, 10.0-10.7), built with layers on the DLA where it takes Q/DQ (11.4.1+)."""
+    import tensorrt as trt
+
+    from detnet_trt.build.chain import build_engine
+    from detnet_trt.build.options import BuildOptions
+    from detnet_trt.trt import compat
+
+    opts = BuildOptions(precision="int8", calib=calib_set, dla_core=0, dla_gpu_fallback=True, batch=(1, 1, 1),
+                        progress=False)
+    out = work / "tiny_dla_int8.engine"
+    if "int8" not in compat.api_of(trt).dla_precisions():
+        with pytest.raises(compat.UnsupportedPrecisionError, match="implicit quantization"):
+            build_engine(tiny_onnx, out, opts)
+        return
+    engine = build_engine(tiny_onnx, out, opts)
+    layers = _engine_layers(engine)
+    assert any(x.device == "DLA" and x.precision == "INT8" for x in layers)

@@ -124,3 +124,53 @@ def test_build_cli_checks_plugin_paths_first(tiny_onnx, tmp_path, capsys) -> Non
     err = capsys.readouterr().err
     assert "libnope.so not found" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+# --- the plugin's fast path (efficientNMSInference.cu: EfficientNMSFilterLauncher) -------------------
+def _plugin(path) -> tuple[onnx.NodeProto, dict]:
+    model = onnx.load(str(path))
+    (plugin,) = [n for n in model.graph.node if n.op_type == EFFICIENT_NMS_OP]
+    return plugin, {a.name: onnx.helper.get_attribute_value(a) for a in plugin.attribute}
+
+
+def test_default_threshold_keeps_the_plugin_on_its_fast_path(tiny_onnx, tmp_path, caplog) -> None:
+    """The default score threshold is at or above the plugin's kernelSelectThreshold (0.007): the
+    filter kernel drops the one-hot zeros and only the K kept scores per image are sorted."""
+    import logging
+
+    from detnet_trt.core.config import EFFICIENT_NMS
+    from detnet_trt.export.efficient_nms import FAST_PATH_MIN_SCORE
+
+    with caplog.at_level(logging.WARNING):
+        out = add_efficient_nms(tiny_onnx, tmp_path / "m.nms.onnx")
+    assert not [r for r in caplog.records if "slow path" in r.message]
+    plugin, attrs = _plugin(out)
+    assert abs(FAST_PATH_MIN_SCORE - 0.007) < 1e-12  # the plugin's kernelSelectThreshold
+    assert attrs["score_threshold"] == pytest.approx(EFFICIENT_NMS.conf) and EFFICIENT_NMS.conf >= FAST_PATH_MIN_SCORE
+    assert attrs["score_activation"] == 0  # the scores are probabilities already (no logits to defer)
+    meta = ModelMeta.from_props({p.key: p.value for p in onnx.load(str(out)).metadata_props})
+    assert meta.extra["efficient_nms"]["fast_path"] is True
+    # the score input: N x K x C, one column per class (the plugin's class output is the column)
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(out)))
+    shapes = {v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim] for v in model.graph.value_info}
+    k = onnx.load(str(tiny_onnx)).graph.output[1].type.tensor_type.shape.dim[1].dim_value
+    assert shapes[plugin.input[1]][1:] == [k, 3]
+
+
+def test_a_threshold_below_the_fast_path_warns(tiny_onnx, tmp_path, caplog) -> None:
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        out = add_efficient_nms(tiny_onnx, tmp_path / "m.nms.onnx", post=PostprocessConfig(conf=0.001, iou=0.5))
+    assert any("slow path" in r.message and "0.001" in r.message for r in caplog.records)
+    _, attrs = _plugin(out)
+    assert attrs["score_threshold"] == pytest.approx(0.001)  # what the user asked for, not silently raised
+    meta = ModelMeta.from_props({p.key: p.value for p in onnx.load(str(out)).metadata_props})
+    assert meta.extra["efficient_nms"]["fast_path"] is False
+
+
+def test_build_cli_nms_conf_defaults_to_the_fast_path() -> None:
+    from detnet_trt.cli import build_parser
+
+    args = build_parser().parse_args(["build", "m.onnx", "--fp16", "--nms", "efficient", "-o", "m.engine"])
+    assert args.nms_conf >= 0.007

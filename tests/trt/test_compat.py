@@ -282,3 +282,66 @@ def test_int8_build_makes_the_fp16_typed_qdq_onnx_on_11_only(version, fallback, 
         import onnx
 
         assert [o.version for o in onnx.load(str(typed_onnx)).opset_import] == [19]
+
+
+_DLA_PROBE = r"""
+import json
+import tensorrt as trt
+from detnet_trt.build.builder import configure_dla
+from detnet_trt.build.options import BuildOptions, EngineBuildError
+
+class Layer:
+    def __init__(self, kind, dla):
+        self.type, self.dla = kind, dla
+
+class Network:
+    def __init__(self, layers):
+        self.layers = layers
+        self.num_layers = len(layers)
+    def get_layer(self, i):
+        return self.layers[i]
+
+class Config:
+    flags = []
+    default_device_type = None
+    DLA_core = None
+    def set_flag(self, flag):
+        self.flags.append(flag)
+    def can_run_on_DLA(self, layer):
+        return layer.dla
+
+out = {}
+net = Network([Layer(trt.LayerType.CONVOLUTION, True), Layer(trt.LayerType.TOPK, False)])
+for name, opts in (("strict", BuildOptions(dla_core=1, batch=(1, 1, 1))),
+                   ("fallback", BuildOptions(dla_core=1, batch=(1, 1, 1), dla_gpu_fallback=True))):
+    config = Config()
+    config.flags = []
+    try:
+        out[name] = configure_dla(net, config, opts)
+    except EngineBuildError as err:
+        out[name] = str(err)
+    out[name + "_flags"] = [str(f) for f in config.flags]
+    out[name + "_device"] = str(config.default_device_type)
+    out[name + "_core"] = config.DLA_core
+try:
+    configure_dla(Network([Layer(trt.LayerType.TOPK, False)]), Config(), BuildOptions(dla_core=0, batch=(1, 1, 1),
+                  dla_gpu_fallback=True))
+except EngineBuildError as err:
+    out["none"] = str(err)
+print("PROBE" + json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_configure_dla_with_the_real_enums(version) -> None:
+    """configure_dla against each version's real DeviceType / BuilderFlag / LayerType (a stand-in
+    network and config: no GPU here): DLA as default device, GPU fallback only when asked, and the
+    two refusals (a layer the DLA cannot run without fallback; no layer for the DLA at all)."""
+    res = _run(version, ["-c", _DLA_PROBE])
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(next(ln for ln in res.stdout.splitlines() if ln.startswith("PROBE"))[len("PROBE"):])
+    assert "1 of 2 layers cannot run on the DLA (TOPK)" in out["strict"] and "--dla-gpu-fallback" in out["strict"]
+    assert out["strict_flags"] == [] and out["strict_device"] == "DeviceType.DLA" and out["strict_core"] == 1
+    assert out["fallback"] == {"network_layers": 2, "dla_capable": 1}
+    assert out["fallback_flags"] == ["BuilderFlag.GPU_FALLBACK"]
+    assert "none of the network's 1 layers can run on the DLA" in out["none"]
