@@ -220,7 +220,9 @@ def test_summary_wall_time_includes_reconnecting_and_names_the_source(tmp_path, 
                  "--duration", "1.5"]) == 0
     took = time.perf_counter() - t0
     s = json.loads(stats.read_text())
-    assert s["frames"] == 5 and s["stop_reason"] == "duration" and s["reconnect_attempts"] >= 1
-    assert 1.3 <= s["wall_s"] <= took and s["fps"] == pytest.approx(5 / s["wall_s"], rel=0.01)
+    n = s["frames"]  # of the 5 the camera gave, a busy machine may drop some (latest-frame policy)
+    assert 1 <= n <= 5 and n + s["dropped"] == s["frames_read"] == 5
+    assert s["stop_reason"] == "duration" and s["reconnect_attempts"] >= 1
+    assert 1.3 <= s["wall_s"] <= took and s["fps"] == pytest.approx(n / s["wall_s"], rel=0.01)
     assert s["source"] == "camera 0" and s["source_kind"] == "usb"
-    assert format_summary(s).startswith("source camera 0 (usb): 5 frames in 1.")
+    assert format_summary(s).startswith(f"source camera 0 (usb): {n} frames in 1.")
