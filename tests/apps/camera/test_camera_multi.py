@@ -4,6 +4,7 @@ camera failing mid-run, every processed frame in every sink of its stream, per-s
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import cv2
@@ -89,7 +90,7 @@ def test_a_batch_above_the_backend_maximum_is_split(tmp_path) -> None:
             _check_own_detection(r, YS[k])
 
 
-def test_a_camera_failing_mid_run_never_stops_the_others(tmp_path) -> None:
+def test_a_camera_failing_mid_run_never_stops_the_others(tmp_path, caplog) -> None:
     """Two fake cameras (one dies after 8 frames, no reconnect) and a video file: the file is read
     to its end, the good camera runs until --max-frames, the dead one ended with its 8 frames."""
     video = _videos(tmp_path, (25,))[0]
@@ -100,6 +101,7 @@ def test_a_camera_failing_mid_run_never_stops_the_others(tmp_path) -> None:
     from detnet_trt.apps.camera import JsonLinesSink
 
     sink = JsonLinesSink(out)
+    caplog.set_level("INFO", logger="detnet_trt.camera")
     try:
         s = run_multi_loop(Detector(BlobBackend(latency=0.003)), [file_src, good, dies], ["file", "good", "dies"], [sink],
                            CameraOptions(max_frames=25, log_interval=0.05))
@@ -116,6 +118,11 @@ def test_a_camera_failing_mid_run_never_stops_the_others(tmp_path) -> None:
         assert len(mine) == by[name]["frames"] and [r["frame"] for r in mine] == list(range(len(mine)))
         for r in mine:
             _check_own_detection(r, y)
+    # the periodic log: the overall line with the batch sizes, then one line per stream
+    assert re.search(r"\d+ frames, [\d.]+ FPS, \d+ batches \{", caplog.text)
+    for name in ("file", "good", "dies"):
+        assert re.search(rf"  {name}: \d+ frames, [\d.]+ FPS, dropped \d+, reconnects 0, latency p50 \d+ / p99 \d+ ms",
+                         caplog.text)
     # a live stream's gaps in source_frame are its counted drops
     good_idx = [r["source_frame"] for r in recs if r["stream"] == "good"]
     assert by["good"]["dropped"] >= good_idx[-1] + 1 - len(good_idx)
