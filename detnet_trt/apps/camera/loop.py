@@ -381,7 +381,17 @@ def run_loop(
     summary["overlap"] = options.overlap
     if trackers is not None:
         summary["tracking"] = trackers.stats()
+        end_tracks(trackers, sinks, [None], detector.class_names)
     return summary
+
+
+def end_tracks(trackers: StreamTrackers, sinks: Sequence[Sink], names: Sequence[str | None],
+               class_names: Sequence[str] | None) -> None:
+    """The run ended: every stream's tracks end, and the sinks hear of it (``Sink.tracks_ended``)."""
+    for i, events in trackers.finish().items():
+        if events:
+            for s in sinks:
+                s.tracks_ended(names[i] if i < len(names) else None, i, events, class_names)
 
 
 def _describe_backend(backend: Backend) -> dict[str, Any]:

@@ -240,10 +240,19 @@ class MqttSink(Sink):
         if self.options.per == "frame":
             self._put(topic, {"stream": stream, **result.record()})
             return
-        tracks = getattr(result, "tracks", None)
+        tracks = result.tracks
         for ev in tracks.events if tracks is not None else ():
             self._put(topic, {"stream": stream, "frame": result.index, "timestamp": round(result.frame.timestamp, 6),
-                              **ev.to_dict(result.class_names)})
+                              **ev.to_dict(result.class_names), **({"reason": "lost"} if ev.kind == "end" else {})})
+
+    def tracks_ended(self, stream: str | None, stream_index: int, events: Any, class_names: Any) -> None:
+        """The run stopped with these tracks alive: their end events (``"reason": "stopped"``)."""
+        if self.options.per != "track":
+            return
+        name = stream if stream is not None else str(stream_index)
+        for ev in events:
+            self._put(self.options.topic_of(name), {"stream": name, "frame": None, "timestamp": round(time.time(), 6),
+                                                    **ev.to_dict(class_names), "reason": "stopped"})
 
     def pending(self) -> int:
         """Messages not yet delivered: queued here or in flight."""

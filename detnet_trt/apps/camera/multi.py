@@ -41,7 +41,7 @@ from ...runtime.backends.base import Backend
 from ...runtime.detector import Detector
 from ...runtime.letterbox import Letterboxer, LetterboxInfo
 from .batcher import Batcher, infer_batch
-from .loop import StopFlag, _Inferred, _Inferrer, _Prefetcher, _stop_workers, stop_on_signals
+from .loop import StopFlag, _Inferred, _Inferrer, _Prefetcher, _stop_workers, end_tracks, stop_on_signals
 from .mqtt_sink import MqttSink, import_paho
 from .options import CameraOptions
 from .sinks import FrameResult, Sink, display_available, make_stream_sinks, stream_output
@@ -288,6 +288,7 @@ def run_multi_loop(
                     "max_batch": detector.backend.max_batch, "batcher_host_ms": round(1e3 * batcher.host_s, 3)})
     if trackers is not None:
         summary["tracking"] = {names[int(k)]: v for k, v in trackers.stats().items()}
+        end_tracks(trackers, sinks, names, detector.class_names)
     return summary
 
 

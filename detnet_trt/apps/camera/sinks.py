@@ -26,7 +26,7 @@ from ...core.fileio import OutputError, check_writable, output_error
 from ...runtime.postprocess import Detections
 from ..visualize import draw_detections, draw_text
 from .sources import Frame
-from .tracking import TrackUpdate
+from .tracking import TrackEvent, TrackUpdate
 
 log = logging.getLogger("detnet_trt.camera")
 
@@ -96,6 +96,11 @@ class Sink:
 
     def close(self) -> None:
         pass
+
+    def tracks_ended(self, stream: str | None, stream_index: int, events: Sequence[TrackEvent],
+                     class_names: Sequence[str] | None) -> None:
+        """The run ended with these tracks of a stream alive (``--track``): their end events.
+        Called once per stream before :meth:`close`; most sinks ignore it."""
 
     def stats(self) -> dict[str, Any]:
         """Entries for the run summary (e.g. ``{"mqtt": {...}}``); final after :meth:`close`."""

@@ -367,6 +367,10 @@ class StreamTrackers:
             tracker = self.trackers[stream] = Tracker(self.config, self.high)
         return tracker.update(dets)
 
+    def finish(self) -> dict[int, list[TrackEvent]]:
+        """End every stream's tracks (the run ended): their end events, per stream index."""
+        return {k: t.finish() for k, t in sorted(self.trackers.items())}
+
     def stats(self) -> dict[str, Any]:
         """Tracks started per stream index (ids handed out) and alive now."""
         return {str(k): {"tracks": t._next_id - 1, "alive": sum(1 for x in t.tracks if x.confirmed)}

@@ -174,15 +174,16 @@ def test_track_events_start_and_end(broker, tmp_path) -> None:
         opts = CameraOptions(show=False, log_interval=None, track=TrackerConfig(buffer=5),
                              mqtt=MqttOptions(port=broker.port, topic="ev", per="track"))
         summary = run_camera(BlobBackend(), str(video), opts, handle_signals=False)
-        _wait(lambda: len(sub.got()) >= 3, 10, "3 track events")
+        _wait(lambda: len(sub.got()) >= 4, 10, "4 track events")
         time.sleep(0.3)
-        events = [(m["event"], m["track_id"], m["frame"]) for _, m in sub.got()]
+        events = [(m["event"], m["track_id"], m["frame"], m.get("reason")) for _, m in sub.got()]
     finally:
         sub.close()
-    assert events[0] == ("start", 1, 0)
-    assert ("start", 2, 31) in events  # the newcomer is confirmed on its second frame
-    assert ("end", 1, 35) in events  # last seen at 29, ended when not seen for more than 5 frames
-    assert len(events) == 3 and summary["mqtt"]["delivered"] == 3
+    assert events[0] == ("start", 1, 0, None)
+    assert ("start", 2, 31, None) in events  # the newcomer is confirmed on its second frame
+    assert ("end", 1, 35, "lost") in events  # last seen at 29, ended when not seen for more than 5 frames
+    assert events[-1] == ("end", 2, None, "stopped")  # alive when the video ended
+    assert len(events) == 4 and summary["mqtt"]["delivered"] == 4
 
 
 def test_broker_killed_and_restarted_mid_run(broker, tmp_path) -> None:
