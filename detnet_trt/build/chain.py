@@ -18,6 +18,7 @@ be compiled on the Jetson); the chain then stops with one line saying TensorRT i
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,10 +54,36 @@ def build_engine(onnx_or_ckpt: str | os.PathLike[str], output: str | os.PathLike
         kept = f"kept {onnx_path}" + (" (Q/DQ INT8)" if options.precision == "int8" else "")
         raise compat.TensorRTMissingError(
             f"TensorRT is not installed; {kept}: build the engine on the target with "
-            f"`detnet-trt build {onnx_path} --{options.precision} -o {out.name}`",
+            f"`{shlex.join(target_command(onnx_path, out, options))}`",
             compat.INSTALL_HINT,
         )
     return _build_with_tensorrt(api, src, onnx_path, out, options, calib_sha, log)
+
+
+def target_command(onnx_path: Path, out: Path, opts: BuildOptions) -> list[str]:
+    """The ``detnet-trt build`` that finishes this build on the target from the kept ``onnx_path``:
+    every engine option the user gave (what the ONNX steps already did, export, quantization and
+    the NMS surgery, is in the file and is not repeated)."""
+    d = BuildOptions()
+    cmd = ["detnet-trt", "build", str(onnx_path), f"--{opts.precision}"]
+    if opts.precision == "int8" and opts.int8_fallback != d.int8_fallback:
+        cmd += ["--int8-fallback", opts.int8_fallback]
+    lo, opt, hi = opts.batch
+    if opts.batch != d.batch:
+        cmd += ["--batch", str(lo) if lo == opt == hi else f"{lo},{opt},{hi}"]
+    if opts.workspace_mib != d.workspace_mib:
+        cmd += ["--workspace", str(opts.workspace_mib)]
+    if opts.dla_core is not None:
+        cmd += ["--dla", str(opts.dla_core)] + (["--dla-gpu-fallback"] if opts.dla_gpu_fallback else [])
+    if opts.no_timing_cache:
+        cmd.append("--no-timing-cache")
+    elif opts.timing_cache is not None:
+        cmd += ["--timing-cache", str(opts.timing_cache)]
+    for lib in opts.plugins:
+        cmd += ["--plugin", str(lib)]
+    if opts.verbose:
+        cmd.append("--verbose")
+    return [*cmd, "-o", out.name]
 
 
 def prepare_onnx(

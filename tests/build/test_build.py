@@ -255,3 +255,42 @@ def test_build_from_checkpoint_without_tensorrt_exports_first(tiny_checkpoint, t
     assert (tmp_path / "m.onnx").is_file()
     meta = read_onnx_meta(tmp_path / "m.nms.onnx")
     assert meta.nms == "efficient" and meta.max_det == 50
+
+
+def test_target_command_repeats_every_engine_option(tmp_path) -> None:
+    import shlex
+
+    from detnet_trt.build.chain import target_command
+
+    lib = tmp_path / "lib my.so"
+    lib.write_bytes(b"")
+    opts = BuildOptions(precision="int8", int8_fallback="fp32", calib=tmp_path / "set.txt", batch=(1, 1, 1),
+                        workspace_mib=4096, dla_core=1, dla_gpu_fallback=True, timing_cache=tmp_path / "t.cache",
+                        plugins=(lib,), nms="efficient", verbose=True, force=True, progress=False)
+    cmd = target_command(tmp_path / "m.int8.nms.onnx", tmp_path / "m.engine", opts)
+    assert cmd == ["detnet-trt", "build", str(tmp_path / "m.int8.nms.onnx"), "--int8", "--int8-fallback", "fp32",
+                   "--batch", "1", "--workspace", "4096", "--dla", "1", "--dla-gpu-fallback",
+                   "--timing-cache", str(tmp_path / "t.cache"), "--plugin", str(lib), "--verbose", "-o", "m.engine"]
+    # what the kept ONNX already holds (quantization from --calib, the NMS surgery) is not repeated
+    assert "--calib" not in cmd and "--nms" not in cmd
+    # and the command parses back to the same engine options
+    from detnet_trt.cli import build_parser
+    from detnet_trt.cli.build import build_options
+
+    back = build_options(build_parser().parse_args(shlex.split(shlex.join(cmd))[1:]))
+    for name in ("precision", "int8_fallback", "batch", "workspace_mib", "dla_core", "dla_gpu_fallback",
+                 "timing_cache", "plugins", "verbose"):
+        assert getattr(back, name) == getattr(opts, name), name
+    dyn = target_command(tmp_path / "m.onnx", tmp_path / "m.engine", BuildOptions(batch=(1, 4, 8), no_timing_cache=True))
+    assert dyn[3:] == ["--fp16", "--batch", "1,4,8", "--no-timing-cache", "-o", "m.engine"]
+    plain = target_command(tmp_path / "m.onnx", tmp_path / "m.engine", BuildOptions())
+    assert plain[3:] == ["--fp16", "-o", "m.engine"]
+
+
+@no_tensorrt
+def test_without_tensorrt_the_hint_repeats_the_options(tiny_onnx, tmp_path, capsys) -> None:
+    code = main(["build", str(tiny_onnx), "--fp16", "--batch", "2,4,8", "--workspace", "1024", "--no-timing-cache",
+                 "-o", str(tmp_path / "m.engine"), "--no-progress"])
+    assert code == 2
+    last, _ = _last_line(capsys)
+    assert f"`detnet-trt build {tiny_onnx} --fp16 --batch 2,4,8 --workspace 1024 --no-timing-cache -o m.engine`" in last
