@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..core.errors import InputError
+from ..core.limits import BATCH
 
 PAD_VALUE = 114
 
@@ -147,6 +148,7 @@ class Letterboxer:
     ) -> None:
         if layout not in ("nchw", "nhwc"):
             raise InputError(f"unknown layout {layout!r}", "use 'nchw' or 'nhwc'")
+        BATCH.check("max_batch", max_batch)  # before the buffer of max_batch images is allocated
         h, w = input_size
         shape = (max_batch, 3, h, w) if layout == "nchw" else (max_batch, h, w, 3)
         if buffer is None:

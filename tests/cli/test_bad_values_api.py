@@ -107,3 +107,21 @@ def test_open_ends_and_the_reason() -> None:
     assert r.problem(101.0) == "expected a number in (0, 100], got 101.0 (a percentile)"
     with pytest.raises(ValueError):
         Range(0, math.inf)
+
+
+def test_the_batch_buffer_is_refused_before_it_is_allocated() -> None:
+    """``infer --batch 100000`` allocated a buffer for 100,000 images; the letterbox buffer's own
+    check refuses it for every caller (Detector, camera, serve), before numpy is asked for memory."""
+    import tracemalloc
+
+    from detnet_trt.runtime.letterbox import Letterboxer
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match=r"max_batch: expected an integer in 1\.\.256, got 100000"):
+            Letterboxer((640, 640), "nchw", max_batch=100_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20
+    assert Letterboxer((64, 64), "nhwc", max_batch=256).buffer.shape == (256, 64, 64, 3)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ...core.errors import DetnetError, InputError, MissingDependencyError
 from ...core.images import SkippedImages
+from ...core.limits import MAX_BATCH
 from ...runtime.letterbox import Letterboxer
 from ...runtime.postprocess import Detections
 from . import protocol
@@ -128,7 +129,7 @@ class DetnetClient:
         self.class_names, self.input_dims, self.layout = _parse_config(cfg)
         h, w = (self.input_dims[1], self.input_dims[2]) if self.layout == "nchw" else self.input_dims[:2]
         self.input_size = (int(h), int(w))
-        self.max_batch = max(1, int(cfg.get("max_batch_size", 1) or 1))
+        self.max_batch = min(MAX_BATCH, max(1, int(cfg.get("max_batch_size", 1) or 1)))  # the buffer's limit
         self.letterboxer = Letterboxer(self.input_size, self.layout, self.max_batch)
 
     def close_quietly(self) -> None:
