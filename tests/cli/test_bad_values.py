@@ -151,3 +151,11 @@ def test_the_message_says_what_is_expected_and_why(capsys) -> None:
     assert main(["infer", "--model", "m.onnx", "a.jpg", "--out", "o", "--batch", "100000"]) == 2
     err = capsys.readouterr().err
     assert "argument --batch: expected an integer in 1..256, got 100000 (a batch's buffers" in err
+
+
+@pytest.mark.parametrize("cmd", sorted(SUBCOMMANDS))
+def test_every_subcommand_help_renders_with_the_checked_types(cmd, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(cli, "build_parser", lambda: PARSER)
+    assert main([cmd, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: detnet-trt {cmd}") and "Traceback" not in out
