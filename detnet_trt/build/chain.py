@@ -49,7 +49,7 @@ def build_engine(onnx_or_ckpt: str | os.PathLike[str], output: str | os.PathLike
     log = _Steps(options.progress)
 
     api = _installed_api()
-    onnx_path, calib_sha = prepare_onnx(src, out, options, api, log)
+    onnx_path, calib_sha, reference = prepare_onnx(src, out, options, api, log)
     if api is None:
         kept = f"kept {onnx_path}" + (" (Q/DQ INT8)" if options.precision == "int8" else "")
         raise compat.TensorRTMissingError(
@@ -57,7 +57,39 @@ def build_engine(onnx_or_ckpt: str | os.PathLike[str], output: str | os.PathLike
             f"`{shlex.join(target_command(onnx_path, out, options))}`",
             compat.INSTALL_HINT,
         )
-    return _build_with_tensorrt(api, src, onnx_path, out, options, calib_sha, log)
+    engine = _build_with_tensorrt(api, src, onnx_path, out, options, calib_sha, log)
+    if options.verify is not None:
+        _verify(engine, reference, options, log)
+    return engine
+
+
+def _verify(engine: Path, reference: Path, opts: BuildOptions, log: _Steps) -> None:
+    """``--verify``: the engine against its ONNX file on the images, recorded in the sidecar;
+    over the AP budget a warning, or with ``--max-ap-drop`` an :class:`~.verify.EngineAccuracyError`
+    (exit 3; the engine and its record are kept)."""
+    from ..core.config import PostprocessConfig
+    from ..core.sidecar import read_sidecar, write_sidecar
+    from .verify import EngineAccuracyError, budget_message, verify_build
+
+    if opts.verify is None:
+        return
+    log.step(f"verify {engine.name} against {reference.name} on {opts.verify.images}")
+    # the engine's own NMS settings on both sides (an --nms efficient engine did its NMS in the plugin)
+    post = PostprocessConfig(iou=opts.post.iou, max_det=opts.post.max_det) if opts.nms == "efficient" \
+        else PostprocessConfig()
+    record = verify_build(engine, reference, opts.verify, post)
+    info = read_sidecar(engine)
+    info.build["verify"] = record
+    write_sidecar(engine, info, force=True)
+    ap = f", AP {record['engine_ap']:.2f} vs {record['reference_ap']:.2f}" if "engine_ap" in record else ""
+    log.step(f"verify: {record['matched']} of {max(record['engine_detections'], record['reference_detections'])} "
+             f"detections matched on {record['images']} images{ap}")
+    message = budget_message(record)
+    if message is None:
+        return
+    if opts.verify.max_ap_drop is not None:
+        raise EngineAccuracyError(f"{engine.name}: {message}", "the engine and its sidecar are kept; see build.verify")
+    log.note(f"warning: {message}")
 
 
 def target_command(onnx_path: Path, out: Path, opts: BuildOptions) -> list[str]:
@@ -81,6 +113,12 @@ def target_command(onnx_path: Path, out: Path, opts: BuildOptions) -> list[str]:
         cmd += ["--timing-cache", str(opts.timing_cache)]
     for lib in opts.plugins:
         cmd += ["--plugin", str(lib)]
+    if opts.verify is not None:
+        v = opts.verify
+        cmd += ["--verify", str(v.images)]
+        cmd += ["--verify-annotations", str(v.annotations)] if v.annotations is not None else []
+        cmd += ["--max-ap-drop", str(v.max_ap_drop)] if v.max_ap_drop is not None else []
+        cmd += ["--verify-max-images", str(v.max_images)] if v.max_images != 200 else []
     if opts.verbose:
         cmd.append("--verbose")
     return [*cmd, "-o", out.name]
@@ -88,8 +126,9 @@ def target_command(onnx_path: Path, out: Path, opts: BuildOptions) -> list[str]:
 
 def prepare_onnx(
     src: Path, out: Path, opts: BuildOptions, api: compat.TrtApi | None, log: _Steps
-) -> tuple[Path, str]:
-    """The ONNX steps (export, quantize, FP16 types, NMS plugin); returns (ONNX to parse, calib sha256)."""
+) -> tuple[Path, str, Path]:
+    """The ONNX steps (export, quantize, FP16 types, NMS plugin); returns (ONNX to parse, calib
+    sha256, the ONNX before the NMS plugin: what ``--verify`` compares the engine with)."""
     from ..quantize.calibrate import is_qdq_onnx, read_quant_provenance
 
     base = out.with_suffix("")
@@ -137,13 +176,14 @@ def prepare_onnx(
             log.step(f"FP16-typed ONNX{around} for TensorRT {api.version} (strongly typed)")
             tag = "int8.fp16" if opts.precision == "int8" else "fp16"
             current = convert_to_fp16(current, _derived(base, tag), force=opts.force)
+    reference = Path(current)  # what --verify runs in ONNX Runtime (the plugin's graph does not run there)
     if opts.nms == "efficient":
         from ..export.efficient_nms import add_efficient_nms
 
         log.step(f"add EfficientNMS_TRT (max_det={opts.post.max_det}, iou={opts.post.iou})")
         current = add_efficient_nms(current, _derived(base, current_tag(current) + "nms"), post=opts.post,
                                     force=opts.force)
-    return Path(current), calib_sha
+    return Path(current), calib_sha, reference
 
 
 def current_tag(path: Path) -> str:

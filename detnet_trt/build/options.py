@@ -12,7 +12,7 @@ from typing import Any
 
 from ..core.config import EFFICIENT_NMS, PostprocessConfig
 from ..core.errors import DetnetError, InputError
-from ..core.limits import BATCH, DLA_CORE, TOPK, WORKSPACE_MIB, check_ranges
+from ..core.limits import AP_DIFFERENCE, BATCH, COUNT, DLA_CORE, TOPK, WORKSPACE_MIB, check_ranges
 from ..core.meta import LAYOUTS, PRECISIONS
 from ..quantize.options import METHODS
 
@@ -24,7 +24,7 @@ class EngineBuildError(DetnetError):
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 NMS_MODES = ("host", "efficient")  # host: post-processing on the host; efficient: EfficientNMS_TRT
 INT8_FALLBACKS = ("fp16", "fp32")  # what --int8 runs the layers without Q/DQ in
-_NOT_RECORDED = ("force", "progress", "extra", "verbose", "post")  # how a build runs, not what it makes
+_NOT_RECORDED = ("force", "progress", "extra", "verbose", "post", "verify")  # how a build runs, not what it makes
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class BuildOptions:
     force: bool = False
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # more sidecar "build" entries
+    verify: VerifyOptions | None = None  # --verify: the engine against its ONNX on these images
 
     def __post_init__(self) -> None:
         if self.calib is not None:
@@ -119,6 +120,36 @@ class BuildOptions:
                 out.update(nms_conf=self.post.conf, nms_iou=self.post.iou, max_det=self.post.max_det)
         out.update(batch=list(self.batch), plugins=[str(p) for p in self.plugins])
         return out
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """``--verify IMAGES`` (:mod:`.verify`): a folder of images (or one image), optional COCO
+    ``annotations`` for them (then AP too), the AP budget (``max_ap_drop``: over it is an error,
+    exit 3; None: a warning over the quantization gate's 0.3 AP), at most ``max_images`` images."""
+
+    images: Path
+    annotations: Path | None = None
+    max_ap_drop: float | None = None
+    max_images: int = 200
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "images", Path(os.fspath(self.images)))
+        if self.annotations is not None:
+            object.__setattr__(self, "annotations", Path(os.fspath(self.annotations)))
+        check_ranges(("--max-ap-drop", AP_DIFFERENCE, self.max_ap_drop), ("--verify-max-images", COUNT, self.max_images))
+        if not self.images.exists():
+            raise InputError(f"--verify {self.images}: no such folder or image", "pass a folder of images")
+        if self.annotations is not None and not self.annotations.is_file():
+            raise InputError(f"--verify-annotations {self.annotations}: no such file", "pass a COCO instances JSON")
+        if self.max_ap_drop is not None and self.annotations is None:
+            raise InputError("--max-ap-drop with --verify needs --verify-annotations (AP needs ground truth)")
+
+    @property
+    def budget(self) -> float:
+        from ..quantize.options import AP_BUDGET
+
+        return AP_BUDGET if self.max_ap_drop is None else float(self.max_ap_drop)
 
 
 def parse_batch(text: str) -> tuple[int, int, int]:

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import cast
 
-from ..build.options import INT8_FALLBACKS, NMS_MODES, BuildOptions, graph_nms
+from ..build.options import INT8_FALLBACKS, NMS_MODES, BuildOptions, VerifyOptions, graph_nms
 from ..core.errors import InputError
-from ..core.limits import BATCH, DLA_CORE, IOU, MAX_DET, PROBABILITY, TOPK, WORKSPACE_MIB
+from ..core.limits import AP_DIFFERENCE, BATCH, COUNT, DLA_CORE, IOU, MAX_DET, PROBABILITY, TOPK, WORKSPACE_MIB
 from ..core.meta import LAYOUTS
 from ..quantize.options import METHODS
 from ._options import number, number_list
@@ -79,6 +79,16 @@ def add_build_args(p: argparse.ArgumentParser) -> None:
                    help="load a TensorRT plugin library before parsing (repeatable)")
     g.add_argument("--layout", choices=LAYOUTS, default=_D.layout, help="input layout when exporting a checkpoint")
     g.add_argument("--topk", type=number(TOPK), default=_D.topk, help="candidates per image when exporting a checkpoint")
+    v = p.add_argument_group("verification (after the build, needs the engine's GPU)")
+    v.add_argument("--verify", metavar="IMAGES", help="run these images (a folder) through the new engine and its ONNX "
+                   "file (ONNX Runtime) and record how their detections agree in the sidecar")
+    v.add_argument("--verify-annotations", metavar="ANN.json", help="COCO annotations of the --verify images: "
+                   "also compare COCO AP")
+    v.add_argument("--max-ap-drop", type=number(AP_DIFFERENCE), metavar="AP", default=None,
+                   help="with --verify-annotations: an engine losing more AP than this against its ONNX is an "
+                   "error (exit 3; default: a warning over 0.3)")
+    v.add_argument("--verify-max-images", type=number(COUNT), metavar="N", default=200,
+                   help="at most this many --verify images (default %(default)s)")
     g.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
     g.add_argument("--no-progress", action="store_true", help="no progress output")
     g.add_argument("--force", action="store_true", help="overwrite existing output files")
@@ -108,7 +118,18 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
         verbose=args.verbose,
         force=args.force,
         progress=not args.no_progress,
+        verify=_verify(args),
     )
+
+
+def _verify(args: argparse.Namespace) -> VerifyOptions | None:
+    if args.verify is None:
+        for flag, value in (("--verify-annotations", args.verify_annotations), ("--max-ap-drop", args.max_ap_drop)):
+            if value is not None:
+                raise InputError(f"{flag} needs --verify IMAGES", "add --verify with the images' folder")
+        return None
+    return VerifyOptions(Path(args.verify), Path(args.verify_annotations) if args.verify_annotations else None,
+                         args.max_ap_drop, args.verify_max_images)
 
 
 def _batch(args: argparse.Namespace) -> tuple[int, int, int]:

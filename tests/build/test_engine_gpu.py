@@ -335,3 +335,23 @@ def test_dla_int8_per_tensorrt_version(dla_cores, tiny_onnx, calib_set, work) ->
     engine = build_engine(tiny_onnx, out, opts)
     layers = _engine_layers(engine)
     assert any(x.device == "DLA" and x.precision == "INT8" for x in layers)
+
+
+# --- build --verify ------------------------------------------------------------------------------
+def test_verify_records_agreement_in_the_sidecar(tiny_onnx, work) -> None:
+    import cv2
+
+    from detnet_trt.build.chain import build_engine
+    from detnet_trt.build.options import BuildOptions, VerifyOptions
+    from detnet_trt.core.sidecar import read_sidecar
+
+    imgs = work / "verify_imgs"
+    imgs.mkdir(exist_ok=True)
+    for i, img in enumerate(_images(4, seed=11)):
+        cv2.imwrite(str(imgs / f"{i}.png"), img.transpose(1, 2, 0))
+    engine = build_engine(tiny_onnx, work / "tiny_verify.engine", BuildOptions(
+        precision="fp16", batch=(1, 1, 2), timing_cache=work / "timing.cache", progress=False,
+        verify=VerifyOptions(imgs)))
+    record = read_sidecar(engine).build["verify"]
+    assert record["images"] == 4 and record["reference"].endswith(".onnx")
+    assert record["match_rate"] >= 0.9  # FP16 against FP32: the same detections, nearly all
