@@ -3,8 +3,9 @@
 Every fenced shell block preceded by the line ``<!-- readme-test -->`` is run, command by
 command, as a user would type it: in an empty temporary folder, with the package's ``detnet-trt``
 command, the repository files the commands name (``detnet_trt/assets/...``) linked into that
-folder. Each command must exit 0. A command whose comment states a COCO figure (``# AP 63.85``)
-must print it, to the last digit stated (the README says which figures are deterministic; only
+folder. Each command must exit 0. A command whose comment states a COCO figure (``# AP 63.85``
+for ``eval``, ``# FP32 AP 63.85, INT8 AP 63.83`` for ``quantize --val-data``) must print it, to
+the last digit stated (the README says which figures are deterministic; only
 those are written this way). Blocks may hold only ``detnet-trt`` commands (no shell: nothing is
 run through one), one a line, ``\\`` continuing a line.
 """
@@ -25,9 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 MARK = "<!-- readme-test -->"
 FENCE = re.compile(r"^```(sh|bash|shell|console)?\s*$")
-# a COCO metric the comment states, and the line `detnet-trt eval` prints it on
-FIGURE = re.compile(r"\b(AP|AP50|AP75|APs|APm|APl)\s+(\d+\.\d+)\b")
+# a COCO metric the comment states (`AP 63.85`, or a model's: `INT8 AP 63.83`), and where the
+# commands print it: `detnet-trt eval`'s metric lines, `quantize --val-data`'s FP32 / INT8 rows
+FIGURE = re.compile(r"\b(?:(FP32|INT8) )?(AP|AP50|AP75|APs|APm|APl)\s+(\d+\.\d+)\b")
 EVAL_LINE = r"=\s*(-?\d+\.\d+)\s+\({name}\)"
+GATE_ROW = r"^\s*{row}\s+(-?\d+\.\d+)\s+(-?\d+\.\d+)\s+(-?\d+\.\d+)\s*$"
+GATE_COLUMNS = ("AP", "AP50", "AP75")
 
 
 @dataclass(frozen=True)
@@ -120,15 +124,19 @@ def _link_repo_files(argv: tuple[str, ...], work: Path) -> None:
 def check_figures(cmd: Command, output: str) -> list[str]:
     """What the comment states and the output does not show (empty: all reproduced)."""
     problems = []
-    for name, value in FIGURE.findall(cmd.comment):
-        m = re.search(EVAL_LINE.format(name=re.escape(name)), output)
-        if m is None:
-            problems.append(f"{name} {value}: not printed")
-            continue
-        digits = len(value.split(".")[1])
-        got = float(m.group(1))
-        if round(got, digits) != float(value):
-            problems.append(f"{name} {value}: printed {m.group(1)}")
+    for row, name, value in FIGURE.findall(cmd.comment):
+        what = f"{row} {name} {value}".strip()
+        printed = None
+        if row and name in GATE_COLUMNS:
+            m = re.search(GATE_ROW.format(row=row), output, re.MULTILINE)
+            printed = m.group(1 + GATE_COLUMNS.index(name)) if m else None
+        elif not row:
+            m = re.search(EVAL_LINE.format(name=re.escape(name)), output)
+            printed = m.group(1) if m else None
+        if printed is None:
+            problems.append(f"{what}: not printed")
+        elif round(float(printed), len(value.split(".")[1])) != float(value):
+            problems.append(f"{what}: printed {printed}")
     return problems
 
 
@@ -138,6 +146,10 @@ def test_check_figures_compares_to_the_stated_digits():
     assert check_figures(Command(1, ("detnet-trt",), "AP 63.9"), out) == []
     assert check_figures(Command(1, ("detnet-trt",), "AP 63.7"), out) == ["AP 63.7: printed 63.85"]
     assert check_figures(Command(1, ("detnet-trt",), "APs 50.7"), out) == ["APs 50.7: not printed"]
+    gate = "              AP    AP50    AP75\n  FP32     63.85   83.92   71.53\n  INT8     63.83   84.19   71.38\n"
+    assert check_figures(Command(1, ("detnet-trt",), "FP32 AP 63.85, INT8 AP 63.83, INT8 AP75 71.4"), gate) == []
+    assert check_figures(Command(1, ("detnet-trt",), "INT8 AP 63.7"), gate) == ["INT8 AP 63.7: printed 63.83"]
+    assert check_figures(Command(1, ("detnet-trt",), "INT8 AP 63.83"), out) == ["INT8 AP 63.83: not printed"]
 
 
 @pytest.mark.slow
