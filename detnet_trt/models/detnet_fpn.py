@@ -156,7 +156,8 @@ class RPNHead(nn.Module):
 
 
 class BoxHead(nn.Module):
-    """``P x P`` conv and 1x1 conv to 1024 (ReLU each), class logits and class-specific deltas."""
+    """``P x P`` conv and 1x1 conv to 1024 (ReLU each; their ``RCNN_top``, whose spatial mean of
+    a 1 x 1 map is the identity), class logits and class-specific deltas."""
 
     def __init__(self, width: int, pool: int, num_outputs: int, hidden: int = 1024) -> None:
         super().__init__()
@@ -166,8 +167,10 @@ class BoxHead(nn.Module):
         self.box = nn.Linear(hidden, 4 * num_outputs)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = F.relu(self.fc7(F.relu(self.fc6(x))))
-        x = x.mean(3).mean(2)
+        # fc6's kernel covers the whole P x P input, fc7 is 1x1: both are matrix products, computed
+        # (and exported, as Gemm) as such; ONNX Runtime runs a 14 x 14 conv to 1 x 1 several times slower
+        x = F.relu(F.linear(x.flatten(1), self.fc6.weight.flatten(1), self.fc6.bias))
+        x = F.relu(F.linear(x, self.fc7.weight.flatten(1), self.fc7.bias))
         return F.softmax(self.cls(x), dim=1), self.box(x)
 
 
@@ -239,7 +242,7 @@ class DetNetFPNDetector(nn.Module):
         return self.neck(self.backbone(self.normalize(images)))
 
     def proposals(self, feats: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
-        """RPN + proposal layer: ``N x topk x 4`` boxes, zero rows after the kept ones."""
+        """RPN + proposal layer: ``N x topk x 4`` boxes (``self.topk`` proposals), zero rows after the kept ones."""
         cfg = self.config
         scores, deltas = self.rpn(feats)
         shapes = [(int(f.shape[2]), int(f.shape[3])) for f in feats]
@@ -249,8 +252,8 @@ class DetNetFPNDetector(nn.Module):
         top_scores, top_idx = topk_sorted(scores, k)
         top_boxes = torch.gather(boxes, 1, top_idx[..., None].expand(-1, -1, 4))
         shifted = top_boxes + top_boxes.new_tensor([0.0, 0.0, 1.0, 1.0])  # their +1 IoU
-        kept = nms_kept_scores(shifted, top_scores, cfg.topk, cfg.rpn_nms_iou)
-        _, idx, valid = select_kept(kept, cfg.topk)
+        kept = nms_kept_scores(shifted, top_scores, int(self.topk), cfg.rpn_nms_iou)
+        _, idx, valid = select_kept(kept, int(self.topk))
         rois = torch.gather(top_boxes, 1, idx[..., None].expand(-1, -1, 4))
         return rois * valid[..., None].to(rois.dtype)
 
@@ -281,8 +284,8 @@ class DetNetFPNDetector(nn.Module):
         num = valid.to(fg.dtype).sum(dim=1).to(torch.int32)
         return det_boxes, det_scores, det_cls, num
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if self.training:
+    def forward(self, images: torch.Tensor, targets: object = None) -> tuple[torch.Tensor, ...]:
+        if self.training or targets is not None:
             raise InputError("training the two-stage DetNet-59 FPN is not provided", "call model.eval(); import trained weights with `detnet-trt import-detnet-pytorch`")
         hw = images.shape[2:4] if self.layout == "nchw" else images.shape[1:3]
         height, width = int(hw[0]), int(hw[1])

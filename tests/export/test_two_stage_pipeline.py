@@ -1,6 +1,6 @@
 """The imported two-stage detector through every CPU stage, by the CLI commands a user runs:
 import-detnet-pytorch -> export -> calib-set -> quantize (with the AP gate) -> infer (checkpoint,
-ONNX, Q/DQ ONNX) -> eval -> compare -> bench -> export-triton. Tiny: a random-weight DetNet-59
+ONNX, Q/DQ ONNX) -> eval -> compare -> bench -> camera -> export-triton. Tiny: a random-weight DetNet-59
 FPN in DetNet_pytorch's key layout, 64 x 96 input, 20 proposals, synthetic scenes."""
 
 from __future__ import annotations
@@ -84,6 +84,10 @@ def test_infer_eval_compare_bench_triton(work, capsys) -> None:
     assert json.loads((d / "cmp.json").read_text())
     _run("bench", "--model", str(work["onnx"]), "--iterations", "2", "--warmup", "0", "--no-e2e", "--json", str(d / "bench.json"))
     assert json.loads((d / "bench.json").read_text())
+    _run("camera", "--model", str(work["int8"]), "--source", str(val), "--headless", "--jsonl", str(d / "cam.jsonl"),
+         "--max-frames", "3", "--conf", "0.0")
+    frames = [json.loads(line) for line in (d / "cam.jsonl").read_text().splitlines()]
+    assert len(frames) == 3 and all("detections" in f for f in frames)
     _run("export-triton", str(work["onnx"]), "--repo", str(d / "repo"), "--kind", "cpu")
     assert (d / "repo").is_dir() and any((d / "repo").rglob("config.pbtxt"))
     capsys.readouterr()
