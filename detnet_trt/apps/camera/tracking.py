@@ -21,14 +21,13 @@ track id of each (``-1``: not in a confirmed track yet) and the tracks that star
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from ...core.config import PostprocessConfig
 from ...core.limits import PROBABILITY, TRACK_FRAMES
-from ...runtime.nms import box_iou
 from ...runtime.postprocess import Detections
 
 _STD_POS = 1.0 / 20  # Kalman noise: position std as a fraction of the box size (DeepSORT / ByteTrack weights)
@@ -113,8 +112,8 @@ class TrackUpdate:
 
 
 def xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
-    w, h = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
-    return np.stack([b[..., 0] + w / 2, b[..., 1] + h / 2, w, h], axis=-1)
+    wh = b[..., 2:4] - b[..., 0:2]
+    return np.concatenate([b[..., 0:2] + wh / 2, wh], axis=-1)
 
 
 def cxcywh_to_xyxy(z: np.ndarray) -> np.ndarray:
@@ -124,32 +123,50 @@ def cxcywh_to_xyxy(z: np.ndarray) -> np.ndarray:
 
 class KalmanBoxFilter:
     """Constant-velocity Kalman filter on ``(cx, cy, w, h)`` boxes; state ``(cx, cy, w, h, vx, vy,
-    vw, vh)`` (one frame per step). Noise scales with the box size, as in DeepSORT and ByteTrack."""
+    vw, vh)`` (one frame per step). Noise scales with the box size, as in DeepSORT and ByteTrack.
+    Every method works on ``N`` tracks at once, in a fixed number of NumPy calls."""
 
     _F = np.eye(8) + np.eye(8, k=4)
-    _WH = [0, 1, 0, 1, 0, 1, 0, 1]  # (w, h, w, h, w, h, w, h)
+    _CONSTANT_VELOCITY = _F  # while _F is this one, predict() adds instead of multiplying by it (the same sums)
+    _Q = np.array([_STD_POS] * 4 + [_STD_VEL] * 4)
 
-    @classmethod
-    def _noise(cls, wh: np.ndarray, pos: float, vel: float) -> np.ndarray:
-        """``(N, 8)`` standard deviations for boxes of width/height ``wh`` ``(N, 2)``."""
-        return wh[:, cls._WH] * np.array([pos, pos, pos, pos, vel, vel, vel, vel])
+    @staticmethod
+    def _noise(wh: np.ndarray, pos: float, vel: float) -> np.ndarray:
+        """``(N, 8)`` standard deviations for boxes of width/height ``wh`` ``(N, 2)``: ``(w, h, w, h)``
+        times ``pos``, then times ``vel``."""
+        return np.concatenate([wh, wh, wh, wh], axis=1) * np.array([pos, pos, pos, pos, vel, vel, vel, vel])
 
     def initiate(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A new track's mean ``(8,)`` and covariance ``(8, 8)`` from its first box ``z`` ``(4,)``."""
-        mean = np.concatenate([z, np.zeros(4)])
-        std = self._noise(z[None, 2:4], 2 * _STD_POS, 10 * _STD_VEL)[0]
-        return mean, np.diag(std**2)
+        means, covs = self.initiate_many(z[None])
+        return means[0], covs[0]
+
+    def initiate_many(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`initiate` for ``N`` boxes ``(N, 4)``: ``(N, 8)``, ``(N, 8, 8)``."""
+        n = z.shape[0]
+        means = np.concatenate([z, np.zeros((n, 4))], axis=1)
+        covs = np.zeros((n, 8, 8))
+        covs.reshape(n, 64)[:, ::9] = self._noise(z[:, 2:4], 2 * _STD_POS, 10 * _STD_VEL) ** 2  # the diagonal
+        return means, covs
 
     def predict(self, means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One step for ``N`` tracks at once: ``(N, 8)``, ``(N, 8, 8)``."""
-        if means.shape[0] == 0:
+        """One step: ``(N, 8)``, ``(N, 8, 8)``."""
+        n = means.shape[0]
+        if n == 0:
             return means, covs
-        std = self._noise(means[:, 2:4], _STD_POS, _STD_VEL)
-        means = means @ self._F.T
-        covs = self._F @ covs @ self._F.T
-        idx = np.arange(8)
-        covs[:, idx, idx] += std**2
-        means[:, 2:4] = np.maximum(means[:, 2:4], 1.0)  # a shrinking box stays a box
+        wh = means[:, 2:4]
+        std = np.concatenate([wh, wh, wh, wh], axis=1) * self._Q
+        if self._F is self._CONSTANT_VELOCITY:  # F = I + shift: F x and F P F^T are these sums, exactly
+            means = means.copy()
+            means[:, :4] += means[:, 4:]
+            covs = covs.copy()
+            covs[:, :4] += covs[:, 4:]
+            covs[:, :, :4] += covs[:, :, 4:]
+        else:
+            means = means @ self._F.T
+            covs = self._F @ covs @ self._F.T
+        covs.reshape(n, 64)[:, ::9] += std**2  # Q on the diagonal
+        np.maximum(means[:, 2:4], 1.0, out=means[:, 2:4])  # a shrinking box stays a box
         return means, covs
 
     def update(self, means: np.ndarray, covs: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,39 +178,42 @@ class KalmanBoxFilter:
         ``P H^T S^-1`` is then a division, with no LAPACK call (whose thread start-up cost more than
         the whole update for 4 x 4; the general solve is the test's reference).
         """
-        if means.shape[0] == 0:
+        n = means.shape[0]
+        if n == 0:
             return means, covs
-        std = self._noise(means[:, 2:4], _STD_POS, _STD_VEL)[:, :4]
-        idx = np.arange(4)
-        s = covs[:, idx, idx] + std**2  # the diagonal of S, (N, 4)
+        wh = means[:, 2:4]
+        std = np.concatenate([wh, wh], axis=1) * _STD_POS
+        s = np.ascontiguousarray(covs).reshape(n, 64)[:, 0:28:9] + std**2  # the diagonal of S, (N, 4)
         gain = covs[:, :, :4] / s[:, None, :]  # P H^T S^-1, (N, 8, 4)
         means = means + np.einsum("nij,nj->ni", gain, z - means[:, :4])
         covs = covs - gain @ covs[:, :4, :]  # P - K S K^T = P - K H P
         return means, covs
 
 
-@dataclass(eq=False)
-class _Track:
-    mean: np.ndarray
-    cov: np.ndarray
-    box: np.ndarray  # the last matched detection, xyxy
-    score: float
+# Columns of Tracker._info: one row per track, float64 (the integers in it are exact)
+_BOX = slice(0, 4)  # the last matched detection, xyxy
+_SCORE, _CLASS, _FIRST, _LAST, _ID, _LOST = 4, 5, 6, 7, 8, 9  # _ID: -1 until confirmed; _LOST: 0 or 1
+_INFO = 10
+
+
+@dataclass(frozen=True)
+class TrackState:
+    """A track as :attr:`Tracker.tracks` shows it: ``track_id`` ``-1`` until confirmed; ``box`` /
+    ``score`` / ``class_id`` its last detection; ``mean`` its filter state ``(cx, cy, w, h, vx, vy,
+    vw, vh)``."""
+
+    track_id: int
     class_id: int
+    box: tuple[float, float, float, float]
+    score: float
     first_frame: int
     last_frame: int
-    pred: np.ndarray = field(default_factory=lambda: np.zeros(4))  # this frame's predicted box, xyxy
-    track_id: int = -1  # -1 until confirmed
-    lost: bool = False
-    hits: int = 1
+    lost: bool
+    mean: tuple[float, ...]
 
     @property
     def confirmed(self) -> bool:
         return self.track_id >= 0
-
-    def event(self, kind: str) -> TrackEvent:
-        x1, y1, x2, y2 = (float(v) for v in self.box)
-        return TrackEvent(kind, self.track_id, self.class_id, (x1, y1, x2, y2), self.score, self.first_frame,
-                          self.last_frame)
 
 
 def _linear_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -203,153 +223,255 @@ def _linear_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
-@dataclass
-class _Stage:
-    """One association stage: ``tracks`` against the detections ``det_idx`` (indices into the frame's)."""
+def _match(sim: np.ndarray, gate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One stage's matches ``(rows, cols)``, rows ascending: the linear assignment of the cost
+    ``1 - sim`` (``_NO_MATCH`` outside ``gate``), the pairs inside the gate kept.
 
-    tracks: list[_Track]
-    det_idx: np.ndarray
-    min_sim: float
-    fuse: bool
-    matches: list[tuple[_Track, int]] = field(default_factory=list)
-    left_tracks: list[_Track] = field(default_factory=list)
-    left_dets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    When no row and no column has two candidates in the gate, the assignment is those pairs, all
+    of them (any assignment leaving one out costs ``_NO_MATCH`` more), and the solver is skipped;
+    with objects apart, the usual case, it is never called.
+    """
+    r, c = gate.nonzero()
+    if r.size <= 1 or (len(set(r.tolist())) == r.size and len(set(c.tolist())) == c.size):
+        return r, c
+    rows, cols = _linear_assignment(np.where(gate, 1.0 - sim, _NO_MATCH))
+    ok = gate[rows, cols]
+    return rows[ok], cols[ok]
+
+
+def _iou(a: np.ndarray, b: np.ndarray, positive: bool = False) -> np.ndarray:
+    """:func:`~detnet_trt.runtime.nms.box_iou` (the same operations, so the same values) in fewer
+    NumPy calls: ``(A, 4)`` x ``(B, 4)`` xyxy float64 -> ``(A, B)``. ``positive``: every union is
+    known to be at least 1e-12 (the guards then change nothing and are skipped)."""
+    wa, wb = np.maximum(a[:, 2:] - a[:, :2], 0.0), np.maximum(b[:, 2:] - b[:, :2], 0.0)
+    wh = np.maximum(np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]), 0.0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = (wa[:, 0] * wa[:, 1])[:, None] + (wb[:, 0] * wb[:, 1])[None, :] - inter
+    if positive:
+        return inter / union
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+@dataclass
+class _Frame:
+    """One update's working set. Columns are the frame's *candidates* ``cand`` (its detections at
+    or above the low threshold): ``dinfo`` their ``(box, score, class)`` rows (float64), ``high``
+    which of them are high; ``iou`` / ``sim`` every track's prediction against every candidate
+    (``sim`` times the score when ``fuse_score``); ``col`` per track the candidate it matched this
+    frame (``-1``: none)."""
+
+    high_det: np.ndarray  # per detection of the frame
+    cand: np.ndarray
+    dinfo: np.ndarray
+    high: np.ndarray
+    iou: np.ndarray
+    sim: np.ndarray
+    col: np.ndarray
+    same_class: np.ndarray | None = None
 
 
 class Tracker:
     """ByteTrack over one stream's frames. ``high``: the high-score threshold when
-    ``config.high`` is ``None`` (the detector's ``--conf``). Track ids count from 1 per tracker."""
+    ``config.high`` is ``None`` (the detector's ``--conf``). Track ids count from 1 per tracker.
+
+    The tracks live in three arrays, one row per track in the order they started: the filter
+    means ``(T, 8)``, covariances ``(T, 8, 8)`` and the rest (``_info``, see its columns); each
+    association stage is a mask over one IoU matrix per frame, so that a frame costs a fixed few
+    dozen NumPy calls, none per track.
+    """
 
     def __init__(self, config: TrackerConfig = TrackerConfig(), high: float = 0.5) -> None:
         self.config = config
         self.high = config.high if config.high is not None else high
         self.low = min(config.low, self.high)
         self.kf = KalmanBoxFilter()
-        self.tracks: list[_Track] = []  # tracked (confirmed or not) and lost
+        self._mean = np.zeros((0, 8))
+        self._cov = np.zeros((0, 8, 8))
+        self._info = np.zeros((0, _INFO))
         self.frame = -1
         self._next_id = 1
         import scipy.optimize  # noqa: F401 - the first import takes a while: here, before the first frame
 
-    def _associate(self, stage: _Stage, dets: Detections) -> _Stage:
-        t, d = len(stage.tracks), stage.det_idx.size
-        if t == 0 or d == 0:
-            stage.left_tracks, stage.left_dets = list(stage.tracks), stage.det_idx
-            return stage
-        boxes = dets.boxes[stage.det_idx].astype(np.float64)
-        sim = box_iou(np.array([tr.pred for tr in stage.tracks]), boxes)
-        if stage.fuse:
-            sim = sim * dets.scores[stage.det_idx][None, :]
-        gate = sim >= stage.min_sim
-        if self.config.class_aware:
-            gate &= np.array([tr.class_id for tr in stage.tracks])[:, None] == dets.class_ids[stage.det_idx][None, :]
-        rows, cols = _linear_assignment(np.where(gate, 1.0 - sim, _NO_MATCH))
-        ok = gate[rows, cols]
-        stage.matches = [(stage.tracks[r], int(stage.det_idx[c])) for r, c in zip(rows[ok], cols[ok])]
-        matched_t, matched_d = set(rows[ok].tolist()), set(cols[ok].tolist())
-        stage.left_tracks = [tr for i, tr in enumerate(stage.tracks) if i not in matched_t]
-        stage.left_dets = np.array([j for i, j in enumerate(stage.det_idx.tolist()) if i not in matched_d], np.int64)
-        return stage
+    @property
+    def tracks(self) -> list[TrackState]:
+        """The tracks now (tracked, pending confirmation and lost), oldest first."""
+        return [TrackState(int(r[_ID]), int(r[_CLASS]), (r[0], r[1], r[2], r[3]), r[_SCORE], int(r[_FIRST]),
+                           int(r[_LAST]), bool(r[_LOST]), tuple(m))
+                for r, m in zip(self._info.tolist(), self._mean.tolist())]
 
-    def _apply(self, matches: list[tuple[_Track, int]], dets: Detections) -> None:
-        """Correct every matched track with its detection (one filter update for all)."""
-        if not matches:
-            return
-        rows = np.array([j for _, j in matches])
-        boxes = dets.boxes[rows].astype(np.float64)
-        means, covs = self.kf.update(np.array([t.mean for t, _ in matches]), np.array([t.cov for t, _ in matches]),
-                                     xyxy_to_cxcywh(boxes))
-        for k, (tr, j) in enumerate(matches):
-            tr.mean, tr.cov, tr.box = means[k], covs[k], boxes[k]
-            tr.score, tr.class_id = float(dets.scores[j]), int(dets.class_ids[j])
-            tr.last_frame, tr.lost = self.frame, False
-            tr.hits += 1
+    @property
+    def n_confirmed(self) -> int:
+        """Confirmed tracks now (tracked and lost)."""
+        return int(np.count_nonzero(self._info[:, _ID] >= 0))
 
-    def _confirm(self, tr: _Track, events: list[TrackEvent]) -> None:
-        tr.track_id = self._next_id
-        self._next_id += 1
-        events.append(tr.event("start"))
+    def _event(self, kind: str, row: int) -> TrackEvent:
+        r = self._info[row].tolist()
+        return TrackEvent(kind, int(r[_ID]), int(r[_CLASS]), (r[0], r[1], r[2], r[3]), r[_SCORE], int(r[_FIRST]),
+                          int(r[_LAST]))
 
-    def _predict(self) -> None:
-        if not self.tracks:
-            return
-        means = np.array([t.mean for t in self.tracks])
-        means[[t.lost for t in self.tracks], 6:8] = 0.0  # a lost track keeps moving but stops growing or shrinking
-        means, covs = self.kf.predict(means, np.array([t.cov for t in self.tracks]))
-        boxes = cxcywh_to_xyxy(means[:, :4])
-        for t, m, c, b in zip(self.tracks, means, covs, boxes):
-            t.mean, t.cov, t.pred = m, c, b
+    def _start(self, dets: Detections) -> _Frame:
+        """Predict every track (a lost one keeps moving but stops growing or shrinking), and
+        compare the predictions with this frame's candidates."""
+        scores = dets.scores
+        high_det = scores >= self.high  # compared in the detector's dtype, as the low threshold
+        above = scores >= self.low
+        cand = above.nonzero()[0]
+        boxes, cls = dets.boxes, dets.class_ids
+        if cand.size < scores.size:
+            boxes, scores, cls = boxes[cand], scores[cand], cls[cand]
+        dinfo = np.empty((cand.size, 6))
+        dinfo[:, :4], dinfo[:, 4], dinfo[:, 5] = boxes, scores, cls
+        n = self._mean.shape[0]
+        fr = _Frame(high_det, cand, dinfo, high_det[cand], np.zeros((n, cand.size)), np.zeros((n, cand.size)),
+                    np.full(n, -1, np.int64))
+        if n:
+            lost = self._info[:, _LOST] > 0
+            if lost.any():
+                self._mean[lost, 6:8] = 0.0
+            self._mean, self._cov = self.kf.predict(self._mean, self._cov)
+            if cand.size:  # a prediction's sides are at least 1: every union is at least 1
+                fr.iou = _iou(cxcywh_to_xyxy(self._mean[:, :4]), dinfo[:, :4], positive=True)
+                fr.sim = fr.iou * dinfo[:, 4] if self.config.fuse_score else fr.iou
+                if self.config.class_aware:
+                    fr.same_class = self._info[:, _CLASS, None] == dinfo[:, 5]
+        return fr
+
+    def _stage(self, fr: _Frame, rows: np.ndarray, cols: np.ndarray, min_sim: float, fuse: bool) -> np.ndarray:
+        """Associate the tracks in the mask ``rows`` with the candidates in the mask ``cols`` (the
+        linear assignment of the cost ``1 - sim``, pairs below ``min_sim`` left out, see
+        :func:`_match`); records the matches in ``fr.col``; returns the matched rows."""
+        sim = fr.sim if fuse else fr.iou
+        gate = sim >= min_sim
+        gate &= rows[:, None] & cols
+        if fr.same_class is not None:
+            gate &= fr.same_class
+        r, c = gate.nonzero()
+        if r.size > 1 and (len(set(r.tolist())) < r.size or len(set(c.tolist())) < c.size):
+            ri, ci = rows.nonzero()[0], cols.nonzero()[0]  # the stage's own matrix, as ByteTrack solves it
+            ix = np.ix_(ri, ci)
+            a, b = _match(sim[ix], gate[ix])
+            r, c = ri[a], ci[b]
+        fr.col[r] = c
+        return r
 
     def update(self, dets: Detections) -> TrackUpdate:
         """Associate one frame's detections (every detection the detector kept, scores included)."""
         self.frame += 1
         cfg = self.config
+        fr = self._start(dets)
+        info = self._info
         events: list[TrackEvent] = []
-        high_idx = np.flatnonzero(dets.scores >= self.high)
-        low_idx = np.flatnonzero((dets.scores >= self.low) & (dets.scores < self.high))
-        self._predict()
-        pool = [t for t in self.tracks if t.confirmed]  # tracked and lost
-        unconfirmed = [t for t in self.tracks if not t.confirmed]
-        first = self._associate(_Stage(pool, high_idx, cfg.match_iou, cfg.fuse_score), dets)
-        second = self._associate(_Stage([t for t in first.left_tracks if not t.lost], low_idx, cfg.low_iou, False), dets)
-        third = self._associate(_Stage(unconfirmed, first.left_dets, cfg.new_iou, cfg.fuse_score), dets)
-        for t in second.left_tracks:
-            t.lost = True
-        matches = first.matches + second.matches + third.matches
-        self._apply(matches, dets)
-        for tr, _ in third.matches:
-            self._confirm(tr, events)
-        noise = set(map(id, third.left_tracks))  # an unconfirmed track not seen again
-        self.tracks = [t for t in self.tracks if id(t) not in noise]
-        for j in third.left_dets.tolist():
-            tr = self._new_track(dets, j)
+        new = fr.high
+        noise = np.zeros(0, np.int64)
+        if info.shape[0] and fr.cand.size:
+            confirmed, lost = info[:, _ID] >= 0, info[:, _LOST] > 0
+            self._stage(fr, confirmed, fr.high, cfg.match_iou, cfg.fuse_score)  # tracked and lost, high scores
+            free = fr.col < 0
+            tracked_free = free & confirmed & ~lost
+            self._stage(fr, tracked_free, ~fr.high, cfg.low_iou, False)  # still unmatched tracked ones, low scores
+            new = fr.high.copy()
+            new[fr.col[~free]] = False
+            third = self._stage(fr, ~confirmed, new, cfg.new_iou, cfg.fuse_score)  # pending tracks, high left
+            new[fr.col[third]] = False
+            info[tracked_free & (fr.col < 0), _LOST] = 1.0
+            matched = (fr.col >= 0).nonzero()[0]
+            if matched.size:
+                self._apply(matched, fr)
+            events += [self._confirm(r) for r in third.tolist()]  # pending tracks seen again
+            noise = (~confirmed & (fr.col < 0)).nonzero()[0]
+        elif info.shape[0]:  # nothing detected: every tracked track is lost now
+            info[:, _LOST] = np.where(info[:, _ID] >= 0, 1.0, info[:, _LOST])
+            noise = (info[:, _ID] < 0).nonzero()[0]
+        new_pos = new.nonzero()[0]
+        first = self._add(fr.dinfo[new_pos])
+        col = fr.col
+        if new_pos.size:
             if self.frame == 0:  # the first frame's objects are tracks at once (as in ByteTrack)
-                self._confirm(tr, events)
-                matches.append((tr, j))
-        events += self._end_old()
-        return self._report(dets, matches, high_idx, events)
+                events += [self._confirm(r) for r in range(first, first + new_pos.size)]
+            col = np.concatenate([col, new_pos if self.frame == 0 else np.full(new_pos.size, -1)])
+        alive, ended = self._end_old(noise)
+        events += [self._event("end", r) for r in ended]
+        out = self._report(dets, fr, col, alive, events)
+        if not alive.all():
+            self._mean, self._cov, self._info = self._mean[alive], self._cov[alive], self._info[alive]
+        return out
 
-    def _new_track(self, dets: Detections, j: int) -> _Track:
-        box = dets.boxes[j].astype(np.float64)
-        mean, cov = self.kf.initiate(xyxy_to_cxcywh(box))
-        tr = _Track(mean, cov, box, float(dets.scores[j]), int(dets.class_ids[j]), self.frame, self.frame)
-        self.tracks.append(tr)
-        return tr
+    def _apply(self, rows: np.ndarray, fr: _Frame) -> None:
+        """Correct every matched track with its detection (one filter update for all)."""
+        matched = fr.dinfo[fr.col[rows]]
+        z = xyxy_to_cxcywh(matched[:, :4])
+        if rows.size == self._mean.shape[0]:  # every track matched: no gather, no scatter
+            self._mean, self._cov = self.kf.update(self._mean, self._cov, z)
+            self._info[:, :_FIRST] = matched
+            self._info[:, _LAST] = self.frame
+            self._info[:, _LOST] = 0.0
+            return
+        self._mean[rows], self._cov[rows] = self.kf.update(self._mean[rows], self._cov[rows], z)
+        self._info[rows, :_FIRST] = matched
+        self._info[rows, _LAST] = self.frame
+        self._info[rows, _LOST] = 0.0
 
-    def _end_old(self) -> list[TrackEvent]:
-        """End the lost tracks older than the buffer, and one of each tracked/lost pair that overlap
-        as one object (the younger, as ByteTrack does)."""
-        ended = [t for t in self.tracks if t.lost and self.frame - t.last_frame > self.config.buffer]
-        tracked = [t for t in self.tracks if t.confirmed and not t.lost]
-        lost = [t for t in self.tracks if t.lost and t not in ended]
-        if tracked and lost:
-            iou = box_iou(cxcywh_to_xyxy(np.array([t.mean[:4] for t in tracked])),
-                          cxcywh_to_xyxy(np.array([t.mean[:4] for t in lost])))
-            for i, k in zip(*np.nonzero(iou > _DUPLICATE_IOU)):
-                a, b = tracked[i], lost[k]
-                younger = a if a.last_frame - a.first_frame < b.last_frame - b.first_frame else b
+    def _confirm(self, row: int) -> TrackEvent:
+        self._info[row, _ID] = self._next_id
+        self._next_id += 1
+        return self._event("start", row)
+
+    def _add(self, dinfo: np.ndarray) -> int:
+        """New tracks, pending, from the candidate rows ``dinfo``; returns the first one's row."""
+        first, k = self._mean.shape[0], dinfo.shape[0]
+        if k:
+            means, covs = self.kf.initiate_many(xyxy_to_cxcywh(dinfo[:, :4]))
+            info = np.empty((k, _INFO))
+            info[:, :_FIRST] = dinfo
+            info[:, _FIRST:_ID] = self.frame
+            info[:, _ID], info[:, _LOST] = -1.0, 0.0
+            self._mean = np.concatenate([self._mean, means])
+            self._cov = np.concatenate([self._cov, covs])
+            self._info = np.concatenate([self._info, info])
+        return first
+
+    def _end_old(self, noise: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """Drop the pending tracks ``noise`` (not seen again), end the lost tracks older than the
+        buffer, and one of each tracked/lost pair that overlap as one object (the younger, as
+        ByteTrack does). Returns the rows that stay (a mask; :meth:`update` drops the others after
+        its report) and the ended ones, in the order they end."""
+        info = self._info
+        alive = np.ones(info.shape[0], bool)
+        alive[noise] = False
+        lost = info[:, _LOST] > 0
+        if not lost.any():
+            return alive, []
+        aged = lost & (self.frame - info[:, _LAST] > self.config.buffer)  # lost tracks are confirmed and alive
+        ended = aged.nonzero()[0].tolist()
+        tracked = (alive & (info[:, _ID] >= 0) & ~lost).nonzero()[0]
+        still = (lost & ~aged).nonzero()[0]
+        if tracked.size and still.size:
+            iou = _iou(cxcywh_to_xyxy(self._mean[tracked, :4]), cxcywh_to_xyxy(self._mean[still, :4]))
+            age = (info[:, _LAST] - info[:, _FIRST]).tolist()
+            for i, k in zip(*(iou > _DUPLICATE_IOU).nonzero()):
+                a, b = int(tracked[i]), int(still[k])
+                younger = a if age[a] < age[b] else b
                 if younger not in ended:
                     ended.append(younger)
-        gone = set(map(id, ended))
-        self.tracks = [t for t in self.tracks if id(t) not in gone]
-        return [t.event("end") for t in ended]
+        alive[ended] = False
+        return alive, ended
 
-    def _report(self, dets: Detections, matches: list[tuple[_Track, int]], high_idx: np.ndarray,
+    def _report(self, dets: Detections, fr: _Frame, col: np.ndarray, alive: np.ndarray,
                 events: list[TrackEvent]) -> TrackUpdate:
-        alive = set(map(id, self.tracks))
+        """Every high detection and every one that continued a confirmed track still alive, with its id."""
         ids = np.full(len(dets), -1, np.int64)
-        for tr, j in matches:
-            if tr.confirmed and id(tr) in alive:
-                ids[j] = tr.track_id
-        keep = np.zeros(len(dets), bool)
-        keep[high_idx] = True
-        keep |= ids >= 0
-        sel = np.flatnonzero(keep)
+        tid = self._info[:, _ID]
+        ok = (col >= 0) & (tid >= 0) & alive
+        ids[fr.cand[col[ok]]] = tid[ok]
+        sel = (fr.high_det | (ids >= 0)).nonzero()[0]
+        if sel.size == len(dets):
+            return TrackUpdate(dets, ids, tuple(events))
         return TrackUpdate(Detections(dets.boxes[sel], dets.scores[sel], dets.class_ids[sel]), ids[sel], tuple(events))
 
     def finish(self) -> list[TrackEvent]:
         """End every confirmed track (the stream ended); the tracker is empty afterwards."""
-        events = [t.event("end") for t in self.tracks if t.confirmed]
-        self.tracks = []
+        events = [self._event("end", r) for r in (self._info[:, _ID] >= 0).nonzero()[0].tolist()]
+        self._mean, self._cov, self._info = self._mean[:0], self._cov[:0], self._info[:0]
         return events
 
 
@@ -373,10 +495,10 @@ class StreamTrackers:
 
     def stats(self) -> dict[str, Any]:
         """Tracks started per stream index (ids handed out) and alive now."""
-        return {str(k): {"tracks": t._next_id - 1, "alive": sum(1 for x in t.tracks if x.confirmed)}
+        return {str(k): {"tracks": t._next_id - 1, "alive": t.n_confirmed}
                 for k, t in sorted(self.trackers.items())}
 
 
-__all__ = ["KalmanBoxFilter", "StreamTrackers", "TrackEvent", "TrackUpdate", "Tracker", "TrackerConfig", "cxcywh_to_xyxy",
-           "xyxy_to_cxcywh"]
+__all__ = ["KalmanBoxFilter", "StreamTrackers", "TrackEvent", "TrackState", "TrackUpdate", "Tracker", "TrackerConfig",
+           "cxcywh_to_xyxy", "xyxy_to_cxcywh"]
 

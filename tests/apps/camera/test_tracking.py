@@ -356,3 +356,40 @@ def test_box_conversions_round_trip() -> None:
 def test_config_range_checked(kw: dict, match: str) -> None:
     with pytest.raises(InputError, match=match):
         TrackerConfig(**kw)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_assignment_shortcut_equals_the_solver(seed: int) -> None:
+    """Stage matches without the solver (no track or detection with two candidates) are exactly
+    what linear_sum_assignment picks; with competing candidates the solver runs."""
+    from scipy.optimize import linear_sum_assignment
+
+    from detnet_trt.apps.camera import tracking
+
+    rng = np.random.default_rng(seed)
+    shortcuts = 0
+    for _ in range(300):
+        t, d = rng.integers(1, 7, 2)
+        sim = rng.uniform(0, 1, (t, d)) * (rng.random((t, d)) < rng.uniform(0.05, 0.6))
+        gate = sim >= 0.2
+        rows, cols = linear_sum_assignment(np.where(gate, 1.0 - sim, 1e6))
+        ok = gate[rows, cols]
+        r, c = tracking._match(sim, gate)
+        np.testing.assert_array_equal(r, rows[ok])
+        np.testing.assert_array_equal(c, cols[ok])
+        shortcuts += int(gate.sum(0).max() <= 1 and gate.sum(1).max() <= 1)
+    assert 50 < shortcuts < 250  # both paths were taken
+
+
+def test_the_constant_velocity_predict_equals_the_matrix_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    """predict() adds where F is the constant-velocity matrix: bit for bit F x and F P F^T."""
+    rng = np.random.default_rng(5)
+    kf = KalmanBoxFilter()
+    means = rng.uniform(-50, 500, (6, 8))
+    a = rng.normal(0, 3, (6, 8, 8))
+    covs = a @ a.transpose(0, 2, 1)
+    fast = kf.predict(means.copy(), covs.copy())
+    monkeypatch.setattr(KalmanBoxFilter, "_F", KalmanBoxFilter._F.copy())  # the same matrix, the general path
+    general = kf.predict(means.copy(), covs.copy())
+    assert np.array_equal(fast[0], general[0]) and np.array_equal(fast[1], general[1])
+    np.testing.assert_array_equal(general[0][:, :4], np.maximum(means[:, :4] + means[:, 4:], [-np.inf, -np.inf, 1, 1]))
