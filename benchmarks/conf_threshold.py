@@ -4,7 +4,7 @@ Accuracy, not speed: it chose ``detnet_trt.core.config.DEFAULT_CONF``. Runs a mo
 deployment path (:class:`detnet_trt.runtime.detector.Detector`: letterbox -> infer -> class-aware NMS at
 IoU 0.5) once at a low threshold, then counts, for each threshold, the detections that match a
 ground-truth box of the same class at IoU >= 0.5 (greedy by score, one-to-one:
-:func:`detnet_trt.apps.compare.match_detections`). The model's classes map to the dataset's by name.
+:func:`detnet_trt.runtime.matching.match_detections`). The model's classes map to the dataset's by name.
 
     .venv/bin/python benchmarks/conf_threshold.py --model demo_out/detnet_tiny_fp32.onnx --data demo_out/data
 """
@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 from _timing import machine, write_results
 
-from detnet_trt.apps.compare import match_detections
 from detnet_trt.core.config import DEFAULT_CONF, PostprocessConfig
 from detnet_trt.core.errors import InputError
 from detnet_trt.data.coco import CocoDataset
 from detnet_trt.runtime.backends import load_backend
 from detnet_trt.runtime.detector import Detector
+from detnet_trt.runtime.matching import match_detections
 from detnet_trt.runtime.postprocess import Detections
 
 THRESHOLDS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)

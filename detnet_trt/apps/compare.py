@@ -38,7 +38,7 @@ from ..core.images import SkippedImages
 from ..core.limits import BATCH, COUNT, IOU, SEED, check_ranges
 from ..core.meta import HOST_NMS_OUTPUTS
 from ..runtime.backends.base import Backend
-from ..runtime.nms import box_iou
+from ..runtime.matching import match_detections
 from ..runtime.postprocess import Detections, postprocess_with
 
 _AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
@@ -110,25 +110,6 @@ class CompareResult:
 
 
 # --- pieces ----------------------------------------------------------------------------------------
-def match_detections(a: Detections, b: Detections, iou_threshold: float = 0.5) -> list[tuple[int, int, float]]:
-    """Greedy one-to-one matching: B's detections in score order each take the unmatched A
-    detection of the same class with the highest IoU >= ``iou_threshold``. Returns (i_a, i_b, iou)."""
-    if len(a) == 0 or len(b) == 0:
-        return []
-    ious = box_iou(b.boxes.astype(np.float32), a.boxes.astype(np.float32))  # B x A
-    same = b.class_ids[:, None].astype(np.int64) == a.class_ids[None, :].astype(np.int64)
-    ious = np.where(same, ious, -1.0)
-    taken = np.zeros(len(a), bool)
-    pairs = []
-    for j in np.argsort(-b.scores, kind="stable"):
-        row = np.where(taken, -1.0, ious[j])
-        i = int(np.argmax(row))
-        if row[i] >= iou_threshold:
-            taken[i] = True
-            pairs.append((i, int(j), float(row[i])))
-    return pairs
-
-
 class _DiffAccumulator:
     """Running per-output error statistics over batches."""
 

@@ -23,11 +23,8 @@ from ..core.config import PostprocessConfig
 from ..core.errors import DetnetError, InputError
 from ..core.images import is_image_file, list_images, read_image
 from ..runtime.backends.base import Backend
-from ..runtime.nms import box_iou
-from ..runtime.postprocess import Detections
+from ..runtime.matching import MATCH_IOU, match_detections
 from .options import VerifyOptions
-
-MATCH_IOU = 0.5
 
 
 class EngineAccuracyError(DetnetError):
@@ -45,24 +42,6 @@ def image_files(opts: VerifyOptions) -> list[Path]:
     return files
 
 
-def match(a: Detections, b: Detections, iou: float = MATCH_IOU) -> list[tuple[int, int, float]]:
-    """One-to-one matches ``(i_a, i_b, iou)``: B's detections in score order each take the unmatched
-    detection of A with the same class and the highest IoU >= ``iou``."""
-    if len(a) == 0 or len(b) == 0:
-        return []
-    ious = np.where(b.class_ids[:, None].astype(np.int64) == a.class_ids[None, :].astype(np.int64),
-                    box_iou(b.boxes.astype(np.float32), a.boxes.astype(np.float32)), -1.0)
-    taken = np.zeros(len(a), bool)
-    pairs = []
-    for j in np.argsort(-b.scores, kind="stable"):
-        row = np.where(taken, -1.0, ious[j])
-        i = int(np.argmax(row))
-        if row[i] >= iou:
-            taken[i] = True
-            pairs.append((i, int(j), float(row[i])))
-    return pairs
-
-
 def agreement(engine: Backend, reference: Backend, frames: Sequence[np.ndarray], post: PostprocessConfig) -> dict[str, Any]:
     """Final detections of ``engine`` and ``reference`` on ``frames`` (one image per call), matched:
     counts, the share matched (of the larger count), the matched pairs' mean IoU and largest score
@@ -76,7 +55,7 @@ def agreement(engine: Backend, reference: Backend, frames: Sequence[np.ndarray],
     for frame in frames:
         (a,), (b,) = det_e([frame]), det_r([frame])
         n_e, n_r = n_e + len(a), n_r + len(b)
-        for i, j, iou in match(a, b):
+        for i, j, iou in match_detections(a, b):
             ious.append(iou)
             score_diffs.append(abs(float(a.scores[i]) - float(b.scores[j])))
     larger = max(n_e, n_r)

@@ -8,13 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from detnet_trt.apps.compare import CompareOptions, compare, match_detections
+from detnet_trt.apps.compare import CompareOptions, compare
 from detnet_trt.cli import main
 from detnet_trt.core.config import PostprocessConfig
 from detnet_trt.core.errors import IncompatibleError, InputError
 from detnet_trt.core.meta import ModelMeta
 from detnet_trt.runtime.backends.base import Backend
-from detnet_trt.runtime.postprocess import Detections
 
 NAMES = ["circle", "square", "triangle", "star", "ring", "cross"]  # the synthetic dataset's classes
 
@@ -55,21 +54,6 @@ class GridBackend(Backend):
             order = np.argsort(-scores[i], kind="stable")
             boxes[i], scores[i], cls[i] = boxes[i, order], scores[i, order], cls[i, order]
         return {"boxes": boxes, "scores": scores, "class_ids": cls}
-
-
-def _dets(boxes, scores, classes):
-    return Detections(np.asarray(boxes, np.float32), np.asarray(scores, np.float32), np.asarray(classes, np.int32))
-
-
-def test_match_detections_rules():
-    a = _dets([[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60]], [0.9, 0.8, 0.7], [0, 1, 2])
-    b = _dets([[0, 0, 10, 11], [20, 20, 30, 30], [50, 50, 60, 60], [0, 0, 10, 10]], [0.9, 0.8, 0.7, 0.6], [0, 0, 2, 0])
-    pairs = match_detections(a, b, 0.5)
-    # b0 -> a0 (same class, IoU 10/11); b1 has the wrong class; b2 -> a2; b3 duplicates a0: unmatched
-    assert [(i, j) for i, j, _ in pairs] == [(0, 0), (2, 2)]
-    assert pairs[0][2] == pytest.approx(100 / 110)
-    assert match_detections(a, Detections.empty()) == []
-    assert len(match_detections(a, a)) == 3
 
 
 def test_identical_models_zero_error_all_matched():

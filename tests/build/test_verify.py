@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from detnet_trt.build.options import BuildOptions, VerifyOptions
-from detnet_trt.build.verify import EngineAccuracyError, budget_message, compare_backends, match
+from detnet_trt.build.verify import EngineAccuracyError, budget_message, compare_backends
 from detnet_trt.core.config import PostprocessConfig
 from detnet_trt.core.errors import InputError
-from detnet_trt.runtime.postprocess import Detections
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +30,6 @@ def scenes(tmp_path_factory) -> dict[str, Path]:
     d["annotations"] = [a for a in d["annotations"] if a["category_id"] in keep]
     ann.write_text(json.dumps(d))
     return {"images": root / "images" / "val", "ann": ann, "train": root / "images" / "train"}
-
-
-def test_match_is_one_to_one_by_class_and_iou() -> None:
-    import numpy as np
-
-    a = Detections(np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32), np.array([0.9, 0.8], np.float32),
-                   np.array([0, 1], np.int32))
-    b = Detections(np.array([[1, 1, 10, 10], [0, 0, 10, 10], [20, 20, 30, 30]], np.float32),
-                   np.array([0.95, 0.5, 0.7], np.float32), np.array([0, 0, 2], np.int32))
-    pairs = match(a, b)
-    assert [(i, j) for i, j, _ in pairs] == [(0, 0)]  # b[1] finds a[0] taken; b[2] has another class
-    assert match(a, Detections.empty()) == []
 
 
 def test_the_same_model_on_both_sides_agrees_fully(tiny_onnx, scenes) -> None:
