@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -137,25 +138,32 @@ TEXT_TYPES: tuple[Callable[[str], Any], ...] = ()
 DEVICES = ("cpu", "cuda", "tensorrt")
 
 
-def skip_printer(command: str) -> SkippedImages:
-    """A :class:`~detnet_trt.core.images.SkippedImages` that prints one line per unreadable image
-    as it is met (``detnet-trt eval: warning: cannot read image x.jpg: empty file; skipped``)."""
+@dataclass
+class CommandSkips(SkippedImages):
+    """The :class:`~detnet_trt.core.images.SkippedImages` of one command: prints one line per
+    unreadable image as it is met (``detnet-trt eval: warning: cannot read image x.jpg: empty file;
+    skipped``), and gives the command's exit code at the end (:meth:`exit_code`)."""
 
-    def show(path: str, why: str) -> None:
-        print(f"detnet-trt {command}: warning: cannot read image {path}: {why}; skipped", file=sys.stderr, flush=True)
+    command: str = ""
 
-    return SkippedImages(on_skip=show)
+    def __post_init__(self) -> None:
+        self.on_skip = self._show
+
+    def _show(self, path: str, why: str) -> None:
+        print(f"detnet-trt {self.command}: warning: cannot read image {path}: {why}; skipped", file=sys.stderr, flush=True)
+
+    def exit_code(self) -> int:
+        """0, or :data:`~detnet_trt.core.images.EXIT_SKIPPED_IMAGES` after one line counting (and
+        naming) the images that were skipped."""
+        if not len(self):
+            return 0
+        print(f"detnet-trt {self.command}: error: {self.summary()}", file=sys.stderr, flush=True)
+        return EXIT_SKIPPED_IMAGES
 
 
-def skipped_exit(command: str, skipped: SkippedImages | list[tuple[str, str]]) -> int:
-    """The exit code at the end of a command: 0, or :data:`~detnet_trt.core.images.EXIT_SKIPPED_IMAGES`
-    after one line counting (and naming) the images that were skipped."""
-    if not isinstance(skipped, SkippedImages):
-        skipped = SkippedImages(list(skipped))
-    if not len(skipped):
-        return 0
-    print(f"detnet-trt {command}: error: {skipped.summary()}", file=sys.stderr, flush=True)
-    return EXIT_SKIPPED_IMAGES
+def skip_printer(command: str) -> CommandSkips:
+    """The :class:`CommandSkips` of ``command`` (its name as the lines show it)."""
+    return CommandSkips(command=command)
 
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..serving.triton.client import run_client
-    from ._options import skip_printer, skipped_exit
+    from ._options import skip_printer
 
     skipped = skip_printer("client")
     records = run_client(
@@ -40,4 +40,4 @@ def run(args: argparse.Namespace) -> int:
     )
     for rec in records:
         print(json.dumps(rec))
-    return skipped_exit("client", skipped)
+    return skipped.exit_code()

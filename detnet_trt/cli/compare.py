@@ -6,15 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..core.limits import BATCH, COUNT, IOU, SEED
-from ._options import (
-    add_backend_args,
-    add_postprocess_args,
-    backend_kwargs,
-    number,
-    postprocess_config,
-    skip_printer,
-    skipped_exit,
-)
+from ._options import add_backend_args, add_postprocess_args, backend_kwargs, number, postprocess_config, skip_printer
 
 if TYPE_CHECKING:
     from ..apps.compare import CompareOptions
@@ -83,4 +75,4 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps(res.to_dict(), indent=2), force=args.force)
         print(f"comparison: {args.json_out}")
-    return skipped_exit("compare", skipped)
+    return skipped.exit_code()

@@ -7,15 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..core.config import PostprocessConfig
 from ..core.limits import BATCH, COUNT
-from ._options import (
-    add_backend_args,
-    add_postprocess_args,
-    backend_kwargs,
-    number,
-    postprocess_config,
-    skip_printer,
-    skipped_exit,
-)
+from ._options import add_backend_args, add_postprocess_args, backend_kwargs, number, postprocess_config, skip_printer
 
 if TYPE_CHECKING:
     from ..evaluation.coco_eval import EvalOptions
@@ -82,4 +74,4 @@ def run(args: argparse.Namespace) -> int:
     if args.summary:
         atomic_write_text(args.summary, json.dumps(res.to_dict(), indent=2), force=args.force)
         print(f"summary: {args.summary}")
-    return skipped_exit("eval", skipped)
+    return skipped.exit_code()

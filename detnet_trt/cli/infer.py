@@ -6,15 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..core.limits import BATCH
-from ._options import (
-    add_backend_args,
-    add_postprocess_args,
-    backend_kwargs,
-    number,
-    postprocess_config,
-    skip_printer,
-    skipped_exit,
-)
+from ._options import add_backend_args, add_postprocess_args, backend_kwargs, number, postprocess_config, skip_printer
 
 if TYPE_CHECKING:
     from ..apps.infer import InferOptions
@@ -59,5 +51,5 @@ def run(args: argparse.Namespace) -> int:
                            backend_kwargs=backend_kwargs(args, args.model), on_error=lambda p, why: skipped.add(p, why))
     n = sum(len(d) for d in result.detections.values())
     print(f"{len(result.outputs)} image(s), {n} detection(s) -> {result.out_dir}/ (annotated images, {result.json_path.name})")
-    code = skipped_exit("infer", skipped)
+    code = skipped.exit_code()
     return 2 if code and not result.outputs else code  # none readable: nothing was done
