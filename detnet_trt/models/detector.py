@@ -17,37 +17,21 @@ import torch
 from torch import nn
 
 from ..core.errors import InputError
-from ..core.meta import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
 from .assign import centerness_targets, fcos_targets, level_ranges
 from .backbone import STAGE_NAMES, DetNetBackbone
+from .base import FrameDetector
 from .config import DetNetConfig
 from .fpn import DetNetFPN
 from .head import DenseHead, decode_boxes, flatten_outputs, topk_candidates
 from .losses import giou_loss, sigmoid_focal_loss
 
 
-class DetNetDetector(nn.Module):
+class DetNetDetector(FrameDetector):
     """DetNet backbone + DetNet-FPN + FCOS-style dense head (see :mod:`.head` for why)."""
 
-    pixel_mean: torch.Tensor
-    pixel_std: torch.Tensor
-    bgr_to_rgb: torch.Tensor
-
     def __init__(self, config: DetNetConfig, class_names: list[str] | None = None) -> None:
-        super().__init__()
-        if class_names is None:
-            class_names = [f"class_{i}" for i in range(config.num_classes)]
-        if len(class_names) != config.num_classes:
-            raise InputError(
-                f"{len(class_names)} class names given for a model with {config.num_classes} classes",
-                "pass one name per class",
-            )
+        super().__init__(config, class_names)
         self.config = config
-        self.name = config.name
-        self.class_names = list(class_names)
-        self.input_size = config.input_size
-        self.layout = config.layout
-        self.topk = config.topk
         lowest = min(int(lv[1:]) for lv in config.head_levels)
         self.backbone = DetNetBackbone(config, out_features=tuple(n for n in STAGE_NAMES if int(n[1:]) >= lowest))
         self.fpn = DetNetFPN(self.backbone.output_shape(), config.fpn_channels, config.head_levels)
@@ -59,39 +43,10 @@ class DetNetDetector(nn.Module):
             level_sizes=config.level_sizes,
             prior_prob=config.prior_prob,
         )
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("bgr_to_rgb", torch.tensor([2, 1, 0]), persistent=False)
 
     @property
     def num_classes(self) -> int:
         return self.config.num_classes
-
-    def meta(self) -> ModelMeta:
-        return ModelMeta(
-            model=self.name,
-            class_names=list(self.class_names),
-            input_size=self.input_size,
-            layout=self.layout,
-            topk=int(self.topk),
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-        )
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 BGR in ``self.layout`` -> float32 normalised RGB, N x 3 x H x W."""
-        if images.dim() != 4:
-            raise InputError(f"images must be 4-D ({self.layout}), got shape {tuple(images.shape)}")
-        # Cast first: TensorRT 8.6 allows a uint8 network input to feed nothing but a Cast.
-        x = images.float()
-        x = x.permute(0, 3, 1, 2) if self.layout == "nhwc" else x
-        if x.shape[1] != 3:
-            raise InputError(
-                f"images must have 3 channels in layout {self.layout!r}, got shape {tuple(images.shape)}",
-                "set model.layout to match the input",
-            )
-        x = x.index_select(1, self.bgr_to_rgb)
-        return (x - self.pixel_mean) / self.pixel_std
 
     def forward_raw(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Dense per-level head outputs (cls logits, ltrb pixels, centerness logits)."""

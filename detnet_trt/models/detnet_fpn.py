@@ -35,14 +35,15 @@ detector is not provided.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..core.errors import InputError
-from ..core.meta import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
 from .backbone import DetNetBackbone
+from .base import FrameDetector
 from .config import DetNetConfig
 from .two_stage.boxes import clip, decode, fpn_levels, pyramid_anchors, topk_sorted
 from .two_stage.nms import nms_kept_scores, select_kept
@@ -174,68 +175,32 @@ class BoxHead(nn.Module):
         return F.softmax(self.cls(x), dim=1), self.box(x)
 
 
-class DetNetFPNDetector(nn.Module):
+class DetNetFPNDetector(FrameDetector):
     """DetNet-59 FPN two-stage detector; see the module docstring for the contract."""
 
-    pixel_mean: torch.Tensor
-    pixel_std: torch.Tensor
-    bgr_to_rgb: torch.Tensor
-
     def __init__(self, config: DetNetFPNConfig, class_names: list[str] | None = None) -> None:
-        super().__init__()
-        if class_names is None:
-            class_names = [f"class_{i}" for i in range(config.num_classes)]
-        if len(class_names) != config.num_classes:
-            raise InputError(
-                f"{len(class_names)} class names given for a model with {config.num_classes} foreground classes",
-                "pass one name per foreground class (no background)",
-            )
+        super().__init__(config, class_names, classes="foreground classes")
         self.config = config
-        self.name = config.name
-        self.class_names = list(class_names)
-        self.input_size = config.input_size
-        self.layout = config.layout
-        self.topk = config.topk
         self.backbone = DetNetBackbone(config)
         chans = tuple(s.channels for s in self.backbone.output_shape().values())
         self.neck = FPNNeck(chans, config.fpn_channels)
         self.rpn = RPNHead(config.fpn_channels, anchors=len(config.anchor_ratios))
         self.roi_head = BoxHead(config.fpn_channels, config.pool_size, config.num_classes + 1)
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("bgr_to_rgb", torch.tensor([2, 1, 0]), persistent=False)
 
     @property
     def num_classes(self) -> int:
         return self.config.num_classes
 
-    def meta(self) -> ModelMeta:
-        return ModelMeta(
-            model=self.name,
-            class_names=list(self.class_names),
-            input_size=self.input_size,
-            layout=self.layout,
-            topk=int(self.topk),
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            nms="onnx",
-            max_det=int(self.config.max_det),
-            extra={"detector": "two_stage", "nms_conf": self.config.det_conf, "nms_iou": self.config.det_iou},
-        )
+    def _more_meta(self) -> dict[str, Any]:
+        return {"nms": "onnx", "max_det": int(self.config.max_det),
+                "extra": {"detector": "two_stage", "nms_conf": self.config.det_conf, "nms_iou": self.config.det_iou}}
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 BGR in ``self.layout`` -> float32 normalised RGB, N x 3 x H x W."""
-        if images.dim() != 4:
-            raise InputError(f"images must be 4-D ({self.layout}), got shape {tuple(images.shape)}")
-        x = images.float()  # TensorRT 8.6: a uint8 input may feed only a Cast
-        x = x.permute(0, 3, 1, 2) if self.layout == "nhwc" else x
-        if x.shape[1] != 3:
-            raise InputError(f"images must have 3 channels in layout {self.layout!r}, got shape {tuple(images.shape)}")
+    def to_nchw(self, images: torch.Tensor) -> torch.Tensor:
+        x = super().to_nchw(images)
         h, w = int(x.shape[2]), int(x.shape[3])
         if h % 16 or w % 16 or h < 32 or w < 32:
             raise InputError(f"input {h}x{w}: the two-stage detector needs H and W multiples of 16, at least 32")
-        x = x.index_select(1, self.bgr_to_rgb)
-        return (x - self.pixel_mean) / self.pixel_std
+        return x
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """P2 ... P6 of a uint8 batch (the "backbone + FPN" stage)."""
