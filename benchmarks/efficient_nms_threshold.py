@@ -18,36 +18,23 @@ import argparse
 import time
 from pathlib import Path
 
+from _accuracy import ROOT, add_common_args, datasets_record, synth_datasets, work_dir
 from _timing import machine, write_results
 
 from detnet_trt.core.config import EVAL_IOU, PostprocessConfig
-from detnet_trt.data.coco import resolve_coco_dir
-from detnet_trt.data.synth import make_synth_dataset
 from detnet_trt.evaluation.coco_eval import EvalOptions, evaluate
 from detnet_trt.export.onnx import export_onnx
 
-ROOT = Path(__file__).resolve().parent.parent
-CKPT = ROOT / "detnet_trt" / "assets" / "detnet_tiny_synth.pt"
 SYNTH = (("demo seed 2026", 100, 2026, 0.4), ("seed 777", 250, 777, 0.4))
 THRESHOLDS = (0.001, 0.005, 0.01, 0.02, 0.05)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", default=str(CKPT))
-    ap.add_argument("--work", default=str(ROOT / "benchmarks" / "cpu" / "work" / "efficient_nms_threshold"))
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    add_common_args(ap, "efficient_nms_threshold", calib=False)
     args = ap.parse_args()
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    if not (work.parent / ".gitignore").exists():
-        (work.parent / ".gitignore").write_text("*\n")
-    datasets = {}
-    for name, n, seed, val in SYNTH:
-        root = work / f"synth_{seed}"
-        if not (root / "annotations" / "instances_val.json").exists():
-            make_synth_dataset(root, images=n, seed=seed, val_fraction=val, force=True, progress=False)
-        datasets[name] = resolve_coco_dir(root, "val")
+    work = work_dir(args.work)
+    datasets = synth_datasets(work, SYNTH)
     t0 = time.perf_counter()
     fp32 = export_onnx(args.checkpoint, work / "fp32.onnx", force=True)
     rows = []
@@ -61,7 +48,7 @@ def main() -> None:
         rows.append(row)
         print(row, flush=True)
     doc = {"benchmark": "efficient_nms_threshold", "checkpoint": str(Path(args.checkpoint).relative_to(ROOT)),
-           "datasets": {k: {"ann": str(a), "images": len(list(Path(i).iterdir()))} for k, (a, i) in datasets.items()},
+           "datasets": datasets_record(datasets),
            "iou": EVAL_IOU, "max_det": 100, "seconds": round(time.perf_counter() - t0, 1), "machine": machine(),
            "results": rows}
     write_results(args.out, "efficient_nms_threshold", doc, _markdown(doc))

@@ -17,18 +17,13 @@ import argparse
 import time
 from pathlib import Path
 
+from _accuracy import CALIB_IMAGES, ROOT, add_common_args, ap_per_dataset, datasets_record, synth_datasets, work_dir
 from _timing import machine, write_results
 
-from detnet_trt.data.coco import resolve_coco_dir
-from detnet_trt.data.synth import make_synth_dataset
-from detnet_trt.evaluation.coco_eval import EvalOptions, evaluate
 from detnet_trt.export.onnx import export_onnx
 from detnet_trt.quantize.calibrate import quantize_onnx
 from detnet_trt.quantize.options import QuantizeOptions
 
-ROOT = Path(__file__).resolve().parent.parent
-CKPT = ROOT / "detnet_trt" / "assets" / "detnet_tiny_synth.pt"
-CALIB = ROOT / "calibration" / "demo_synth_seed2026.txt"
 # (name, images, seed, val fraction): the demo's own data (which the calibration set is from),
 # unseen scenes of another seed, and the training seed's distribution (other images than training's).
 SYNTH = (("demo seed 2026", 100, 2026, 0.4), ("seed 777", 250, 777, 0.4), ("seed 4242", 250, 4242, 0.4))
@@ -37,24 +32,11 @@ METHODS = ("entropy", "percentile", "minmax")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", default=str(CKPT))
-    ap.add_argument("--calib", default=str(CALIB))
-    ap.add_argument("--work", default=str(ROOT / "benchmarks" / "cpu" / "work" / "int8_methods"))
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    add_common_args(ap, "int8_methods")
     args = ap.parse_args()
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    if not (work.parent / ".gitignore").exists():
-        (work.parent / ".gitignore").write_text("*\n")
-
-    datasets = {}
-    for name, n, seed, val in SYNTH:
-        root = work / f"synth_{seed}"
-        if not (root / "annotations" / "instances_val.json").exists():
-            make_synth_dataset(root, images=n, seed=seed, val_fraction=val, force=True, progress=False)
-        datasets[name] = resolve_coco_dir(root, "val")
-    # the committed set lists the demo data's train images, relative to that folder
-    calib_images = work / "synth_2026" / "images" / "train"
+    work = work_dir(args.work)
+    datasets = synth_datasets(work, SYNTH)
+    calib_images = work / CALIB_IMAGES
 
     t0 = time.perf_counter()
     fp32 = export_onnx(args.checkpoint, work / "fp32.onnx", force=True)
@@ -64,15 +46,11 @@ def main() -> None:
                                             force=True, progress=False, calib_images=calib_images)
     rows = []
     for label, path in models.items():
-        row: dict = {"model": label}
-        for dname, (ann, images) in datasets.items():
-            res = evaluate(path, ann, images, EvalOptions(progress=False))
-            row[dname] = round(float(res.metrics["AP"]), 2)
+        row: dict = {"model": label, **ap_per_dataset(path, datasets)}
         rows.append(row)
         print(row, flush=True)
     doc = {"benchmark": "int8_methods", "checkpoint": str(Path(args.checkpoint).relative_to(ROOT)),
-           "calibration_set": str(Path(args.calib).relative_to(ROOT)), "datasets": {
-               k: {"ann": str(a), "images": len(list(Path(i).iterdir()))} for k, (a, i) in datasets.items()},
+           "calibration_set": str(Path(args.calib).relative_to(ROOT)), "datasets": datasets_record(datasets),
            "seconds": round(time.perf_counter() - t0, 1), "machine": machine(), "results": rows}
     write_results(args.out, "int8_methods", doc, _markdown(doc))
 
