@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -57,6 +58,25 @@ def time_interleaved(fns: dict[str, Callable[[], object]], calls: int, rounds: i
         }
         for k, v in means.items()
     }
+
+
+def add_timing_args(ap: argparse.ArgumentParser, calls: int, rounds: int = 15) -> None:
+    """``--calls`` (back-to-back calls a round), ``--rounds`` (for :func:`time_interleaved`) and
+    ``--out`` (the results folder)."""
+    ap.add_argument("--calls", type=int, default=calls)
+    ap.add_argument("--rounds", type=int, default=rounds)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+
+
+def machine_lines(m: dict, note: str = "shared with other jobs") -> list[str]:
+    """The Markdown lines of a timing record's command, machine (``note`` in brackets after the CPU
+    count) and date, from :func:`machine`'s description ``m``."""
+    return [
+        f"Command: `{m['command']}`  ",
+        f"Machine: {m['cpu_model']}, {m['cpus']} CPUs ({note}), pinned to CPU {m['affinity']}, "
+        f"OpenCV threads {m['cv2_threads']}; Python {m['python']}, NumPy {m['numpy']}, OpenCV {m['opencv']}  ",
+        f"Date: {m['date']}; load average at the end {m['loadavg']}.",
+    ]
 
 
 def machine() -> dict:

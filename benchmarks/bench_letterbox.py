@@ -20,11 +20,10 @@ Timed per frame, round-robin, on one 1280x720 BGR frame (a smooth synthetic pict
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import cv2
 import numpy as np
-from _timing import machine, time_interleaved, write_results
+from _timing import add_timing_args, machine, machine_lines, time_interleaved, write_results
 
 from detnet_trt.core.meta import IMAGENET_MEAN, IMAGENET_STD
 from detnet_trt.runtime.letterbox import PAD_VALUE, Letterboxer
@@ -70,9 +69,7 @@ def area_resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="320,512,640", help="square input sizes (512 = detnet59's default)")
-    ap.add_argument("--calls", type=int, default=100)
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    add_timing_args(ap, calls=100)
     args = ap.parse_args()
     cv2.setNumThreads(1)
     frame = synthetic_frame()
@@ -102,10 +99,7 @@ def _markdown(doc: dict) -> str:
     lines = [
         "# Letterbox 1280x720 -> model input",
         "",
-        f"Command: `{m['command']}`  ",
-        f"Machine: {m['cpu_model']}, {m['cpus']} CPUs (shared with other jobs), pinned to CPU {m['affinity']}, "
-        f"OpenCV threads {m['cv2_threads']}; Python {m['python']}, NumPy {m['numpy']}, OpenCV {m['opencv']}  ",
-        f"Date: {m['date']}; load average at the end {m['loadavg']}.",
+        *machine_lines(m),
         "",
         "Per-frame time: median of the round means (round-robin rounds of back-to-back calls), fastest and "
         "slowest round; speed-up against the float baseline at the same input size.",

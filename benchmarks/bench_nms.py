@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from pathlib import Path
 
 import cv2
 import numpy as np
-from _timing import machine, time_interleaved, write_results
+from _timing import add_timing_args, machine, machine_lines, time_interleaved, write_results
 
 from detnet_trt.runtime.letterbox import letterbox_geometry
 
@@ -58,9 +57,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=1000, help="candidates per image")
     ap.add_argument("--iou", type=float, default=0.5)
-    ap.add_argument("--calls", type=int, default=100)
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    add_timing_args(ap, calls=100)
     args = ap.parse_args()
     cv2.setNumThreads(1)
     info = letterbox_geometry((720, 1280), (512, 512))
@@ -107,10 +104,7 @@ def _markdown(doc: dict) -> str:
     lines = [
         "# NMS on 1,000 candidates (class-aware, IoU 0.5)",
         "",
-        f"Command: `{m['command']}`  ",
-        f"Machine: {m['cpu_model']}, {m['cpus']} CPUs (shared with other jobs), pinned to CPU {m['affinity']}, "
-        f"OpenCV threads {m['cv2_threads']}; Python {m['python']}, NumPy {m['numpy']}, OpenCV {m['opencv']}  ",
-        f"Date: {m['date']}; load average at the end {m['loadavg']}.",
+        *machine_lines(m),
         "",
         "Per-call time: median of the round means (rounds of back-to-back calls, the implementations "
         "measured round-robin), with the fastest and slowest round. `same` = the same kept set as OpenCV.",

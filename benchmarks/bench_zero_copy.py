@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import cv2
 import numpy as np
-from _timing import machine, time_interleaved, write_results
+from _timing import add_timing_args, machine, machine_lines, time_interleaved, write_results
 from bench_letterbox import synthetic_frame
 
 from detnet_trt.core.config import PostprocessConfig
@@ -69,9 +68,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=512, help="square model input (512 = detnet59's default)")
     ap.add_argument("--batches", default="1,8")
-    ap.add_argument("--calls", type=int, default=20)
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    add_timing_args(ap, calls=20)
     args = ap.parse_args()
     cv2.setNumThreads(1)
     frame = synthetic_frame()
@@ -100,11 +97,7 @@ def _markdown(doc: dict) -> str:
     lines = [
         f"# Detector input path, 1280x720 frames -> {doc['input']}x{doc['input']} NCHW: copy vs zero-copy",
         "",
-        f"Command: `{m['command']}`  ",
-        f"Machine: {m['cpu_model']}, {m['cpus']} CPUs (the 2-core dev box, shared with other jobs; no GPU), pinned "
-        f"to CPU {m['affinity']}, OpenCV threads {m['cv2_threads']}; Python {m['python']}, NumPy {m['numpy']}, "
-        f"OpenCV {m['opencv']}  ",
-        f"Date: {m['date']}; load average at the end {m['loadavg']}.",
+        *machine_lines(m, "the 2-core dev box, shared with other jobs; no GPU"),
         "",
         "Per batch through `Detector.__call__` (letterbox every frame, the backend's host staging, a post-"
         "processing that keeps nothing): median of the round means (round-robin), fastest and slowest "
