@@ -51,7 +51,8 @@ def add_quantize_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-float", action="append", default=[], metavar="NODE_PATTERN",
                    help="keep matching nodes in float (glob over node names; 're:' prefix for a regex); repeatable")
     g.add_argument("--quantize-head", action="store_true",
-                   help="also quantize the head's final score/box convolutions (kept float by default)")
+                   help="also quantize the head's final score/box convolutions (kept float by default; "
+                   "a two-stage model's RPN and box head are always quantized)")
     g.add_argument("--calib-cache", help="JSON file of calibration ranges: written, and reused only if it matches")
 
 

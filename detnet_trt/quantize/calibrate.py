@@ -10,7 +10,9 @@ for TensorRT's explicit quantization (NVIDIA's guidance for CNNs):
   (:func:`~.placement.residual_inputs`); a dedicated Q/DQ pair per consumer.
 - Only the feature extractor is quantized: the head's final convolutions (those with no
   convolution downstream: class scores and box regression) and everything after them (sigmoid,
-  box decode, top-k) stay float, as does the in-graph cast and normalisation. ``keep_float``
+  box decode, top-k) stay float, as does the in-graph cast and normalisation. The two-stage
+  detector's RPN score/box convolutions and box-head fully connected layers are quantized too
+  (:func:`~.placement.keeps_head_float`); its RoI selection, RoIAlign, decode and NMS stay float. ``keep_float``
   patterns (globs over node names; ``re:`` prefix for a regular expression) keep more in float.
 
 Calibration feeds the calibration set through :class:`~detnet_trt.runtime.letterbox.Letterboxer`, the
@@ -52,6 +54,7 @@ from .placement import (
     _drop_unused_opsets,
     _name_nodes,
     _unquantize_float_inputs,
+    keeps_head_float,
     plan_quantization,
     weight_labels,
 )
@@ -281,8 +284,9 @@ def quantize_onnx(
     unreadable = check_calib_images(cs, options.min_images)  # stale images, too few readable: refused
     data_sha = _hash_images(cs.files, {f for f, _ in unreadable})
     provenance = _provenance(src, cs, meta, options, data_sha, len(unreadable))
+    keep_head = keeps_head_float(meta, options.keep_head_float)  # per model kind (two-stage: INT8)
     if out.exists() and not force:
-        return _reuse_existing(out, provenance, options)
+        return _reuse_existing(out, provenance, options, keep_head)
     check_writable(out, force)
     _warn_unreadable(unreadable)
 
@@ -290,7 +294,7 @@ def quantize_onnx(
         work = Path(tmp)
         prepared_path = work / "prepared.onnx"
         prepared, weights = prepare_fp32(src, prepared_path)
-        exclude, plan = plan_quantization(prepared, list(options.keep_float), options.keep_head_float, weights)
+        exclude, plan = plan_quantization(prepared, list(options.keep_float), keep_head, weights)
         ranges = _calibration_ranges(prepared_path, cs, meta, options, _cache_provenance(provenance), progress)
         source, calib_options = _calibration_source(ranges, work, cs, meta, options, progress)
         extra_options = {**_quantizer_options(), **calib_options}
@@ -299,7 +303,7 @@ def quantize_onnx(
 
     provenance.update(
         keep_float=list(options.keep_float),
-        keep_head_float=options.keep_head_float,
+        keep_head_float=keep_head,
         plan=plan,
         quantizer={
             "tool": "onnxruntime.quantization.quantize_static",
@@ -338,10 +342,10 @@ def _provenance(
     }
 
 
-def _reuse_existing(out: Path, provenance: dict[str, Any], options: QuantizeOptions) -> Path:
+def _reuse_existing(out: Path, provenance: dict[str, Any], options: QuantizeOptions, keep_head: bool) -> Path:
     """``out`` when it was made from the same inputs and settings; else :class:`IncompatibleError`."""
     old = read_quant_provenance(out) if out.suffix == ".onnx" else None
-    want = dict(provenance, keep_float=list(options.keep_float), keep_head_float=options.keep_head_float)
+    want = dict(provenance, keep_float=list(options.keep_float), keep_head_float=keep_head)
     keys = (*_CACHE_KEYS, "placement", "keep_float", "keep_head_float")
     if old is not None and not _describe_mismatch(want, old, keys):
         log.warning("%s is up to date (same FP32 model, calibration set, method and settings): reusing it", out)

@@ -30,7 +30,7 @@ class QuantizeOptions:
     method: str = "entropy"  # activation range calibration: one of METHODS
     percentile: float = DEFAULT_PERCENTILE  # used by method "percentile" only
     keep_float: tuple[str, ...] = ()  # node-name globs ("re:" prefix: a regular expression) kept float
-    keep_head_float: bool = True  # the head's final score/box convolutions stay float
+    keep_head_float: bool = True  # the head's final score/box convolutions stay float (dense detector only)
     calib_cache: Path | None = None  # JSON tensor ranges: written, and reused only when they match
     batch: int = 1  # calibration images per ONNX Runtime run
     min_images: int = 1  # fewer readable calibration images is an error (on top of the set's own minimum)

@@ -1,7 +1,8 @@
 """Q/DQ placement: which nodes get quantized. Inputs of convolutions, weights per-channel; of each
 residual / FPN Add fed by a convolution, only the input that is *not* the output of the convolution
 TensorRT fuses the Add into (:func:`residual_inputs`); the head and any ``--keep-float`` pattern
-stay float.
+stay float. Which head layers stay float depends on the model kind (:func:`keeps_head_float`): the
+dense detector's final score/box convolutions by default; none of the two-stage detector's.
 """
 
 from __future__ import annotations
@@ -187,6 +188,21 @@ def match_nodes(model: Any, patterns: Sequence[str], weights: dict[str, str] | N
     return out
 
 
+def keeps_head_float(meta: Any, requested: bool = True) -> bool:
+    """Whether the head's final layers stay float for a model with this metadata (a
+    :class:`~detnet_trt.core.meta.ModelMeta`, or None) when ``requested``
+    (:attr:`QuantizeOptions.keep_head_float`; ``--quantize-head`` clears it).
+
+    The dense detector: as requested (its final score/box convolutions are float by default). The
+    two-stage detector (``extra["detector"] == "two_stage"``): never. Its RPN score/box
+    convolutions and box-head fully connected layers are INT8 like the backbone and FPN; RoI
+    selection, RoIAlign, box decoding and NMS are not of the quantized op types and stay float
+    (keep a layer float there with ``--keep-float``).
+    """
+    extra = getattr(meta, "extra", None) or {}
+    return requested and extra.get("detector") != "two_stage"
+
+
 def plan_quantization(
     model: Any, keep_float: Sequence[str] = (), keep_head_float: bool = True, weights: dict[str, str] | None = None
 ) -> tuple[list[str], dict[str, Any]]:
@@ -264,6 +280,10 @@ def _drop_unused_opsets(model: Any) -> None:
 
 def quantizable_nodes(model: Any, keep_float: Sequence[str] = (), keep_head_float: bool = True) -> list[str]:
     """Names of the nodes :func:`quantize_onnx` would quantize in ``model`` (an exported FP32
-    ONNX, before pre-processing) with these settings, in graph order."""
+    ONNX, before pre-processing) with these settings (``keep_head_float`` resolved against the
+    model's metadata by :func:`keeps_head_float`), in graph order."""
+    from ..core.onnx_meta import meta_of
+
+    keep_head_float = keeps_head_float(meta_of(model), keep_head_float)
     exclude = set(plan_quantization(model, keep_float, keep_head_float)[0])
     return [n.name for n in model.graph.node if n.op_type in OP_TYPES and n.name not in exclude]

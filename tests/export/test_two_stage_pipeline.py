@@ -42,12 +42,12 @@ def work(tmp_path_factory) -> dict[str, Path]:
     _run("export", str(d / "model.pt"), "-o", str(d / "model.onnx"))
     _run("calib-set", "--images", str(d / "data" / "images" / "train"), "--num", "4", "--min-images", "1", "-o", str(d / "set.txt"))
     _run("quantize", str(d / "model.onnx"), "--calib", str(d / "set.txt"), "-o", str(d / "model.int8.onnx"),
-         "--quantize-head", "--val-data", str(d / "data"), "--no-progress")
+         "--val-data", str(d / "data"), "--no-progress")  # the default placement: RPN and box head INT8 too
     return {"dir": d, "pt": d / "model.pt", "onnx": d / "model.onnx", "int8": d / "model.int8.onnx", "data": d / "data"}
 
 
 def test_qdq_on_convs_and_fc_only(work) -> None:
-    """Every Conv and Gemm weight is quantized; RoI selection, RoIAlign, decode and NMS stay float."""
+    """By default every Conv and Gemm weight is quantized; RoI selection, RoIAlign, decode and NMS stay float."""
     proto = onnx.load(str(work["int8"]))
     producer = {o: n for n in proto.graph.node for o in n.output}
     layers = [n for n in proto.graph.node if n.op_type in ("Conv", "Gemm")]
@@ -64,6 +64,10 @@ def test_qdq_on_convs_and_fc_only(work) -> None:
                 assert producer[n.input[0]].op_type != "DequantizeLinear"
     meta = read_onnx_meta(work["int8"])
     assert meta.precision == "int8" and meta.nms == "onnx" and meta.extra["detector"] == "two_stage"
+    from detnet_trt.quantize.calibrate import read_quant_provenance
+
+    prov = read_quant_provenance(work["int8"])
+    assert prov is not None and prov["keep_head_float"] is False and prov["plan"]["head_final_layers"] == []
 
 
 def test_infer_eval_compare_bench_triton(work, capsys) -> None:
