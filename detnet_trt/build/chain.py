@@ -133,6 +133,8 @@ def prepare_onnx(
 
     base = out.with_suffix("")
     is_ckpt = src.suffix.lower() in CHECKPOINT_SUFFIXES
+    if opts.nms == "efficient":
+        _check_host_nms(src, is_ckpt)
     qdq = (not is_ckpt) and is_qdq_onnx(src)
     if opts.precision == "int8" and not qdq and opts.calib is None:
         kind = "a checkpoint" if is_ckpt else "an FP32 ONNX"
@@ -184,6 +186,31 @@ def prepare_onnx(
         current = add_efficient_nms(current, _derived(base, current_tag(current) + "nms"), post=opts.post,
                                     force=opts.force)
     return Path(current), calib_sha, reference
+
+
+def _check_host_nms(src: Path, is_ckpt: bool) -> None:
+    """``--nms efficient`` appends EfficientNMS_TRT to a host-NMS graph: refuse, before any export
+    or calibration, a model whose NMS is in its graph already (the two-stage detector, an ONNX
+    exported with in-graph NMS or already carrying the plugin)."""
+    if is_ckpt:
+        from ..models.checkpoint import read_checkpoint
+        from ..models.detnet_fpn import DetNetFPNConfig
+        from ..models.registry import MODELS
+
+        name = str(read_checkpoint(src, verify=False)["model"])
+        if isinstance(MODELS.get(name), type) and issubclass(MODELS[name], DetNetFPNConfig):
+            raise InputError(f"--nms efficient: {src.name} is the two-stage detector {name}, whose NMS is in its graph "
+                             "already", "build it without --nms efficient (its own NMS runs in the engine)")
+        return
+    from ..core.onnx_meta import read_onnx_meta
+
+    meta = read_onnx_meta(src)
+    if meta.extra.get("detector") == "two_stage":
+        raise InputError(f"--nms efficient: {src.name} is the two-stage detector {meta.model}, whose NMS is in its "
+                         "graph already", "build it without --nms efficient (its own NMS runs in the engine)")
+    if meta.nms != "host":
+        raise InputError(f"--nms efficient: {src.name} has its NMS in the graph already (nms={meta.nms!r})",
+                         "build it without --nms efficient, or export it with --nms host")
 
 
 def current_tag(path: Path) -> str:
