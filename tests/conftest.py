@@ -93,3 +93,28 @@ def tiny_onnx(tiny_checkpoint, tmp_path_factory: pytest.TempPathFactory):
     from detnet_trt.export.onnx import export_onnx
 
     return export_onnx(tiny_checkpoint, tmp_path_factory.mktemp("tiny_onnx") / "detnet_tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def tiny_scenes(tmp_path_factory: pytest.TempPathFactory):
+    """``make(images, seed, splits=("val",))``: a new synthetic COCO-layout dataset (``TINY_INPUT``,
+    half of it val) whose ``splits`` annotations keep only ``TINY_CLASSES`` (the tiny model's:
+    evaluation matches classes by name); returns its root."""
+    import json
+    from pathlib import Path
+
+    from detnet_trt.data.synth import make_synth_dataset
+
+    def make(images: int, seed: int, splits: tuple[str, ...] = ("val",)) -> Path:
+        root = Path(make_synth_dataset(tmp_path_factory.mktemp("scenes") / "data", images=images, seed=seed,
+                                       size=TINY_INPUT, val_fraction=0.5, progress=False))
+        for split in splits:
+            ann = root / "annotations" / f"instances_{split}.json"
+            d = json.loads(ann.read_text())
+            keep = {c["id"] for c in d["categories"] if c["name"] in TINY_CLASSES}
+            d["categories"] = [c for c in d["categories"] if c["id"] in keep]
+            d["annotations"] = [a for a in d["annotations"] if a["category_id"] in keep]
+            ann.write_text(json.dumps(d))
+        return root
+
+    return make

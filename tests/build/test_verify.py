@@ -5,7 +5,6 @@ matching, AP and budget logic with real detections; the TensorRT engine itself i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -17,19 +16,11 @@ from detnet_trt.core.errors import InputError
 
 
 @pytest.fixture(scope="module")
-def scenes(tmp_path_factory) -> dict[str, Path]:
-    """Synthetic scenes reduced to the tiny model's 3 classes (evaluation matches classes by name)."""
-    from detnet_trt.data.synth import make_synth_dataset
-
-    root = Path(make_synth_dataset(tmp_path_factory.mktemp("verify") / "data", images=8, seed=5, size=(128, 128),
-                                   val_fraction=0.5, progress=False))
-    ann = root / "annotations" / "instances_val.json"
-    d = json.loads(ann.read_text())
-    keep = {c["id"] for c in d["categories"] if c["name"] in ("circle", "square", "triangle")}
-    d["categories"] = [c for c in d["categories"] if c["id"] in keep]
-    d["annotations"] = [a for a in d["annotations"] if a["category_id"] in keep]
-    ann.write_text(json.dumps(d))
-    return {"images": root / "images" / "val", "ann": ann, "train": root / "images" / "train"}
+def scenes(tiny_scenes) -> dict[str, Path]:
+    """Synthetic scenes reduced to the tiny model's 3 classes."""
+    root = tiny_scenes(8, seed=5)
+    return {"images": root / "images" / "val", "ann": root / "annotations" / "instances_val.json",
+            "train": root / "images" / "train"}
 
 
 def test_the_same_model_on_both_sides_agrees_fully(tiny_onnx, scenes) -> None:

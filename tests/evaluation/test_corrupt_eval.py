@@ -16,18 +16,8 @@ from detnet_trt.evaluation.coco_eval import EvalOptions, evaluate
 
 
 @pytest.fixture()
-def data(tmp_path) -> Path:
-    from detnet_trt.data.synth import make_synth_dataset
-
-    root = Path(make_synth_dataset(tmp_path / "d", images=8, seed=5, size=(128, 128), val_fraction=0.5,
-                                   progress=False))
-    ann = root / "annotations" / "instances_val.json"
-    d = json.loads(ann.read_text())
-    keep = {c["id"] for c in d["categories"] if c["name"] in ("circle", "square", "triangle")}  # the tiny model's
-    d["categories"] = [c for c in d["categories"] if c["id"] in keep]
-    d["annotations"] = [a for a in d["annotations"] if a["category_id"] in keep]
-    ann.write_text(json.dumps(d))
-    return root
+def data(tiny_scenes) -> Path:
+    return tiny_scenes(8, seed=5)
 
 
 def _damage(root: Path, k: int) -> list[Path]:

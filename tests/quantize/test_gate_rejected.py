@@ -3,7 +3,6 @@ reuse it (quantize_onnx reuses an output whose provenance matches; build --int8 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -19,18 +18,8 @@ ACCEPT = AccuracyCheckOptions(max_ap_drop=100.0, budget=100.0)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> dict[str, Path]:
-    from detnet_trt.data.synth import make_synth_dataset
-
-    root = Path(make_synth_dataset(tmp_path_factory.mktemp("gate") / "d", images=8, seed=3, size=(128, 128),
-                                   val_fraction=0.5, progress=False))
-    for split in ("train", "val"):
-        ann = root / "annotations" / f"instances_{split}.json"
-        d = json.loads(ann.read_text())
-        keep = {c["id"] for c in d["categories"] if c["name"] in ("circle", "square", "triangle")}
-        d["categories"] = [c for c in d["categories"] if c["id"] in keep]
-        d["annotations"] = [a for a in d["annotations"] if a["category_id"] in keep]
-        ann.write_text(json.dumps(d))
+def data(tiny_scenes) -> dict[str, Path]:
+    root = tiny_scenes(8, seed=3, splits=("train", "val"))
     calib = make_calib_set(root / "images" / "train", root / "set.txt", num=4, min_images=1)
     return {"root": root, "calib": calib}
 

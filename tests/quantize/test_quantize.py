@@ -285,21 +285,9 @@ def test_cli_quantize(work: dict[str, Path], tmp_path: Path, capsys: pytest.Capt
 
 # --- on the real exported model (conftest's tiny_onnx: detnet_tiny, 128 x 128, 3 classes) -----------
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tiny_data(tiny_scenes) -> dict[str, Path]:
     """Synthetic scenes reduced to the tiny model's 3 classes (evaluation matches classes by name)."""
-    import json
-
-    from detnet_trt.data.synth import make_synth_dataset
-
-    root = Path(make_synth_dataset(tmp_path_factory.mktemp("synth") / "data", images=12, seed=3, size=(128, 128),
-                                   val_fraction=0.5, progress=False))
-    for split in ("train", "val"):
-        ann = root / "annotations" / f"instances_{split}.json"
-        d = json.loads(ann.read_text())
-        keep = {c["id"] for c in d["categories"] if c["name"] in ("circle", "square", "triangle")}
-        d["categories"] = [c for c in d["categories"] if c["id"] in keep]
-        d["annotations"] = [a for a in d["annotations"] if a["category_id"] in keep]
-        ann.write_text(json.dumps(d))
+    root = tiny_scenes(12, seed=3, splits=("train", "val"))
     calib = make_calib_set(root / "images" / "train", root / "set.txt",
                            annotations=root / "annotations" / "instances_train.json", num=6, min_images=1)
     return {"root": root, "calib": calib}
