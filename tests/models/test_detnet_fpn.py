@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from detnet_reference import reference_stages
 
 from detnet_trt.core.errors import InputError, ModelFileError
 from detnet_trt.models import DetNetFPNConfig, DetNetFPNDetector, StateDictMismatchError, load_detnet_pytorch_fpn
 from detnet_trt.models.checkpoint import load_checkpoint, save_checkpoint
 
-BLOCKS = (3, 4, 6, 3, 3)
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 SIZE = (64, 96)  # H, W
@@ -102,31 +102,8 @@ def _their_checkpoint(seed: int = 0, pool: int = 7, num_classes: int = NUM_CLASS
 
 
 # --- the reference: their test-time forward, restated -----------------------------------------
-def _bn(x, sd, p):
-    return F.batch_norm(x, sd[p + ".running_mean"], sd[p + ".running_var"], sd[p + ".weight"], sd[p + ".bias"], False, 0.0, 1e-5)
-
-
 def _conv(x, sd, p, **kw):
     return F.conv2d(x, sd[p + ".weight"], sd.get(p + ".bias"), **kw)
-
-
-def _ref_backbone(sd, x):
-    x = F.relu(_bn(F.conv2d(x, sd["RCNN_layer0.0.weight"], stride=2, padding=3), sd, "RCNN_layer0.1"))
-    x = F.max_pool2d(x, 3, 2, 1)
-    outs = []
-    for layer, n in enumerate(BLOCKS, start=1):
-        for j in range(n):
-            p = f"RCNN_layer{layer}.0.{j}"
-            stride = 2 if layer in (2, 3) and j == 0 else 1
-            dil = 2 if layer >= 4 else 1
-            out = F.relu(_bn(F.conv2d(x, sd[p + ".conv1.weight"]), sd, p + ".bn1"))
-            out = F.relu(_bn(F.conv2d(out, sd[p + ".conv2.weight"], stride=stride, padding=dil, dilation=dil), sd, p + ".bn2"))
-            out = _bn(F.conv2d(out, sd[p + ".conv3.weight"]), sd, p + ".bn3")
-            short = "downsample" if layer <= 3 else "extra_conv"
-            res = _bn(F.conv2d(x, sd[f"{p}.{short}.0.weight"], stride=stride), sd, f"{p}.{short}.1") if j == 0 else x
-            x = F.relu(out + res)
-        outs.append(x)
-    return outs
 
 
 def _ref_anchors(scale, ratios, shape, stride):
@@ -212,7 +189,7 @@ def _ref_detect(sd, image, pool, post=POST):
     im_h, im_w = image.shape[1:]
     x = image.numpy()[::-1].transpose(1, 2, 0).astype(np.float32) / 255.0  # RGB, as scipy.misc.imread
     x = torch.from_numpy(((x - MEAN) / STD).transpose(2, 0, 1).copy())[None]
-    c2, c3, c4, c5, c6 = _ref_backbone(sd, x)
+    c2, c3, c4, c5, c6 = reference_stages(sd, x, "RCNN_layer0.0.weight", "RCNN_layer0.1", "RCNN_layer{layer}.0.{j}")
     p6 = _conv(c6, sd, "RCNN_toplayer")
     p5 = _conv(c5, sd, "RCNN_latlayer1") + p6
     p4 = _conv(c4, sd, "RCNN_latlayer2") + p5

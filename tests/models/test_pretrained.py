@@ -14,12 +14,11 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from detnet_reference import reference_stages
 
 from detnet_trt.core.errors import ModelFileError
 from detnet_trt.models import DetNet59Config, DetNetClassifier, StateDictMismatchError, load_detnet_pytorch
 from detnet_trt.models.pretrained import load_pretrained_backbone
-
-BLOCKS = (3, 4, 6, 3, 3)
 
 
 def _public_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -50,27 +49,8 @@ def _public_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     return out
 
 
-def _bn(x: torch.Tensor, sd: dict[str, torch.Tensor], p: str) -> torch.Tensor:
-    return F.batch_norm(x, sd[p + ".running_mean"], sd[p + ".running_var"], sd[p + ".weight"], sd[p + ".bias"], False, 0.0, 1e-5)
-
-
 def _reference_forward(sd: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    x = F.relu(_bn(F.conv2d(x, sd["conv1.weight"], stride=2, padding=3), sd, "bn1"))
-    x = F.max_pool2d(x, 3, 2, 1)
-    for layer, n in enumerate(BLOCKS, start=1):
-        for j in range(n):
-            p = f"layer{layer}.{j}"
-            stride = 2 if layer in (2, 3) and j == 0 else 1
-            dil = 2 if layer >= 4 else 1
-            out = F.relu(_bn(F.conv2d(x, sd[p + ".conv1.weight"]), sd, p + ".bn1"))
-            out = F.relu(_bn(F.conv2d(out, sd[p + ".conv2.weight"], stride=stride, padding=dil, dilation=dil), sd, p + ".bn2"))
-            out = _bn(F.conv2d(out, sd[p + ".conv3.weight"]), sd, p + ".bn3")
-            short = "downsample" if layer <= 3 else "extra_conv"
-            if j == 0:
-                res = _bn(F.conv2d(x, sd[f"{p}.{short}.0.weight"], stride=stride), sd, f"{p}.{short}.1")
-            else:
-                res = x
-            x = F.relu(out + res)
+    x = reference_stages(sd, x, "conv1.weight", "bn1", "layer{layer}.{j}")[-1]
     x = x.mean(dim=(2, 3))
     return F.linear(x, sd["fc.weight"], sd["fc.bias"])
 
