@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from fpn_checkpoint import their_checkpoint
 
 from detnet_trt.cli import main
 from detnet_trt.models.checkpoint import load_checkpoint
 
-_HERE = Path(__file__).resolve().parent
-
-
-def _fpn_test_module():
-    spec = importlib.util.spec_from_file_location("_fpn_ref", _HERE.parent / "models" / "test_detnet_fpn.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["_fpn_ref"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.fixture(scope="module")
 def their_file(tmp_path_factory) -> Path:
-    ckpt = _fpn_test_module()._their_checkpoint()  # 6 classes with background
+    ckpt = their_checkpoint()  # 6 classes with background
     path = tmp_path_factory.mktemp("theirs") / "fpn_1_7_100.pth"
     torch.save(ckpt, path)
     return path

@@ -7,14 +7,11 @@ The PyTorch-side RoiAlign and NMS (autograd Functions exported as ``RoiAlign`` a
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
 import torch
+from fpn_checkpoint import NUM_CLASSES, POST, SIZE, their_checkpoint
 from onnx import TensorProto, helper
 
 from detnet_trt.core.offline import import_ort
@@ -28,15 +25,6 @@ from detnet_trt.models.two_stage.nms import nms_kept_scores
 from detnet_trt.models.two_stage.roi_align import roi_align_onnx
 
 ort = import_ort()
-_HERE = Path(__file__).resolve().parent
-
-
-def _ref_module():
-    spec = importlib.util.spec_from_file_location("_fpn_ref_export", _HERE.parent / "models" / "test_detnet_fpn.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["_fpn_ref_export"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _session(nodes, inputs, outputs):
@@ -92,8 +80,7 @@ def test_nms_matches_onnx_runtime(conf) -> None:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    ref = _ref_module()
-    model = load_detnet_pytorch_fpn(ref._their_checkpoint(), ref.NUM_CLASSES, input_size=ref.SIZE, topk=ref.POST)
+    model = load_detnet_pytorch_fpn(their_checkpoint(), NUM_CLASSES, input_size=SIZE, topk=POST)
     folder = tmp_path_factory.mktemp("two_stage")
     ckpt = save_checkpoint(model, folder / "fpn.pt")
     return model, export_onnx(ckpt, folder / "fpn.onnx")  # verify=True: ONNX Runtime vs PyTorch inside
