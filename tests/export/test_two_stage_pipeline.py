@@ -95,3 +95,23 @@ def test_infer_eval_compare_bench_triton(work, capsys) -> None:
     _run("export-triton", str(work["onnx"]), "--repo", str(d / "repo"), "--kind", "cpu")
     assert (d / "repo").is_dir() and any((d / "repo").rglob("config.pbtxt"))
     capsys.readouterr()
+
+
+def test_sensitivity_report_ranks_its_layers(work) -> None:
+    """The per-layer error report (what the AP gate prints over budget) on the two-stage Q/DQ model:
+    every quantized Conv and Gemm measured, finite errors, a --keep-float pattern for the worst."""
+    import math
+
+    from detnet_trt.quantize.calibset import read_calib_set
+    from detnet_trt.quantize.sensitivity import format_layer_table, layer_errors, sample_inputs
+
+    meta = read_onnx_meta(work["onnx"])
+    images = sample_inputs(read_calib_set(work["dir"] / "set.txt").files, meta, 2)
+    layers = layer_errors(work["onnx"], work["int8"], images)
+    ops = [le.op_type for le in layers]
+    fp32 = [n.op_type for n in onnx.load(str(work["onnx"])).graph.node]
+    assert ops.count("Gemm") == fp32.count("Gemm") == 4, ops  # fc6, fc7, class scores, deltas
+    assert ops.count("Conv") == fp32.count("Conv"), ops
+    assert all(math.isfinite(le.output_error) and le.own_error >= 0.0 for le in layers)
+    assert layers == sorted(layers, key=lambda le: le.own_error, reverse=True)
+    assert layers[0].node in format_layer_table(layers, top=5) and layers[0].keep_float_pattern()
