@@ -7,6 +7,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from _timing import machine
 
 from detnet_trt.data.coco import resolve_coco_dir
 from detnet_trt.data.synth import make_synth_dataset
@@ -63,5 +66,24 @@ def datasets_record(datasets: Datasets) -> dict[str, dict[str, object]]:
     return {k: {"ann": str(a), "images": len(list(Path(i).iterdir()))} for k, (a, i) in datasets.items()}
 
 
+def score_models(models: dict[str, tuple[Path, dict[str, Any]]], datasets: Datasets) -> list[dict[str, Any]]:
+    """One row per model, printed as it is made: its label, its ``extra`` fields, then its AP on each
+    dataset (:func:`ap_per_dataset`)."""
+    rows = []
+    for label, (path, extra) in models.items():
+        row = {"model": label, **extra, **ap_per_dataset(path, datasets)}
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def calibration_record(name: str, args: argparse.Namespace, datasets: Datasets, seconds: float,
+                       rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The results file of a calibration benchmark (``--checkpoint`` and ``--calib`` relative to the repository)."""
+    return {"benchmark": name, "checkpoint": str(Path(args.checkpoint).relative_to(ROOT)),
+            "calibration_set": str(Path(args.calib).relative_to(ROOT)), "datasets": datasets_record(datasets),
+            "seconds": round(seconds, 1), "machine": machine(), "results": rows}
+
+
 __all__ = ["CALIB", "CALIB_IMAGES", "CKPT", "ROOT", "add_common_args", "ap_per_dataset",
-           "datasets_record", "synth_datasets", "work_dir"]
+           "calibration_record", "datasets_record", "score_models", "synth_datasets", "work_dir"]

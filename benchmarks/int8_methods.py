@@ -17,8 +17,8 @@ import argparse
 import time
 from pathlib import Path
 
-from _accuracy import CALIB_IMAGES, ROOT, add_common_args, ap_per_dataset, datasets_record, synth_datasets, work_dir
-from _timing import machine, write_results
+from _accuracy import CALIB_IMAGES, add_common_args, calibration_record, score_models, synth_datasets, work_dir
+from _timing import write_results
 
 from detnet_trt.export.onnx import export_onnx
 from detnet_trt.quantize.calibrate import quantize_onnx
@@ -40,18 +40,13 @@ def main() -> None:
 
     t0 = time.perf_counter()
     fp32 = export_onnx(args.checkpoint, work / "fp32.onnx", force=True)
-    models = {"FP32": fp32}
+    models: dict[str, tuple[Path, dict]] = {"FP32": (fp32, {})}
     for m in METHODS:
-        models[f"INT8 {m}"] = quantize_onnx(fp32, args.calib, work / f"int8_{m}.onnx", QuantizeOptions(method=m),
-                                            force=True, progress=False, calib_images=calib_images)
-    rows = []
-    for label, path in models.items():
-        row: dict = {"model": label, **ap_per_dataset(path, datasets)}
-        rows.append(row)
-        print(row, flush=True)
-    doc = {"benchmark": "int8_methods", "checkpoint": str(Path(args.checkpoint).relative_to(ROOT)),
-           "calibration_set": str(Path(args.calib).relative_to(ROOT)), "datasets": datasets_record(datasets),
-           "seconds": round(time.perf_counter() - t0, 1), "machine": machine(), "results": rows}
+        path = quantize_onnx(fp32, args.calib, work / f"int8_{m}.onnx", QuantizeOptions(method=m), force=True,
+                             progress=False, calib_images=calib_images)
+        models[f"INT8 {m}"] = (path, {})
+    rows = score_models(models, datasets)
+    doc = calibration_record("int8_methods", args, datasets, time.perf_counter() - t0, rows)
     write_results(args.out, "int8_methods", doc, _markdown(doc))
 
 

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import onnx
-from _accuracy import CALIB_IMAGES, ROOT, add_common_args, ap_per_dataset, datasets_record, synth_datasets, work_dir
-from _timing import machine, write_results
+from _accuracy import CALIB_IMAGES, add_common_args, calibration_record, score_models, synth_datasets, work_dir
+from _timing import write_results
 
 from detnet_trt.export.onnx import export_onnx
 from detnet_trt.quantize import placement
@@ -70,14 +70,8 @@ def main() -> None:
             path = _quantize(fp32, args.calib, work / f"int8_{m}_{'both' if both else 'skip'}.onnx", m,
                              calib_images, both)
             models[f"INT8 {m}, {label}"] = (path, _qdq_at_adds(path))
-    rows = []
-    for label, (path, counts) in models.items():
-        row: dict = {"model": label, **counts, **ap_per_dataset(path, datasets)}
-        rows.append(row)
-        print(row, flush=True)
-    doc = {"benchmark": "qdq_residual", "checkpoint": str(Path(args.checkpoint).relative_to(ROOT)),
-           "calibration_set": str(Path(args.calib).relative_to(ROOT)), "datasets": datasets_record(datasets),
-           "seconds": round(time.perf_counter() - t0, 1), "machine": machine(), "results": rows}
+    rows = score_models(models, datasets)
+    doc = calibration_record("qdq_residual", args, datasets, time.perf_counter() - t0, rows)
     write_results(args.out, "qdq_residual", doc, _markdown(doc))
 
 
