@@ -10,7 +10,7 @@ import re
 import torch
 import torch.nn.functional as F
 
-from detnet_trt.models import DetNetFPNConfig, DetNetFPNDetector
+from detnet_trt.models import DetNetFPNConfig, DetNetFPNDetector, load_detnet_pytorch_fpn
 
 SIZE = (64, 96)  # H, W
 NUM_CLASSES = 6  # with background
@@ -86,3 +86,8 @@ def their_checkpoint(seed: int = 0, pool: int = 7, num_classes: int = NUM_CLASSE
         _scale_heads(src)
     model = {_theirs(k): v.clone() for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")}
     return {"session": 1, "epoch": 7, "model": model, "pooling_mode": "align", "class_agnostic": False}
+
+
+def their_model() -> DetNetFPNDetector:
+    """:func:`their_checkpoint` imported: ``SIZE`` input, ``POST`` proposals."""
+    return load_detnet_pytorch_fpn(their_checkpoint(), NUM_CLASSES, input_size=SIZE, topk=POST)

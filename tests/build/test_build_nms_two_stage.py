@@ -3,29 +3,21 @@ in-graph-NMS export) is refused in one line, before any export or calibration.""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import onnx
 import pytest
+from fpn_checkpoint import their_model
 
 from detnet_trt.cli import main
 from detnet_trt.core.onnx_meta import meta_of, seal, set_meta
 from detnet_trt.export.onnx import export_onnx
-from detnet_trt.models import load_detnet_pytorch_fpn
 from detnet_trt.models.checkpoint import save_checkpoint
-
-_HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
 def two_stage_ckpt(tmp_path_factory) -> Path:
-    spec = importlib.util.spec_from_file_location("_fpn_ref_build", _HERE.parent / "models" / "test_detnet_fpn.py")
-    ref = importlib.util.module_from_spec(spec)
-    sys.modules["_fpn_ref_build"] = ref
-    spec.loader.exec_module(ref)
-    model = load_detnet_pytorch_fpn(ref._their_checkpoint(), ref.NUM_CLASSES, input_size=ref.SIZE, topk=ref.POST)
+    model = their_model()
     return save_checkpoint(model, tmp_path_factory.mktemp("fpn_ckpt") / "fpn.pt")
 
 

@@ -6,29 +6,17 @@ did (``torch._utils._rebuild_tensor``, before ``_rebuild_tensor_v2``)."""
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
-import sys
 import types
 import warnings
 from collections import OrderedDict
-from pathlib import Path
 
 import pytest
 import torch
+from fpn_checkpoint import NUM_CLASSES, their_checkpoint
 
 from detnet_trt.cli import main
 from detnet_trt.models.checkpoint import load_checkpoint
-
-_HERE = Path(__file__).resolve().parent
-
-
-def _ref():
-    spec = importlib.util.spec_from_file_location("_fpn_ref_legacy", _HERE.parent / "models" / "test_detnet_fpn.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["_fpn_ref_legacy"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 class _Pickler03(pickle.Pickler):
@@ -48,8 +36,8 @@ _PICKLE_03.__dict__.update({k: getattr(pickle, k) for k in dir(pickle) if not k.
 _PICKLE_03.Pickler = _Pickler03  # type: ignore[attr-defined]
 
 
-def _their_legacy_dict(ref) -> dict:
-    ckpt = ref._their_checkpoint()
+def _their_legacy_dict() -> dict:
+    ckpt = their_checkpoint()
     model = OrderedDict(ckpt["model"])  # 0.3's state_dict() is an OrderedDict of plain tensors
     ids = list(range(len(model)))
     optimizer = {  # torch.optim.SGD state_dict(): momentum buffers keyed by parameter ids
@@ -63,8 +51,7 @@ def _their_legacy_dict(ref) -> dict:
 
 @pytest.mark.parametrize("tensors", ["today", "torch03"])
 def test_legacy_format_checkpoint_imports(tmp_path, capsys, tensors) -> None:
-    ref = _ref()
-    obj = _their_legacy_dict(ref)
+    obj = _their_legacy_dict()
     src = tmp_path / "fpn_1_12_1000.pth"
     kw = {"pickle_module": _PICKLE_03} if tensors == "torch03" else {}
     with open(src, "wb") as f:
@@ -74,7 +61,7 @@ def test_legacy_format_checkpoint_imports(tmp_path, capsys, tensors) -> None:
         assert b"_rebuild_tensor\n" in src.read_bytes() and b"_rebuild_tensor_v2" not in src.read_bytes()
     assert torch.load(src, weights_only=True)["model"].keys() == obj["model"].keys()
     names = tmp_path / "names.txt"
-    names.write_text("\n".join(f"c{i}" for i in range(ref.NUM_CLASSES - 1)) + "\n")
+    names.write_text("\n".join(f"c{i}" for i in range(NUM_CLASSES - 1)) + "\n")
     out = tmp_path / "model.pt"
     rc = main(["import-detnet-pytorch", str(src), "--classes", str(names), "-o", str(out),
                "--input-size", "64x96", "--proposals", "20"])

@@ -5,20 +5,17 @@ FPN in DetNet_pytorch's key layout, 64 x 96 input, 20 proposals, synthetic scene
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import onnx
 import pytest
 import torch
+from fpn_checkpoint import their_checkpoint
 
 from detnet_trt.cli import main
 from detnet_trt.core.onnx_meta import read_onnx_meta
 from detnet_trt.data.synth import CLASS_NAMES
-
-_HERE = Path(__file__).resolve().parent
 
 
 def _run(*argv: str) -> None:
@@ -28,13 +25,9 @@ def _run(*argv: str) -> None:
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> dict[str, Path]:
-    spec = importlib.util.spec_from_file_location("_fpn_ref_pipe", _HERE.parent / "models" / "test_detnet_fpn.py")
-    ref = importlib.util.module_from_spec(spec)
-    sys.modules["_fpn_ref_pipe"] = ref
-    spec.loader.exec_module(ref)
     d = tmp_path_factory.mktemp("pipeline")
     theirs = d / "fpn_1_1_1.pth"
-    torch.save(ref._their_checkpoint(num_classes=len(CLASS_NAMES) + 1), theirs)
+    torch.save(their_checkpoint(num_classes=len(CLASS_NAMES) + 1), theirs)
     (d / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
     _run("synth", "--out", str(d / "data"), "--images", "8", "--val-fraction", "0.5", "--size", "96", "--seed", "1")
     _run("import-detnet-pytorch", str(theirs), "--classes", str(d / "classes.txt"), "-o", str(d / "model.pt"),

@@ -5,29 +5,22 @@ file (small input: fewer boxes than TensorRT's NMS top-K limit, so none is cut).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fpn_checkpoint import their_model
 
 pytestmark = pytest.mark.gpu
-_HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
 def two_stage_onnx(tmp_path_factory) -> Path:
     from detnet_trt.export.onnx import export_onnx
-    from detnet_trt.models import load_detnet_pytorch_fpn
     from detnet_trt.models.checkpoint import save_checkpoint
 
-    spec = importlib.util.spec_from_file_location("_fpn_ref_trt", _HERE.parent / "models" / "test_detnet_fpn.py")
-    ref = importlib.util.module_from_spec(spec)
-    sys.modules["_fpn_ref_trt"] = ref
-    spec.loader.exec_module(ref)
     folder = tmp_path_factory.mktemp("two_stage_trt")
-    model = load_detnet_pytorch_fpn(ref._their_checkpoint(), ref.NUM_CLASSES, input_size=ref.SIZE, topk=ref.POST)
+    model = their_model()
     return export_onnx(save_checkpoint(model, folder / "fpn.pt"), folder / "fpn.onnx")
 
 

@@ -3,30 +3,20 @@ default (all its Conv and Gemm nodes), the dense detector's head stays float as 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import onnx
 import pytest
+from fpn_checkpoint import their_model
 
 from detnet_trt.core.meta import ModelMeta
 from detnet_trt.core.onnx_meta import meta_of
 from detnet_trt.export.onnx import export_onnx
-from detnet_trt.models import load_detnet_pytorch_fpn
 from detnet_trt.models.checkpoint import save_checkpoint
 from detnet_trt.quantize.placement import feature_nodes, keeps_head_float, plan_quantization, quantizable_nodes
-
-_HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
 def two_stage_onnx(tmp_path_factory) -> onnx.ModelProto:
-    spec = importlib.util.spec_from_file_location("_fpn_ref_qplace", _HERE.parent / "models" / "test_detnet_fpn.py")
-    ref = importlib.util.module_from_spec(spec)
-    sys.modules["_fpn_ref_qplace"] = ref
-    spec.loader.exec_module(ref)
-    model = load_detnet_pytorch_fpn(ref._their_checkpoint(), ref.NUM_CLASSES, input_size=ref.SIZE, topk=ref.POST)
+    model = their_model()
     d = tmp_path_factory.mktemp("qplace")
     path = export_onnx(save_checkpoint(model, d / "fpn.pt"), d / "fpn.onnx", verify=False)
     return onnx.load(str(path))

@@ -4,13 +4,12 @@ ONNX gives locally. Tiny: random weights in DetNet_pytorch's key layout, 64 x 96
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fpn_checkpoint import their_model
 
 from detnet_trt.core.config import PostprocessConfig
 from detnet_trt.runtime.backends import load_backend
@@ -26,20 +25,14 @@ from detnet_trt.serving.triton.server import DetnetTritonServer, ServeOptions, f
 
 pytestmark = pytest.mark.slow
 CONF, IOU, MAX_DET = 0.0, 0.5, 100
-_HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
 def fpn_onnx(tmp_path_factory) -> Path:
     from detnet_trt.export.onnx import export_onnx
-    from detnet_trt.models import load_detnet_pytorch_fpn
     from detnet_trt.models.checkpoint import save_checkpoint
 
-    spec = importlib.util.spec_from_file_location("_fpn_ref_serve", _HERE.parent / "models" / "test_detnet_fpn.py")
-    ref = importlib.util.module_from_spec(spec)
-    sys.modules["_fpn_ref_serve"] = ref
-    spec.loader.exec_module(ref)
-    model = load_detnet_pytorch_fpn(ref._their_checkpoint(), ref.NUM_CLASSES, input_size=ref.SIZE, topk=ref.POST)
+    model = their_model()
     d = tmp_path_factory.mktemp("fpn_serve")
     return export_onnx(save_checkpoint(model, d / "fpn.pt"), d / "fpn.onnx", verify=False)
 
