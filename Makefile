@@ -4,6 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH ?= torch==2.13.0
+# pytest-xdist workers for `make test` (one per core of the 2-core CI machine); each test file runs whole on one worker,
+# so its module fixtures (the two-stage exports) are built once. TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
 
 .PHONY: test demo setup clean lint
 
@@ -18,7 +21,7 @@ $(STAMP): setup.py
 
 test: $(STAMP)
 	$(MAKE) --no-print-directory lint typecheck trt-bindings
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # ruff (config: ruff.toml) over everything Python in the repository.
 lint: $(STAMP)

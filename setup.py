@@ -50,6 +50,7 @@ setup(
         "triton": ["nvidia-pytriton>=0.7", "tritonclient[http,grpc]>=2.40"],
         "dev": [
             "pytest>=7.4",
+            "pytest-xdist>=3.5",  # make test: -n 2 --dist loadfile
             "hypothesis>=6.100",  # property-based tests (tests/*/test_*_props.py)
             # pinned: `make test` runs both with zero findings, and a new release may find new ones
             "mypy==2.4.1",
