@@ -3,7 +3,8 @@ CUDA + TensorRT + pycuda): two engines on two threads closed first-opened-first-
 during an inference in flight, 50 open / infer / close cycles with GPU memory unchanged, CUDA
 graphs with alternating batch sizes and a capture that fails, foreign and truncated engines beside
 a matching sidecar, the engine inspector and the layer profiler on a real engine, and INT8 < FP16
-< FP32 latency at the optimal batch (DetNet-59, ``slow`` too).
+< FP32 latency at the optimal batch (DetNet-59, ``slow`` too), and the camera loop letterboxing into
+the engine's two page-locked input slots with the detections of the copying path.
 
 Run on a GPU machine with TensorRT and pycuda: ``python -m pytest -m gpu tests/runtime/test_tensorrt_gpu.py``.
 The same orderings are checked on CPU against fakes in test_tensorrt_lifecycle.py."""
@@ -290,3 +291,53 @@ def test_int8_faster_than_fp16_faster_than_fp32_at_the_optimal_batch(work) -> No
                            machine=False)
         median[precision] = record["results"][0]["gpu_ms"]["compute"]["median"]
     assert median["int8"] < median["fp16"] < median["fp32"], median
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_camera_loop_through_the_pinned_input_slots(fp16_engine, tmp_path, cuda_graph: bool) -> None:
+    """The camera loop over the real engine letterboxes into its two page-locked input slots
+    (alternating, H2D from each, graphs replayed from either) and finds what the copying path finds."""
+    import cv2
+
+    from detnet_trt.apps.camera import CameraOptions, open_source, run_loop
+    from detnet_trt.apps.camera.sinks import Sink
+    from detnet_trt.core.config import PostprocessConfig
+    from detnet_trt.runtime.backends.tensorrt import TensorRTBackend
+    from detnet_trt.runtime.detector import Detector
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(10):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), rng.integers(0, 256, (96 + 8 * i, 160, 3), dtype=np.uint8))
+
+    class Collect(Sink):
+        def __init__(self) -> None:
+            self.dets: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+        def write(self, result) -> None:
+            d = result.detections
+            self.dets.append((d.boxes.copy(), d.scores.copy(), d.class_ids.copy()))
+
+    def run(backend: TensorRTBackend) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        sink = Collect()
+        with open_source(str(folder)) as src:
+            run_loop(Detector(backend, PostprocessConfig(conf=0.01)), src, [sink], CameraOptions(log_interval=None))
+        return sink.dets
+
+    with TensorRTBackend(fp16_engine, cuda_graph=cuda_graph) as backend:
+        slots = backend.host_input_slots(1)
+        assert slots is not None and not np.shares_memory(slots[0], slots[1])
+        got = run(backend)
+
+    class Copying(TensorRTBackend):
+        def host_input_slots(self, batch: int):
+            return None
+
+    with Copying(fp16_engine, cuda_graph=cuda_graph) as backend:
+        want = run(backend)
+    assert len(got) == len(want) == 10
+    for (b1, s1, c1), (b2, s2, c2) in zip(got, want):
+        np.testing.assert_array_equal(c1, c2)
+        np.testing.assert_allclose(s1, s2, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(b1, b2, rtol=0, atol=1e-4)

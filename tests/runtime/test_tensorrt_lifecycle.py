@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from trt_fakes import install, write_engine
 
-from detnet_trt.core.errors import ModelFileError
+from detnet_trt.core.errors import InputError, ModelFileError
 from detnet_trt.runtime.backends.tensorrt import TensorRTBackend
 from detnet_trt.trt import cuda
 from detnet_trt.trt.cuda import CudaError
@@ -79,6 +79,31 @@ def test_input_buffer_is_not_copied_again(gpu, tmp_path, monkeypatch) -> None:
         np.testing.assert_allclose(out["scores"][:, 0], _expected_scores(x), rtol=1e-6)
         backend.infer(x)  # a batch of its own is copied into the pinned input once
         assert copies == [(2, 3, 16, 16)]
+
+
+def test_two_host_input_slots_alternate_under_cuda_graphs_without_host_copies(gpu, tmp_path, monkeypatch) -> None:
+    """Both page-locked input slots are taken as they are (no host copy), and a graph captured while
+    slot 0 was the input replays right from slot 1: the H2D copy is outside the graph."""
+    copies: list[tuple[int, ...]] = []
+    real = np.copyto
+    monkeypatch.setattr(np, "copyto", lambda dst, src, *a, **k: (copies.append(np.shape(src)), real(dst, src, *a, **k)))
+    with TensorRTBackend(_engine(tmp_path), cuda_graph=True) as backend:
+        slots = backend.host_input_slots(2)
+        assert slots is not None and not np.shares_memory(slots[0], slots[1])
+        for i in range(4):
+            x = _images(2, seed=10 + i)
+            slots[i % 2][...] = x
+            out = backend.infer(slots[i % 2])
+            np.testing.assert_allclose(out["scores"][:, 0], _expected_scores(x), rtol=1e-6)
+        x = _images(1, seed=20)
+        slots[1][:1] = x
+        np.testing.assert_allclose(backend.infer(slots[1][:1])["scores"][:, 0], _expected_scores(x), rtol=1e-6)
+        assert copies == []
+        assert gpu.launches[:4] == [("enqueue", 2), ("graph", 2), ("graph", 2), ("graph", 2)]
+        assert len(gpu.pinned) == 5  # the input, its second slot, three outputs
+        with pytest.raises(InputError, match="outside this engine's 1 to 4"):
+            backend.host_input_slots(5)
+    _assert_all_released(gpu)  # close() freed both slots
 
 
 def test_cuda_graphs_per_batch_size_survive_alternating_batches(gpu, tmp_path) -> None:

@@ -1,7 +1,9 @@
 """The camera loop: capture -> letterbox into the reused input buffer -> infer -> NMS -> sinks.
 
 With ``overlap`` on (the default) three things run at once: a pre-processing thread waits for
-the next frame and letterboxes it into a second input buffer, an inference thread runs the
+the next frame and letterboxes it into the idle one of two input buffers (the TensorRT engine's
+two page-locked host inputs where the backend lends them, so no frame is copied again on the
+host: :func:`slot_letterboxers`), an inference thread runs the
 backend on the current one, and the calling thread does the NMS and the sinks of the frame
 before (so GUI windows stay on the thread that made them; the TensorRT backend pushes its CUDA
 context around each call, so it runs from the inference thread). At most one frame is prepared
@@ -36,7 +38,7 @@ import numpy as np
 
 from ..._version import __version__
 from ...core.config import PostprocessConfig
-from ...core.errors import DetnetError
+from ...core.errors import DetnetError, InputError
 from ...core.fileio import atomic_write_text, check_writable
 from ...runtime.backends.base import Backend
 from ...runtime.detector import Detector
@@ -272,10 +274,22 @@ def _start_workers(
     """With ``overlap``: the pre-processing thread (two input buffers) and the inference thread."""
     if not options.overlap:
         return None, None
-    lb = detector.letterboxer
-    second = Letterboxer(lb.input_size, lb.layout, lb.max_batch, pad_value=lb.pad_value)
-    prefetch = _Prefetcher(source, [lb, second], flag)
+    prefetch = _Prefetcher(source, slot_letterboxers(detector, detector.letterboxer.max_batch), flag)
     return prefetch, _Inferrer(detector.backend, prefetch, flag, options.max_frames)
+
+
+def slot_letterboxers(detector: Detector, batch: int) -> list[Letterboxer]:
+    """The two letterboxers of a pipelined run, each filling its own input buffer of ``batch`` images:
+    the backend's two page-locked host input slots where it lends them
+    (:meth:`Backend.host_input_slots`: the TensorRT engine, so ``infer()`` copies nothing on the
+    host), else buffers of their own (also for a batch the backend takes in more than one call)."""
+    lb = detector.letterboxer
+    try:
+        slots = detector.backend.host_input_slots(batch)
+    except InputError:  # outside the engine's batch range: infer_batch splits it, from our own buffers
+        slots = None
+    return [Letterboxer(lb.input_size, lb.layout, batch, pad_value=lb.pad_value,
+                        buffer=None if slots is None else slots[i]) for i in range(2)]
 
 
 def _stop_workers(prefetch: _Prefetcher | None, inferrer: _Inferrer | None) -> None:

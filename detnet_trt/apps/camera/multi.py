@@ -9,7 +9,8 @@ back to its stream, in order, through the sinks (one JSON lines file with a ``st
 recording per stream, one window of tiles).
 
 With ``overlap`` (the default) the same three-stage pipeline as the single-source loop runs: a
-thread gathers and letterboxes the next batch into a second buffer, a thread runs the backend on
+thread gathers and letterboxes the next batch into the idle one of two buffers (the TensorRT
+engine's page-locked input slots where it lends them: no host copy), a thread runs the backend on
 the current one, the calling thread does the NMS and the sinks of the batch before. One stream
 ending or failing never stops the others; the run ends when every stream has ended (or reached
 ``max_frames``, which counts per stream), at ``duration``, or on a stop.
@@ -41,7 +42,16 @@ from ...runtime.backends.base import Backend
 from ...runtime.detector import Detector
 from ...runtime.letterbox import Letterboxer, LetterboxInfo
 from .batcher import Batcher, infer_batch
-from .loop import StopFlag, _Inferred, _Inferrer, _Prefetcher, _stop_workers, end_tracks, stop_on_signals
+from .loop import (
+    StopFlag,
+    _Inferred,
+    _Inferrer,
+    _Prefetcher,
+    _stop_workers,
+    end_tracks,
+    slot_letterboxers,
+    stop_on_signals,
+)
 from .mqtt_sink import MqttSink, import_paho
 from .options import CameraOptions
 from .sinks import FrameResult, Sink, display_available, make_stream_sinks, stream_output
@@ -159,7 +169,8 @@ class _Pipeline:
     def __init__(self, detector: Detector, batcher: Batcher, flag: StopFlag, overlap: bool) -> None:
         self.detector, self.batcher, self.flag = detector, batcher, flag
         lb, n = detector.letterboxer, len(batcher.sources)
-        self.lbs = [Letterboxer(lb.input_size, lb.layout, n, pad_value=lb.pad_value) for _ in range(2 if overlap else 1)]
+        self.lbs = (slot_letterboxers(detector, n) if overlap
+                    else [Letterboxer(lb.input_size, lb.layout, n, pad_value=lb.pad_value)])
         self.prefetch: _Prefetcher | None = None
         self.inferrer: _Inferrer | None = None
         if overlap:

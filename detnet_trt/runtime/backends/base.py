@@ -101,6 +101,18 @@ class Backend(abc.ABC):
         """
         yield None
 
+    def host_input_slots(self, batch: int) -> list[np.ndarray] | None:
+        """Two of the backend's own input buffers (each shape ``meta.input_shape(batch)``, uint8) for a
+        pipelined loop, or ``None``.
+
+        A loop that letterboxes batch N+1 on one thread while batch N is inferred on another fills
+        the slot not being inferred and passes it (or its first images) to ``infer()``, which then
+        copies nothing on the host. Unlike :meth:`input_buffer` no lock is held: the caller
+        guarantees that a slot is not written while an ``infer()`` of it runs, and stops using both
+        before ``close()``. Backends without such memory (PyTorch, ONNX Runtime) return ``None``.
+        """
+        return None
+
     # --- hooks ---------------------------------------------------------------------------
     @abc.abstractmethod
     def _open(self) -> None: ...

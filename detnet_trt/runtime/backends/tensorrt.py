@@ -4,7 +4,8 @@ Life cycle (see :class:`~detnet_trt.runtime.backends.base.Backend`): the constru
 only (no GPU needed); ``open()`` checks the sidecar against the running TensorRT version and GPU,
 deserializes the engine, and allocates page-locked host and device buffers for the largest batch
 once; ``infer()`` copies the batch into the pinned input buffer (nothing to copy when it was
-letterboxed there: :meth:`TensorRTBackend.input_buffer`), then on one non-blocking stream: async
+letterboxed there: :meth:`TensorRTBackend.input_buffer`, or into either of the two page-locked input
+slots :meth:`TensorRTBackend.host_input_slots` lends a pipelined loop), then on one non-blocking stream: async
 host-to-device copy, enqueue (``execute_async_v3`` with tensor addresses on 10/11, bindings and
 ``execute_async_v2`` on 8.6: :class:`~.compat.Enqueue`), async device-to-host copies, and one
 synchronisation per batch. Every call makes the backend's CUDA context current and pops it after,
@@ -18,7 +19,9 @@ in flight instead of freeing its buffers. ``close()`` frees everything (idempote
 run and replays it afterwards; the graphs are kept per batch size (the buffers never move after
 ``open()``), so alternating batch sizes replay their own graphs. A capture that fails (an engine
 whose work a CUDA graph cannot hold) is cleaned up, warned about once, and the backend goes on
-with plain enqueues, as trtexec does.
+with plain enqueues, as trtexec does. A graph holds the enqueue only: the host-to-device copy is
+issued before each launch, from whichever host slot the batch is in, so the second input slot
+needs no graph of its own.
 """
 
 from __future__ import annotations
@@ -110,6 +113,7 @@ class TensorRTBackend(Backend):
         self._enqueue: compat.Enqueue | None = None
         self._stream: Stream | None = None
         self._tensors: list[_Tensor] = []
+        self._spare_input = HostBuffer()  # the second page-locked input slot (host_input_slots)
         self._graphs: dict[int, CudaGraph] = {}
         self._graphs_failed = False  # a capture failed: plain enqueues from then on (this open)
         self._batch = 0
@@ -194,6 +198,8 @@ class TensorRTBackend(Backend):
             shape = _dims(context.get_tensor_shape(t.name))
             nbytes = int(np.prod(shape, dtype=np.int64)) * t.dtype.itemsize
             t.host.ensure(nbytes)
+            if t.is_input:
+                self._spare_input.ensure(nbytes)
             moved |= t.device.ensure(nbytes)
         if moved:
             self._free_graphs()  # they hold the old device addresses
@@ -232,6 +238,7 @@ class TensorRTBackend(Backend):
                     for t in self._tensors:
                         t.device.free()
                         t.host.free()
+                    self._spare_input.free()
                     self._tensors = []
                     if self._stream is not None:
                         self._stream.free()
@@ -258,16 +265,39 @@ class TensorRTBackend(Backend):
     def input_buffer(self, batch: int) -> Iterator[np.ndarray | None]:
         """The engine's page-locked host input, viewed as a ``batch``-image uint8 batch, under the lock:
         fill it and ``infer()`` it inside the block and the frame is not copied again on the host."""
-        lo, hi = self.min_batch, self.max_batch or self.info.batch_range[2]
-        if not lo <= batch <= hi:
-            raise InputError(f"input {INPUT_NAME!r} batch {batch} is outside this engine's {lo} to {hi}",
-                             "split the batch, or rebuild with a wider --batch")
+        self._check_batch(batch)
         with self._lock:
             self.open()
             t = next((t for t in self._tensors if t.is_input), None)
             if t is None:
                 raise CudaError("the TensorRT backend is not open")
             yield t.host.view(self.meta.input_shape(batch), t.dtype) if t.dtype == np.uint8 else None
+
+    def host_input_slots(self, batch: int) -> list[np.ndarray] | None:
+        """The engine's two page-locked host inputs, each viewed as a ``batch``-image uint8 batch (see
+        :meth:`Backend.host_input_slots`); ``None`` for an engine whose input is not uint8. Valid until
+        ``close()``: the caller stops filling them before it closes the backend."""
+        self._check_batch(batch)
+        with self._lock:
+            self.open()
+            t = next((t for t in self._tensors if t.is_input), None)
+            if t is None:
+                raise CudaError("the TensorRT backend is not open")
+            if t.dtype != np.uint8:
+                return None
+            shape = self.meta.input_shape(batch)
+            return [t.host.view(shape, t.dtype), self._spare_input.view(shape, t.dtype)]
+
+    def _check_batch(self, batch: int) -> None:
+        lo, hi = self.min_batch, self.max_batch or self.info.batch_range[2]
+        if not lo <= batch <= hi:
+            raise InputError(f"input {INPUT_NAME!r} batch {batch} is outside this engine's {lo} to {hi}",
+                             "split the batch, or rebuild with a wider --batch")
+
+    def _own_input(self, t: _Tensor, images: np.ndarray) -> bool:
+        """Whether ``images`` is the start of one of the two page-locked input slots (no host copy)."""
+        return any(hb.capacity >= images.nbytes and _same_memory(hb.view(images.shape, t.dtype), images)
+                   for hb in (t.host, self._spare_input))
 
     def _infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
         n = int(images.shape[0])
@@ -292,8 +322,10 @@ class TensorRTBackend(Backend):
         views: dict[str, np.ndarray] = {}
         for t in self._tensors:
             if t.is_input:
-                host = t.host.view(images.shape, t.dtype)
-                if not _same_memory(host, images):  # letterboxed into input_buffer(): no copy
+                if self._own_input(t, images):  # letterboxed into a page-locked slot: no host copy
+                    host = images
+                else:
+                    host = t.host.view(images.shape, t.dtype)
                     np.copyto(host, images)
                 t.device.copy_from(host, stream)
         ev[1].record(stream)
