@@ -29,28 +29,26 @@ import torch
 import torch.nn.functional as F
 
 
+def _axis(c: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """One axis of ONNX Runtime's RoiAlign sample: the low / high neighbour indices of the sample
+    coordinates ``c`` on an axis of ``size`` and their two weights (zero outside ``[-1, size]``)."""
+    empty = (c < -1.0) | (c > size)
+    c = c.clamp(min=0)
+    low = torch.floor(c).long()
+    edge = low >= size - 1
+    low = torch.where(edge, torch.full_like(low, size - 1), low)
+    high = torch.where(edge, low, low + 1)
+    c = torch.where(edge, low.to(c.dtype), c)
+    frac = c - low.to(c.dtype)
+    return low, high, [(1 - frac) * ~empty, frac * ~empty]
+
+
 def _bilinear_onnx(feat_t: torch.Tensor, hw: tuple[int, int], b: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """ONNX Runtime's RoiAlign sample: ``feat_t`` is ``(B * H * W, C)``; ``y`` ``(R, oh)``, ``x``
     ``(R, ow)``, ``b`` ``(R,)``; returns ``(R, C, oh, ow)``."""
     height, width = hw
-    empty = (y < -1.0) | (y > height)
-    y = y.clamp(min=0)
-    y_low = torch.floor(y).long()
-    top = y_low >= height - 1
-    y_low = torch.where(top, torch.full_like(y_low, height - 1), y_low)
-    y_high = torch.where(top, y_low, y_low + 1)
-    y = torch.where(top, y_low.to(y.dtype), y)
-    ly = y - y_low.to(y.dtype)
-    wy = [(1 - ly) * ~empty, ly * ~empty]
-    emptx = (x < -1.0) | (x > width)
-    x = x.clamp(min=0)
-    x_low = torch.floor(x).long()
-    right = x_low >= width - 1
-    x_low = torch.where(right, torch.full_like(x_low, width - 1), x_low)
-    x_high = torch.where(right, x_low, x_low + 1)
-    x = torch.where(right, x_low.to(x.dtype), x)
-    lx = x - x_low.to(x.dtype)
-    wx = [(1 - lx) * ~emptx, lx * ~emptx]
+    y_low, y_high, wy = _axis(y, height)
+    x_low, x_high, wx = _axis(x, width)
     base = (b * height * width)[:, None, None]
     out = None
     for yi, wyi in ((y_low, wy[0]), (y_high, wy[1])):

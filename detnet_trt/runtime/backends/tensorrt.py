@@ -267,10 +267,7 @@ class TensorRTBackend(Backend):
         fill it and ``infer()`` it inside the block and the frame is not copied again on the host."""
         self._check_batch(batch)
         with self._lock:
-            self.open()
-            t = next((t for t in self._tensors if t.is_input), None)
-            if t is None:
-                raise CudaError("the TensorRT backend is not open")
+            t = self._open_input()
             yield t.host.view(self.meta.input_shape(batch), t.dtype) if t.dtype == np.uint8 else None
 
     def host_input_slots(self, batch: int) -> list[np.ndarray] | None:
@@ -279,14 +276,19 @@ class TensorRTBackend(Backend):
         ``close()``: the caller stops filling them before it closes the backend."""
         self._check_batch(batch)
         with self._lock:
-            self.open()
-            t = next((t for t in self._tensors if t.is_input), None)
-            if t is None:
-                raise CudaError("the TensorRT backend is not open")
+            t = self._open_input()
             if t.dtype != np.uint8:
                 return None
             shape = self.meta.input_shape(batch)
             return [t.host.view(shape, t.dtype), self._spare_input.view(shape, t.dtype)]
+
+    def _open_input(self) -> _Tensor:
+        """The input tensor's buffers, opening the backend if needed (call under the lock)."""
+        self.open()
+        t = next((t for t in self._tensors if t.is_input), None)
+        if t is None:
+            raise CudaError("the TensorRT backend is not open")
+        return t
 
     def _check_batch(self, batch: int) -> None:
         lo, hi = self.min_batch, self.max_batch or self.info.batch_range[2]
