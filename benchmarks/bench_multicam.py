@@ -20,8 +20,9 @@ frames over the sum of the runs' wall times). Two backends:
 - ``ort``: the shipped demo model (``detnet_tiny_synth.pt`` exported to ONNX, 320x320) on ONNX
   Runtime's CPU provider, recorded as measured (a CPU gains little from batching).
 
-Overhead at 8 streams (stand-in): more batched runs with the loop's ``--track`` (a ByteTrack
-tracker per stream, ``detnet_trt.apps.camera.tracking``), every ``Tracker.update`` and every
+Overhead at 8 streams (stand-in): more batched runs with the loop's ``--track`` (ByteTrack,
+``detnet_trt.apps.camera.tracking``: every stream's tracks in one tracker, one
+``Tracker.update_many`` step per batch), every ``Tracker.update_many`` and every
 ``Batcher.gather`` timed twice: wall clock, and the CPU time of the thread that runs it
 (``time.thread_time``: the host work itself, without the time the thread waits for the GIL or a
 core while the capture, pre-processing and inference threads, and other jobs on a shared machine,
@@ -203,7 +204,7 @@ def overhead_run(backend: FixedCostBackend, videos: list[Path], post: Postproces
     from detnet_trt.apps.camera.tracking import Tracker
 
     plain = batched(backend, videos, post)
-    with timed_calls(Tracker, "update") as trk, timed_calls(Batcher, "gather") as gat:
+    with timed_calls(Tracker, "update_many") as trk, timed_calls(Batcher, "gather") as gat:
         s = batched(backend, videos, post, track=True)
     frames, batches = s["frames"], s["batches"]
     infer = s["stages"]["infer"]["mean_ms"]
@@ -235,7 +236,7 @@ def overhead(backend: FixedCostBackend, videos: list[Path], post: PostprocessCon
     runs = [overhead_run(backend, videos, post) for _ in range(repeats)]
     for r in runs:
         print(f"  overhead at {r['streams']} streams: tracker {r['tracker_cpu_ms_per_update']:.3f} ms CPU / "
-              f"{r['tracker_wall_ms_per_update']:.3f} ms wall per update, batcher + tracker "
+              f"{r['tracker_wall_ms_per_update']:.3f} ms wall per step, batcher + tracker "
               f"{100 * r['cpu_share_of_infer']:.1f} % (CPU) / {100 * r['wall_share_of_infer']:.1f} % (wall) of the "
               "stand-in's time per batch", flush=True)
     shares = [r["cpu_share_of_infer"] for r in runs]
@@ -286,8 +287,8 @@ def _overhead_markdown(o: dict) -> list[str]:
                   f"Machine: {om['cpu_model']}, {om['cpus']} CPUs, shared with other jobs (load average {om['loadavg']} "
                   f"at the start, {o.get('loadavg_end', 'n/a')} at the end), no GPU  ", f"Date: {om['date']}  ", ""]
     lines += [
-        "Host time of the batcher (`Batcher.gather` outside its waits) and the tracker (`Tracker.update`, one per "
-        "frame), as **CPU time** of the thread that runs them (`time.thread_time`: the work itself) and as wall "
+        "Host time of the batcher (`Batcher.gather` outside its waits) and the tracker (`Tracker.update_many`, one "
+        "step per batch for all its streams), as **CPU time** of the thread that runs them (`time.thread_time`: the work itself) and as wall "
         "time (which also holds the time the thread waits for the GIL or a core, while the capture, "
         "pre-processing and inference threads and other jobs run). The goal is judged on CPU time.", "",
         "| per | batcher CPU ms | batcher wall ms | tracker CPU ms | tracker wall ms | batcher + tracker CPU ms | "
@@ -308,7 +309,7 @@ def _overhead_markdown(o: dict) -> list[str]:
         f"**{'met' if cpu < 0.10 else 'NOT met'}**); wall time {100 * wall:.1f} % "
         f"({'under' if wall < 0.10 else 'over'} 10 %). Median of {len(o.get('runs_cpu_share', [cpu]))} runs by CPU "
         f"share; all runs, CPU: {', '.join(f'{100 * x:.1f} %' for x in o.get('runs_cpu_share', [cpu]))}; wall: "
-        f"{', '.join(f'{100 * x:.1f} %' for x in o.get('runs_wall_share', [wall]))}. Tracker per update: "
+        f"{', '.join(f'{100 * x:.1f} %' for x in o.get('runs_wall_share', [wall]))}. Tracker per step: "
         f"{o['tracker_cpu_ms_per_update']:.3f} ms CPU, {o['tracker_wall_ms_per_update']:.3f} ms wall. "
         f"{o['tracks_started']} tracks started over {o['streams']} streams of 10 moving objects; {o['fps']:.1f} FPS "
         f"in total with tracking, {o['fps_without_tracking']:.1f} without. The letterbox runs on the "

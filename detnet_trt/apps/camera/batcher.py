@@ -45,6 +45,7 @@ class Batcher:
         self.max_frames = max_frames
         self.taken = [0] * len(self.sources)
         self.host_s = 0.0
+        self._told = [False] * len(self.sources)  # finished streams reported by newly_finished()
         self._cond = threading.Condition()
         for s in self.sources:
             s.on_frame = self.wake
@@ -62,6 +63,15 @@ class Batcher:
 
     def finished(self) -> bool:
         return not any(self.running(i) for i in range(len(self.sources)))
+
+    def newly_finished(self) -> list[int]:
+        """The streams that finished (ended, or reached ``max_frames``) since the last call. Called
+        after :meth:`gather`: every frame of such a stream is in that batch or an earlier one (a
+        source ends only once its last frame was taken)."""
+        out = [i for i, told in enumerate(self._told) if not told and not self.running(i)]
+        for i in out:
+            self._told[i] = True
+        return out
 
     def _collect(self, got: dict[int, Frame]) -> list[int]:
         """Take the ready frames of streams not in the batch yet; returns the streams still awaited."""

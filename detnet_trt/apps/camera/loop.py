@@ -395,17 +395,19 @@ def run_loop(
     summary["overlap"] = options.overlap
     if trackers is not None:
         summary["tracking"] = trackers.stats()
-        end_tracks(trackers, sinks, [None], detector.class_names)
+        end_tracks(trackers, sinks, [None], detector.class_names,
+                   reason="stopped" if flag.is_set() else "stream ended")
     return summary
 
 
 def end_tracks(trackers: StreamTrackers, sinks: Sequence[Sink], names: Sequence[str | None],
-               class_names: Sequence[str] | None) -> None:
-    """The run ended: every stream's tracks end, and the sinks hear of it (``Sink.tracks_ended``)."""
-    for i, events in trackers.finish().items():
+               class_names: Sequence[str] | None, streams: Sequence[int] | None = None, reason: str = "stopped") -> None:
+    """The tracks of ``streams`` end (``None``: of every stream, the run ended), and the sinks hear
+    of it (``Sink.tracks_ended``, with ``reason``)."""
+    for i, events in trackers.finish(streams).items():
         if events:
             for s in sinks:
-                s.tracks_ended(names[i] if i < len(names) else None, i, events, class_names)
+                s.tracks_ended(names[i] if i < len(names) else None, i, events, class_names, reason=reason)
 
 
 def _describe_backend(backend: Backend) -> dict[str, Any]:

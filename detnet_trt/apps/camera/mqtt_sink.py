@@ -245,14 +245,16 @@ class MqttSink(Sink):
             self._put(topic, {"stream": stream, "frame": result.index, "timestamp": round(result.frame.timestamp, 6),
                               **ev.to_dict(result.class_names), **({"reason": "lost"} if ev.kind == "end" else {})})
 
-    def tracks_ended(self, stream: str | None, stream_index: int, events: Any, class_names: Any) -> None:
-        """The run stopped with these tracks alive: their end events (``"reason": "stopped"``)."""
+    def tracks_ended(self, stream: str | None, stream_index: int, events: Any, class_names: Any,
+                     reason: str = "stopped") -> None:
+        """The stream ended or the run stopped with these tracks alive: their end events (``"reason"``:
+        ``"stream ended"`` or ``"stopped"``)."""
         if self.options.per != "track":
             return
         name = stream if stream is not None else str(stream_index)
         for ev in events:
             self._put(self.options.topic_of(name), {"stream": name, "frame": None, "timestamp": round(time.time(), 6),
-                                                    **ev.to_dict(class_names), "reason": "stopped"})
+                                                    **ev.to_dict(class_names), "reason": reason})
 
     def pending(self) -> int:
         """Messages not yet delivered: queued here or in flight."""

@@ -144,6 +144,7 @@ class _Batch:
     gather_s: float
     pre_s: float
     calls: int = 0
+    finished: list[int] = dataclasses.field(default_factory=list)  # streams with no frame after this batch
 
 
 def _gather(batcher: Batcher, lb: Letterboxer, slot: int, halt: StopLike) -> _Batch | None:
@@ -153,8 +154,9 @@ def _gather(batcher: Batcher, lb: Letterboxer, slot: int, halt: StopLike) -> _Ba
     t1 = time.perf_counter()
     if got is None:
         return None
+    finished = batcher.newly_finished()
     batch, infos = lb.fill([f.image for _, f in got])
-    return _Batch(got, slot, batch, infos, t1 - t0, time.perf_counter() - t1)
+    return _Batch(got, slot, batch, infos, t1 - t0, time.perf_counter() - t1, finished=finished)
 
 
 def _infer(backend: Backend, item: _Batch) -> dict[str, np.ndarray]:
@@ -200,7 +202,9 @@ def _finish_batch(detector: Detector, got: _Inferred, names: Sequence[str], sink
     item: _Batch = got.item  # type: ignore[assignment]
     t2 = time.perf_counter()
     dets = detector.postprocess(got.outputs, item.infos)
-    tracks = [trackers.update(i, d) for (i, _), d in zip(item.frames, dets)] if trackers is not None else None
+    tracks = None
+    if trackers is not None:  # the whole batch in one step
+        tracks = trackers.update_many([(i, d) for (i, _), d in zip(item.frames, dets)])
     t3 = time.perf_counter()
     status = timer.status_lines() if sinks else []
     t_done = t3
@@ -263,7 +267,7 @@ def run_multi_loop(
     flag = stop or StopFlag()
     detector.backend.open()
     batcher = Batcher(sources, options.batch_timeout_ms / 1e3, options.max_frames)
-    trackers = None if options.track is None else StreamTrackers(options.track, detector.post.conf)
+    trackers = None if options.track is None else StreamTrackers(options.track, detector.post.conf, len(sources))
     timer = MultiTimer(len(sources))
     sinks = sorted(sinks, key=lambda s: s.order)
     duration, log_interval = options.duration, options.log_interval
@@ -281,6 +285,9 @@ def run_multi_loop(
             if got is None:
                 break
             t_done = _finish_batch(detector, got, names, sinks, timer, trackers)
+            done = got.item.finished  # type: ignore[attr-defined]
+            if trackers is not None and done:  # those streams' last frames are through: their tracks end now
+                end_tracks(trackers, sinks, names, detector.class_names, done, reason="stream ended")
             if any(s.stop_requested for s in sinks):
                 flag.set("window")
             if next_log is not None and t_done >= next_log:
@@ -299,6 +306,8 @@ def run_multi_loop(
                     "max_batch": detector.backend.max_batch, "batcher_host_ms": round(1e3 * batcher.host_s, 3)})
     if trackers is not None:
         summary["tracking"] = {names[int(k)]: v for k, v in trackers.stats().items()}
+        if not flag.is_set():  # the last streams ended after the last batch
+            end_tracks(trackers, sinks, names, detector.class_names, batcher.newly_finished(), reason="stream ended")
         end_tracks(trackers, sinks, names, detector.class_names)
     return summary
 

@@ -98,9 +98,11 @@ class Sink:
         pass
 
     def tracks_ended(self, stream: str | None, stream_index: int, events: Sequence[TrackEvent],
-                     class_names: Sequence[str] | None) -> None:
-        """The run ended with these tracks of a stream alive (``--track``): their end events.
-        Called once per stream before :meth:`close`; most sinks ignore it."""
+                     class_names: Sequence[str] | None, reason: str = "stopped") -> None:
+        """These tracks of a stream were alive when it ended (``reason`` "stream ended": its source
+        ended or reached ``--max-frames``, after its last frame went through the sinks) or the run
+        stopped (``"stopped"``), with ``--track``: their end events. Called at most once per stream,
+        before :meth:`close`; most sinks ignore it."""
 
     def stats(self) -> dict[str, Any]:
         """Entries for the run summary (e.g. ``{"mqtt": {...}}``); final after :meth:`close`."""

@@ -21,6 +21,7 @@ track id of each (``-1``: not in a confirmed track yet) and the tracks that star
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -124,83 +125,90 @@ def cxcywh_to_xyxy(z: np.ndarray) -> np.ndarray:
 class KalmanBoxFilter:
     """Constant-velocity Kalman filter on ``(cx, cy, w, h)`` boxes; state ``(cx, cy, w, h, vx, vy,
     vw, vh)`` (one frame per step). Noise scales with the box size, as in DeepSORT and ByteTrack.
-    Every method works on ``N`` tracks at once, in a fixed number of NumPy calls."""
+    Every method works on ``N`` tracks at once, in a fixed number of NumPy calls.
 
-    _F = np.eye(8) + np.eye(8, k=4)
-    _CONSTANT_VELOCITY = _F  # while _F is this one, predict() adds instead of multiplying by it (the same sums)
-    _Q = np.array([_STD_POS] * 4 + [_STD_VEL] * 4)
+    The motion ``F = [[I, I], [0, I]]``, the process noise ``Q``, the measurement ``H = [I, 0]``
+    and its noise ``R`` never couple two coordinates, and a track's first covariance is diagonal:
+    each coordinate with its velocity is a filter of its own, and the covariance ``P`` stays zero
+    but for, per coordinate ``j``, the position variance ``P[j, j]``, the position-velocity term
+    ``P[j, j+4] = P[j+4, j]`` and the velocity variance ``P[j+4, j+4]``. The filter keeps just
+    those, as ``(N, 3, 4)`` arrays (``[:, 0]``, ``[:, 1]``, ``[:, 2]``); the matrix equations
+    reduce to sums and products of them (no matrix product, no LAPACK call, whose start-up cost more
+    than the whole update for 4 x 4). :meth:`full` gives the ``(N, 8, 8)`` matrices: the tests
+    check every step against the textbook matrix equations on them.
+    """
 
     @staticmethod
-    def _noise(wh: np.ndarray, pos: float, vel: float) -> np.ndarray:
-        """``(N, 8)`` standard deviations for boxes of width/height ``wh`` ``(N, 2)``: ``(w, h, w, h)``
-        times ``pos``, then times ``vel``."""
-        return np.concatenate([wh, wh, wh, wh], axis=1) * np.array([pos, pos, pos, pos, vel, vel, vel, vel])
+    def full(covs: np.ndarray) -> np.ndarray:
+        """The ``(N, 8, 8)`` covariance matrices of ``(N, 3, 4)`` covariances."""
+        n = covs.shape[0]
+        out = np.zeros((n, 8, 8))
+        j = np.arange(4)
+        out[:, j, j], out[:, j, j + 4], out[:, j + 4, j], out[:, j + 4, j + 4] = (
+            covs[:, 0], covs[:, 1], covs[:, 1], covs[:, 2])
+        return out
 
     def initiate(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """A new track's mean ``(8,)`` and covariance ``(8, 8)`` from its first box ``z`` ``(4,)``."""
+        """A new track's mean ``(8,)`` and covariance ``(3, 4)`` from its first box ``z`` ``(4,)``."""
         means, covs = self.initiate_many(z[None])
         return means[0], covs[0]
 
     def initiate_many(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`initiate` for ``N`` boxes ``(N, 4)``: ``(N, 8)``, ``(N, 8, 8)``."""
+        """:meth:`initiate` for ``N`` boxes ``(N, 4)``: ``(N, 8)``, ``(N, 3, 4)``."""
         n = z.shape[0]
         means = np.concatenate([z, np.zeros((n, 4))], axis=1)
-        covs = np.zeros((n, 8, 8))
-        covs.reshape(n, 64)[:, ::9] = self._noise(z[:, 2:4], 2 * _STD_POS, 10 * _STD_VEL) ** 2  # the diagonal
+        wh = np.concatenate([z[:, 2:4], z[:, 2:4]], axis=1)  # (w, h, w, h)
+        covs = np.zeros((n, 3, 4))
+        covs[:, 0] = (wh * (2 * _STD_POS)) ** 2
+        covs[:, 2] = (wh * (10 * _STD_VEL)) ** 2
         return means, covs
 
     def predict(self, means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One step: ``(N, 8)``, ``(N, 8, 8)``."""
-        n = means.shape[0]
-        if n == 0:
+        """One step, ``x = F x``, ``P = F P F^T + Q``: ``(N, 8)``, ``(N, 3, 4)``."""
+        if means.shape[0] == 0:
             return means, covs
-        wh = means[:, 2:4]
-        std = np.concatenate([wh, wh, wh, wh], axis=1) * self._Q
-        if self._F is self._CONSTANT_VELOCITY:  # F = I + shift: F x and F P F^T are these sums, exactly
-            means = means.copy()
-            means[:, :4] += means[:, 4:]
-            covs = covs.copy()
-            covs[:, :4] += covs[:, 4:]
-            covs[:, :, :4] += covs[:, :, 4:]
-        else:
-            means = means @ self._F.T
-            covs = self._F @ covs @ self._F.T
-        covs.reshape(n, 64)[:, ::9] += std**2  # Q on the diagonal
+        wh = np.concatenate([means[:, 2:4], means[:, 2:4]], axis=1)
+        pp, pv, vv = covs[:, 0], covs[:, 1], covs[:, 2]
+        out = np.empty_like(covs)
+        out[:, 0] = (pp + pv) + (pv + vv) + (wh * _STD_POS) ** 2
+        out[:, 1] = pv + vv
+        out[:, 2] = vv + (wh * _STD_VEL) ** 2
+        means = means.copy()
+        means[:, :4] += means[:, 4:]
         np.maximum(means[:, 2:4], 1.0, out=means[:, 2:4])  # a shrinking box stays a box
-        return means, covs
+        return means, out
 
     def update(self, means: np.ndarray, covs: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Correct ``N`` predictions ``(N, 8)``, ``(N, 8, 8)`` with their matched boxes ``z`` ``(N, 4)``.
-
-        The innovation covariance ``S = H P H^T + R`` is diagonal: ``F``, ``Q`` and ``R`` never couple
-        two coordinates, so each coordinate and its velocity are a filter of their own and ``P``'s
-        position block stays diagonal (exactly: its off-diagonal terms are sums of zeros). The gain
-        ``P H^T S^-1`` is then a division, with no LAPACK call (whose thread start-up cost more than
-        the whole update for 4 x 4; the general solve is the test's reference).
-        """
-        n = means.shape[0]
-        if n == 0:
+        """Correct ``N`` predictions ``(N, 8)``, ``(N, 3, 4)`` with their matched boxes ``z`` ``(N, 4)``:
+        the gain ``K = P H^T S^-1`` with the diagonal ``S = H P H^T + R`` is a division per coordinate."""
+        if means.shape[0] == 0:
             return means, covs
-        wh = means[:, 2:4]
-        std = np.concatenate([wh, wh], axis=1) * _STD_POS
-        s = np.ascontiguousarray(covs).reshape(n, 64)[:, 0:28:9] + std**2  # the diagonal of S, (N, 4)
-        gain = covs[:, :, :4] / s[:, None, :]  # P H^T S^-1, (N, 8, 4)
-        means = means + np.einsum("nij,nj->ni", gain, z - means[:, :4])
-        covs = covs - gain @ covs[:, :4, :]  # P - K S K^T = P - K H P
-        return means, covs
+        wh = np.concatenate([means[:, 2:4], means[:, 2:4]], axis=1)
+        pp, pv, vv = covs[:, 0], covs[:, 1], covs[:, 2]
+        s = pp + (wh * _STD_POS) ** 2
+        kp, kv = pp / s, pv / s  # K's position and velocity rows
+        innovation = z - means[:, :4]
+        means = means.copy()
+        means[:, :4] += kp * innovation
+        means[:, 4:] += kv * innovation
+        out = np.empty_like(covs)  # P - K H P
+        out[:, 0] = pp - kp * pp
+        out[:, 1] = pv - kp * pv
+        out[:, 2] = vv - kv * pv
+        return means, out
 
 
 # Columns of Tracker._info: one row per track, float64 (the integers in it are exact)
 _BOX = slice(0, 4)  # the last matched detection, xyxy
-_SCORE, _CLASS, _FIRST, _LAST, _ID, _LOST = 4, 5, 6, 7, 8, 9  # _ID: -1 until confirmed; _LOST: 0 or 1
-_INFO = 10
+_SCORE, _CLASS, _FIRST, _LAST, _ID, _LOST, _STREAM = 4, 5, 6, 7, 8, 9, 10  # _ID: -1 until confirmed; _LOST: 0 or 1
+_INFO = 11
 
 
 @dataclass(frozen=True)
 class TrackState:
     """A track as :attr:`Tracker.tracks` shows it: ``track_id`` ``-1`` until confirmed; ``box`` /
     ``score`` / ``class_id`` its last detection; ``mean`` its filter state ``(cx, cy, w, h, vx, vy,
-    vw, vh)``."""
+    vw, vh)``; ``stream`` the stream it is in."""
 
     track_id: int
     class_id: int
@@ -210,6 +218,7 @@ class TrackState:
     last_frame: int
     lost: bool
     mean: tuple[float, ...]
+    stream: int = 0
 
     @property
     def confirmed(self) -> bool:
@@ -239,14 +248,18 @@ def _match(sim: np.ndarray, gate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows[ok], cols[ok]
 
 
-def _iou(a: np.ndarray, b: np.ndarray, positive: bool = False) -> np.ndarray:
-    """:func:`~detnet_trt.runtime.nms.box_iou` (the same operations, so the same values) in fewer
-    NumPy calls: ``(A, 4)`` x ``(B, 4)`` xyxy float64 -> ``(A, B)``. ``positive``: every union is
-    known to be at least 1e-12 (the guards then change nothing and are skipped)."""
-    wa, wb = np.maximum(a[:, 2:] - a[:, :2], 0.0), np.maximum(b[:, 2:] - b[:, :2], 0.0)
-    wh = np.maximum(np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]), 0.0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = (wa[:, 0] * wa[:, 1])[:, None] + (wb[:, 0] * wb[:, 1])[None, :] - inter
+def _pair_iou(a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray, positive: bool = True) -> np.ndarray:
+    """The IoU of the pairs ``a[rows]``, ``b[cols]`` (xyxy float64): the values of
+    :func:`~detnet_trt.runtime.nms.box_iou` (the same operations on each pair), on one coordinate at a time (NumPy is several times slower on
+    the strided ``(N, 2)`` halves of ``(N, 4)`` arrays). ``positive``: every union is known to be
+    at least 1e-12 (the guards would change nothing and are skipped)."""
+    ax1, ay1, ax2, ay2 = a.T
+    bx1, by1, bx2, by2 = b.T
+    area_a = np.maximum(ax2 - ax1, 0.0) * np.maximum(ay2 - ay1, 0.0)
+    area_b = np.maximum(bx2 - bx1, 0.0) * np.maximum(by2 - by1, 0.0)
+    iw = np.maximum(np.minimum(ax2[rows], bx2[cols]) - np.maximum(ax1[rows], bx1[cols]), 0.0)
+    inter = iw * np.maximum(np.minimum(ay2[rows], by2[cols]) - np.maximum(ay1[rows], by1[cols]), 0.0)
+    union = area_a[rows] + area_b[cols] - inter
     if positive:
         return inter / union
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
@@ -254,30 +267,40 @@ def _iou(a: np.ndarray, b: np.ndarray, positive: bool = False) -> np.ndarray:
 
 @dataclass
 class _Frame:
-    """One update's working set. Columns are the frame's *candidates* ``cand`` (its detections at
-    or above the low threshold): ``dinfo`` their ``(box, score, class)`` rows (float64), ``high``
-    which of them are high; ``iou`` / ``sim`` every track's prediction against every candidate
-    (``sim`` times the score when ``fuse_score``); ``col`` per track the candidate it matched this
-    frame (``-1``: none)."""
+    """One step's working set: one frame of each stream in the step, their detections taken in
+    turn as one list. Columns are the step's *candidates* ``cand`` (indices of the detections at or
+    above the low threshold): ``dinfo`` their ``(box, score, class)`` rows (float64), ``cstream``
+    their streams, ``high`` which of them are high. Rows are the tracks of the step's streams,
+    ``tstream`` theirs; ``col`` per track the candidate it matched this step (``-1``: none).
+    ``prow`` / ``pcol``: the pairs that may match, each track with every candidate of its stream
+    (of its class too when class-aware), by row then column; ``piou`` / ``psim`` their IoU of the
+    track's prediction with the candidate (``psim`` times the score when ``fuse_score``)."""
 
-    high_det: np.ndarray  # per detection of the frame
+    high_det: np.ndarray  # per detection of the step
     cand: np.ndarray
     dinfo: np.ndarray
+    cstream: np.ndarray
     high: np.ndarray
-    iou: np.ndarray
-    sim: np.ndarray
+    tstream: np.ndarray
     col: np.ndarray
-    same_class: np.ndarray | None = None
+    prow: np.ndarray
+    pcol: np.ndarray
+    piou: np.ndarray
+    psim: np.ndarray
 
 
 class Tracker:
-    """ByteTrack over one stream's frames. ``high``: the high-score threshold when
-    ``config.high`` is ``None`` (the detector's ``--conf``). Track ids count from 1 per tracker.
+    """ByteTrack over the frames of one stream, or of several at once. ``high``: the high-score
+    threshold when ``config.high`` is ``None`` (the detector's ``--conf``). Track ids count from 1
+    per stream, and a stream's tracks only ever match its own detections.
 
-    The tracks live in three arrays, one row per track in the order they started: the filter
-    means ``(T, 8)``, covariances ``(T, 8, 8)`` and the rest (``_info``, see its columns); each
-    association stage is a mask over one IoU matrix per frame, so that a frame costs a fixed few
-    dozen NumPy calls, none per track.
+    The tracks of every stream live in three arrays, one row per track, each stream's in the order
+    they started: the filter means ``(T, 8)``, covariances ``(T, 3, 4)`` and the rest (``_info``,
+    see its columns, the stream among them). :meth:`update_many` takes one frame of each of several
+    streams in one step: each association stage is a mask over one IoU matrix of all their tracks
+    against all their detections (pairs of different streams masked out), so that a step costs a
+    fixed few dozen NumPy calls for all the streams together plus a few per stream, none per track;
+    its results are those of one :meth:`update` per stream in turn (the tests check it).
     """
 
     def __init__(self, config: TrackerConfig = TrackerConfig(), high: float = 0.5) -> None:
@@ -286,112 +309,246 @@ class Tracker:
         self.low = min(config.low, self.high)
         self.kf = KalmanBoxFilter()
         self._mean = np.zeros((0, 8))
-        self._cov = np.zeros((0, 8, 8))
+        self._cov = np.zeros((0, 3, 4))
         self._info = np.zeros((0, _INFO))
-        self.frame = -1
-        self._next_id = 1
+        self._frames = np.zeros(0, np.int64)  # per stream index: its last frame (-1: none yet)
+        self._next = np.zeros(0, np.int64)  # per stream index: the next track id
         import scipy.optimize  # noqa: F401 - the first import takes a while: here, before the first frame
 
     @property
+    def frame(self) -> int:
+        """Stream 0's last frame (0-based, one per update; -1 before its first)."""
+        return self.frame_of(0)
+
+    def frame_of(self, stream: int) -> int:
+        """Stream ``stream``'s last frame (-1 before its first)."""
+        return int(self._frames[stream]) if 0 <= stream < self._frames.size else -1
+
+    @property
+    def streams(self) -> list[int]:
+        """The stream indices updated so far, ascending."""
+        return (self._frames >= 0).nonzero()[0].tolist()
+
+    def started(self, stream: int = 0) -> int:
+        """Tracks of ``stream`` confirmed so far (the ids handed out)."""
+        return int(self._next[stream]) - 1 if 0 <= stream < self._next.size else 0
+
+    @property
     def tracks(self) -> list[TrackState]:
-        """The tracks now (tracked, pending confirmation and lost), oldest first."""
+        """The tracks now (tracked, pending confirmation and lost), each stream's oldest first."""
         return [TrackState(int(r[_ID]), int(r[_CLASS]), (r[0], r[1], r[2], r[3]), r[_SCORE], int(r[_FIRST]),
-                           int(r[_LAST]), bool(r[_LOST]), tuple(m))
+                           int(r[_LAST]), bool(r[_LOST]), tuple(m), int(r[_STREAM]))
                 for r, m in zip(self._info.tolist(), self._mean.tolist())]
 
     @property
     def n_confirmed(self) -> int:
-        """Confirmed tracks now (tracked and lost)."""
+        """Confirmed tracks now (tracked and lost), of every stream."""
         return int(np.count_nonzero(self._info[:, _ID] >= 0))
+
+    def confirmed_in(self, stream: int) -> int:
+        """Confirmed tracks of ``stream`` now."""
+        return int(np.count_nonzero((self._info[:, _ID] >= 0) & (self._info[:, _STREAM] == stream)))
 
     def _event(self, kind: str, row: int) -> TrackEvent:
         r = self._info[row].tolist()
         return TrackEvent(kind, int(r[_ID]), int(r[_CLASS]), (r[0], r[1], r[2], r[3]), r[_SCORE], int(r[_FIRST]),
                           int(r[_LAST]))
 
-    def _start(self, dets: Detections) -> _Frame:
+    def update(self, dets: Detections, stream: int = 0) -> TrackUpdate:
+        """Associate one frame's detections of ``stream`` (every detection the detector kept, scores
+        included)."""
+        return self.update_many([(stream, dets)])[0]
+
+    def update_many(self, frames: Sequence[tuple[int, Detections]]) -> list[TrackUpdate]:
+        """One frame each of several streams, ``(stream index, detections)``, in one step; the
+        updates in the same order. A stream given again starts a new step (its frames in turn)."""
+        out: list[TrackUpdate] = []
+        step: list[tuple[int, Detections]] = []
+        for item in frames:
+            s = item[0]
+            if not isinstance(s, (int, np.integer)) or s < 0:
+                raise ValueError(f"stream index {s!r} is not an integer >= 0")
+            if any(s == t for t, _ in step):
+                out += self._step(step)
+                step = []
+            step.append(item)
+        if step:
+            out += self._step(step)
+        return out
+
+    def _step(self, frames: Sequence[tuple[int, Detections]]) -> list[TrackUpdate]:
+        streams = np.fromiter((s for s, _ in frames), np.int64, len(frames))
+        top = int(streams.max()) + 1
+        if top > self._frames.size:
+            k = top - self._frames.size
+            self._frames = np.concatenate([self._frames, np.full(k, -1, np.int64)])
+            self._next = np.concatenate([self._next, np.ones(k, np.int64)])
+        self._frames[streams] += 1
+        rest = self._take(streams)
+        out = self._associate(frames, streams)
+        if rest is not None:  # the other streams' tracks back (each stream's rows keep their order)
+            self._mean, self._cov, self._info = (np.concatenate([a, b]) for a, b in
+                                                 zip(rest, (self._mean, self._cov, self._info)))
+        return out
+
+    def _take(self, streams: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Leave only the tracks of ``streams`` in the arrays; returns the others (``None``: none)."""
+        ts = self._info[:, _STREAM]
+        if streams.size == 1:
+            mine = ts == streams[0]
+        else:
+            stepping = np.zeros(self._frames.size, bool)
+            stepping[streams] = True
+            mine = stepping[ts.astype(np.int64)]
+        if mine.all():
+            return None
+        other = ~mine
+        rest = self._mean[other], self._cov[other], self._info[other]
+        self._mean, self._cov, self._info = self._mean[mine], self._cov[mine], self._info[mine]
+        return rest
+
+    def _start(self, frames: Sequence[tuple[int, Detections]], streams: np.ndarray) -> _Frame:
         """Predict every track (a lost one keeps moving but stops growing or shrinking), and
-        compare the predictions with this frame's candidates."""
-        scores = dets.scores
-        high_det = scores >= self.high  # compared in the detector's dtype, as the low threshold
-        above = scores >= self.low
+        compare the predictions with the step's candidates."""
+        if len(frames) == 1:
+            d = frames[0][1]
+            boxes, scores, cls = d.boxes, d.scores, d.class_ids
+            high_det, above = scores >= self.high, scores >= self.low  # compared in the detector's dtype
+            dstream = None
+        else:
+            ds = [d for _, d in frames]
+            boxes, scores = np.concatenate([d.boxes for d in ds]), np.concatenate([d.scores for d in ds])
+            cls = np.concatenate([d.class_ids for d in ds])
+            if len({d.scores.dtype for d in ds}) == 1:
+                high_det, above = scores >= self.high, scores >= self.low
+            else:  # each frame's scores compared in their own dtype, as a frame alone is
+                high_det = np.concatenate([d.scores >= self.high for d in ds])
+                above = np.concatenate([d.scores >= self.low for d in ds])
+            dstream = np.repeat(streams, [len(d) for d in ds])
         cand = above.nonzero()[0]
-        boxes, cls = dets.boxes, dets.class_ids
         if cand.size < scores.size:
             boxes, scores, cls = boxes[cand], scores[cand], cls[cand]
         dinfo = np.empty((cand.size, 6))
         dinfo[:, :4], dinfo[:, 4], dinfo[:, 5] = boxes, scores, cls
+        cstream = np.full(cand.size, streams[0]) if dstream is None else dstream[cand]
         n = self._mean.shape[0]
-        fr = _Frame(high_det, cand, dinfo, high_det[cand], np.zeros((n, cand.size)), np.zeros((n, cand.size)),
-                    np.full(n, -1, np.int64))
+        none = np.zeros(0, np.int64)
+        fr = _Frame(high_det, cand, dinfo, cstream, high_det[cand], self._info[:, _STREAM].astype(np.int64),
+                    np.full(n, -1, np.int64), none, none, np.zeros(0), np.zeros(0))
         if n:
             lost = self._info[:, _LOST] > 0
             if lost.any():
                 self._mean[lost, 6:8] = 0.0
             self._mean, self._cov = self.kf.predict(self._mean, self._cov)
-            if cand.size:  # a prediction's sides are at least 1: every union is at least 1
-                fr.iou = _iou(cxcywh_to_xyxy(self._mean[:, :4]), dinfo[:, :4], positive=True)
-                fr.sim = fr.iou * dinfo[:, 4] if self.config.fuse_score else fr.iou
+            if cand.size:
+                if dstream is None:  # one stream: every pair
+                    prow, pcol = np.repeat(np.arange(n), cand.size), np.tile(np.arange(cand.size), n)
+                else:
+                    prow, pcol = self._pairs(fr, streams, frames, cand)
                 if self.config.class_aware:
-                    fr.same_class = self._info[:, _CLASS, None] == dinfo[:, 5]
+                    same = self._info[prow, _CLASS] == dinfo[pcol, 5]
+                    prow, pcol = prow[same], pcol[same]
+                # a prediction's sides are at least 1: every union is at least 1
+                fr.prow, fr.pcol = prow, pcol
+                fr.piou = _pair_iou(cxcywh_to_xyxy(self._mean[:, :4]), dinfo[:, :4], prow, pcol)
+                fr.psim = fr.piou * dinfo[pcol, 4] if self.config.fuse_score else fr.piou
         return fr
+
+    def _pairs(self, fr: _Frame, streams: np.ndarray, frames: Sequence[tuple[int, Detections]],
+               cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every (track row, candidate column) pair of the same stream, rows ascending: the
+        candidates of the step's ``k``-th frame are one run of columns."""
+        where = np.zeros(self._frames.size, np.int64)
+        where[streams] = np.arange(streams.size)
+        ends = np.cumsum([len(d) for _, d in frames])
+        cb = np.searchsorted(cand, np.concatenate([[0], ends]))  # the frames' first candidate columns, and the end
+        k = where[fr.tstream]
+        lo, n = cb[k], cb[k + 1] - cb[k]
+        start = np.cumsum(n) - n
+        rows = np.repeat(np.arange(k.size), n)
+        return rows, np.arange(rows.size) + np.repeat(lo - start, n)
 
     def _stage(self, fr: _Frame, rows: np.ndarray, cols: np.ndarray, min_sim: float, fuse: bool) -> np.ndarray:
         """Associate the tracks in the mask ``rows`` with the candidates in the mask ``cols`` (the
         linear assignment of the cost ``1 - sim``, pairs below ``min_sim`` left out, see
-        :func:`_match`); records the matches in ``fr.col``; returns the matched rows."""
-        sim = fr.sim if fuse else fr.iou
-        gate = sim >= min_sim
-        gate &= rows[:, None] & cols
-        if fr.same_class is not None:
-            gate &= fr.same_class
-        r, c = gate.nonzero()
-        if r.size > 1 and (len(set(r.tolist())) < r.size or len(set(c.tolist())) < c.size):
-            ri, ci = rows.nonzero()[0], cols.nonzero()[0]  # the stage's own matrix, as ByteTrack solves it
-            ix = np.ix_(ri, ci)
-            a, b = _match(sim[ix], gate[ix])
-            r, c = ri[a], ci[b]
+        :func:`_match`); records the matches in ``fr.col``; returns the matched rows, ascending.
+
+        The pairs in the gate are the matches unless a track or a candidate has two; a stream
+        where one has is solved on its own stage matrix, as ByteTrack solves it."""
+        psim = fr.psim if fuse else fr.piou
+        gate = psim >= min_sim
+        gate &= rows[fr.prow]
+        gate &= cols[fr.pcol]
+        r, c = fr.prow[gate], fr.pcol[gate]
+        if r.size > 1:
+            cs = np.sort(c)
+            twice_r, twice_c = r[1:][r[1:] == r[:-1]], cs[1:][cs[1:] == cs[:-1]]  # r is ascending
+            if twice_r.size or twice_c.size:
+                bad = sorted(set(fr.tstream[twice_r].tolist()) | set(fr.cstream[twice_c].tolist()))
+                keep = fr.tstream[r] != bad[0] if len(bad) == 1 else ~np.isin(fr.tstream[r], bad)
+                rs, cs_ = [r[keep]], [c[keep]]
+                for s in bad:
+                    a, b = self._solve(fr, rows, cols, psim, gate, s)
+                    rs.append(a)
+                    cs_.append(b)
+                r, c = np.concatenate(rs), np.concatenate(cs_)
+                order = np.argsort(r, kind="stable")
+                r, c = r[order], c[order]
         fr.col[r] = c
         return r
 
-    def update(self, dets: Detections) -> TrackUpdate:
-        """Associate one frame's detections (every detection the detector kept, scores included)."""
-        self.frame += 1
+    @staticmethod
+    def _solve(fr: _Frame, rows: np.ndarray, cols: np.ndarray, psim: np.ndarray, gate: np.ndarray,
+               stream: int) -> tuple[np.ndarray, np.ndarray]:
+        """The matches of ``stream``'s tracks in ``rows`` with its candidates in ``cols``: the
+        stage's matrix of that stream (``sim`` of its pairs, 0 where no pair), solved by :func:`_match`."""
+        ri = (rows & (fr.tstream == stream)).nonzero()[0]
+        ci = (cols & (fr.cstream == stream)).nonzero()[0]
+        inside = rows[fr.prow] & cols[fr.pcol] & (fr.tstream[fr.prow] == stream)
+        at = np.searchsorted(ri, fr.prow[inside]), np.searchsorted(ci, fr.pcol[inside])
+        sim, g = np.zeros((ri.size, ci.size)), np.zeros((ri.size, ci.size), bool)
+        sim[at], g[at] = psim[inside], gate[inside]
+        a, b = _match(sim, g)
+        return ri[a], ci[b]
+
+    def _associate(self, frames: Sequence[tuple[int, Detections]], streams: np.ndarray) -> list[TrackUpdate]:
+        """One step over the tracks of ``streams`` (the only ones in the arrays now)."""
         cfg = self.config
-        fr = self._start(dets)
+        fr = self._start(frames, streams)
         info = self._info
-        events: list[TrackEvent] = []
+        events: list[tuple[int, TrackEvent]] = []  # (stream, event), in the order they happen
         new = fr.high
         noise = np.zeros(0, np.int64)
-        if info.shape[0] and fr.cand.size:
+        if info.shape[0]:
             confirmed, lost = info[:, _ID] >= 0, info[:, _LOST] > 0
-            self._stage(fr, confirmed, fr.high, cfg.match_iou, cfg.fuse_score)  # tracked and lost, high scores
-            free = fr.col < 0
-            tracked_free = free & confirmed & ~lost
-            self._stage(fr, tracked_free, ~fr.high, cfg.low_iou, False)  # still unmatched tracked ones, low scores
-            new = fr.high.copy()
-            new[fr.col[~free]] = False
-            third = self._stage(fr, ~confirmed, new, cfg.new_iou, cfg.fuse_score)  # pending tracks, high left
-            new[fr.col[third]] = False
-            info[tracked_free & (fr.col < 0), _LOST] = 1.0
-            matched = (fr.col >= 0).nonzero()[0]
-            if matched.size:
-                self._apply(matched, fr)
-            events += [self._confirm(r) for r in third.tolist()]  # pending tracks seen again
+            if fr.cand.size:
+                self._stage(fr, confirmed, fr.high, cfg.match_iou, cfg.fuse_score)  # tracked and lost, high scores
+                free = fr.col < 0
+                tracked_free = free & confirmed & ~lost
+                self._stage(fr, tracked_free, ~fr.high, cfg.low_iou, False)  # still unmatched tracked ones, low scores
+                new = fr.high.copy()
+                new[fr.col[~free]] = False
+                third = self._stage(fr, ~confirmed, new, cfg.new_iou, cfg.fuse_score)  # pending tracks, high left
+                new[fr.col[third]] = False
+                info[tracked_free & (fr.col < 0), _LOST] = 1.0
+                matched = (fr.col >= 0).nonzero()[0]
+                if matched.size:
+                    self._apply(matched, fr)
+                self._confirm(third, events)  # pending tracks seen again
+            else:  # nothing detected: every tracked track is lost now
+                info[confirmed, _LOST] = 1.0
             noise = (~confirmed & (fr.col < 0)).nonzero()[0]
-        elif info.shape[0]:  # nothing detected: every tracked track is lost now
-            info[:, _LOST] = np.where(info[:, _ID] >= 0, 1.0, info[:, _LOST])
-            noise = (info[:, _ID] < 0).nonzero()[0]
         new_pos = new.nonzero()[0]
-        first = self._add(fr.dinfo[new_pos])
+        first = self._add(fr.dinfo[new_pos], fr.cstream[new_pos])
         col = fr.col
         if new_pos.size:
-            if self.frame == 0:  # the first frame's objects are tracks at once (as in ByteTrack)
-                events += [self._confirm(r) for r in range(first, first + new_pos.size)]
-            col = np.concatenate([col, new_pos if self.frame == 0 else np.full(new_pos.size, -1)])
+            at_once = self._frames[fr.cstream[new_pos]] == 0  # a stream's first frame: its objects are tracks at once
+            if at_once.any():  # (as in ByteTrack)
+                self._confirm(first + at_once.nonzero()[0], events)
+            col = np.concatenate([col, np.where(at_once, new_pos, -1)])
         alive, ended = self._end_old(noise)
-        events += [self._event("end", r) for r in ended]
-        out = self._report(dets, fr, col, alive, events)
+        events += [(int(self._info[r, _STREAM]), self._event("end", r)) for r in ended]
+        out = self._report(frames, fr, col, alive, events)
         if not alive.all():
             self._mean, self._cov, self._info = self._mean[alive], self._cov[alive], self._info[alive]
         return out
@@ -403,28 +560,32 @@ class Tracker:
         if rows.size == self._mean.shape[0]:  # every track matched: no gather, no scatter
             self._mean, self._cov = self.kf.update(self._mean, self._cov, z)
             self._info[:, :_FIRST] = matched
-            self._info[:, _LAST] = self.frame
+            self._info[:, _LAST] = self._frames[fr.tstream]
             self._info[:, _LOST] = 0.0
             return
         self._mean[rows], self._cov[rows] = self.kf.update(self._mean[rows], self._cov[rows], z)
         self._info[rows, :_FIRST] = matched
-        self._info[rows, _LAST] = self.frame
+        self._info[rows, _LAST] = self._frames[fr.tstream[rows]]
         self._info[rows, _LOST] = 0.0
 
-    def _confirm(self, row: int) -> TrackEvent:
-        self._info[row, _ID] = self._next_id
-        self._next_id += 1
-        return self._event("start", row)
+    def _confirm(self, rows: np.ndarray, events: list[tuple[int, TrackEvent]]) -> None:
+        """Give ``rows`` their ids (each the next of its stream, in this order) and start events."""
+        for r in rows.tolist():
+            s = int(self._info[r, _STREAM])
+            self._info[r, _ID] = self._next[s]
+            self._next[s] += 1
+            events.append((s, self._event("start", r)))
 
-    def _add(self, dinfo: np.ndarray) -> int:
-        """New tracks, pending, from the candidate rows ``dinfo``; returns the first one's row."""
+    def _add(self, dinfo: np.ndarray, streams: np.ndarray) -> int:
+        """New tracks, pending, from the candidate rows ``dinfo`` of ``streams``; returns the first
+        one's row."""
         first, k = self._mean.shape[0], dinfo.shape[0]
         if k:
             means, covs = self.kf.initiate_many(xyxy_to_cxcywh(dinfo[:, :4]))
             info = np.empty((k, _INFO))
             info[:, :_FIRST] = dinfo
-            info[:, _FIRST:_ID] = self.frame
-            info[:, _ID], info[:, _LOST] = -1.0, 0.0
+            info[:, _FIRST] = info[:, _LAST] = self._frames[streams]
+            info[:, _ID], info[:, _LOST], info[:, _STREAM] = -1.0, 0.0, streams
             self._mean = np.concatenate([self._mean, means])
             self._cov = np.concatenate([self._cov, covs])
             self._info = np.concatenate([self._info, info])
@@ -432,73 +593,110 @@ class Tracker:
 
     def _end_old(self, noise: np.ndarray) -> tuple[np.ndarray, list[int]]:
         """Drop the pending tracks ``noise`` (not seen again), end the lost tracks older than the
-        buffer, and one of each tracked/lost pair that overlap as one object (the younger, as
-        ByteTrack does). Returns the rows that stay (a mask; :meth:`update` drops the others after
-        its report) and the ended ones, in the order they end."""
+        buffer, and one of each tracked/lost pair of a stream that overlap as one object (the
+        younger, as ByteTrack does). Returns the rows that stay (a mask; :meth:`_associate` drops
+        the others after its report) and the ended ones, in the order they end."""
         info = self._info
         alive = np.ones(info.shape[0], bool)
         alive[noise] = False
         lost = info[:, _LOST] > 0
         if not lost.any():
             return alive, []
-        aged = lost & (self.frame - info[:, _LAST] > self.config.buffer)  # lost tracks are confirmed and alive
+        ts = info[:, _STREAM].astype(np.int64)
+        aged = lost & (self._frames[ts] - info[:, _LAST] > self.config.buffer)  # lost tracks are confirmed and alive
         ended = aged.nonzero()[0].tolist()
         tracked = (alive & (info[:, _ID] >= 0) & ~lost).nonzero()[0]
         still = (lost & ~aged).nonzero()[0]
-        if tracked.size and still.size:
-            iou = _iou(cxcywh_to_xyxy(self._mean[tracked, :4]), cxcywh_to_xyxy(self._mean[still, :4]))
+        if tracked.size and still.size:  # the pairs of a stream, by tracked row then lost row
+            a, b = np.repeat(tracked, still.size), np.tile(still, tracked.size)
+            same = ts[a] == ts[b]
+            a, b = a[same], b[same]
+            box = cxcywh_to_xyxy(self._mean[:, :4])
+            dup = _pair_iou(box, box, a, b, positive=False) > _DUPLICATE_IOU
             age = (info[:, _LAST] - info[:, _FIRST]).tolist()
-            for i, k in zip(*(iou > _DUPLICATE_IOU).nonzero()):
-                a, b = int(tracked[i]), int(still[k])
-                younger = a if age[a] < age[b] else b
+            for a_, b_ in zip(a[dup].tolist(), b[dup].tolist()):
+                younger = a_ if age[a_] < age[b_] else b_
                 if younger not in ended:
                     ended.append(younger)
         alive[ended] = False
         return alive, ended
 
-    def _report(self, dets: Detections, fr: _Frame, col: np.ndarray, alive: np.ndarray,
-                events: list[TrackEvent]) -> TrackUpdate:
-        """Every high detection and every one that continued a confirmed track still alive, with its id."""
-        ids = np.full(len(dets), -1, np.int64)
+    def _report(self, frames: Sequence[tuple[int, Detections]], fr: _Frame, col: np.ndarray, alive: np.ndarray,
+                events: list[tuple[int, TrackEvent]]) -> list[TrackUpdate]:
+        """Per frame: every high detection and every one that continued a confirmed track still
+        alive, with its id, and its stream's events."""
+        ids = np.full(fr.high_det.size, -1, np.int64)
         tid = self._info[:, _ID]
         ok = (col >= 0) & (tid >= 0) & alive
         ids[fr.cand[col[ok]]] = tid[ok]
-        sel = (fr.high_det | (ids >= 0)).nonzero()[0]
-        if sel.size == len(dets):
-            return TrackUpdate(dets, ids, tuple(events))
-        return TrackUpdate(Detections(dets.boxes[sel], dets.scores[sel], dets.class_ids[sel]), ids[sel], tuple(events))
+        keep = fr.high_det | (ids >= 0)
+        if len(frames) == 1:
+            return [_reported(frames[0][1], ids, keep, tuple(e for _, e in events))]
+        by_stream: dict[int, list[TrackEvent]] = {}
+        for s, e in events:
+            by_stream.setdefault(s, []).append(e)
+        out, at = [], 0
+        for s, d in frames:
+            n = len(d)
+            out.append(_reported(d, ids[at:at + n], keep[at:at + n], tuple(by_stream.get(s, ()))))
+            at += n
+        return out
 
-    def finish(self) -> list[TrackEvent]:
-        """End every confirmed track (the stream ended); the tracker is empty afterwards."""
-        events = [self._event("end", r) for r in (self._info[:, _ID] >= 0).nonzero()[0].tolist()]
-        self._mean, self._cov, self._info = self._mean[:0], self._cov[:0], self._info[:0]
+    def finish(self, stream: int | None = None) -> list[TrackEvent]:
+        """End every confirmed track of ``stream`` (``None``: of every stream, each stream's in
+        turn): the stream ended. Its tracks are gone afterwards; its ids keep counting."""
+        info = self._info
+        mine = np.ones(info.shape[0], bool) if stream is None else info[:, _STREAM] == stream
+        rows = (mine & (info[:, _ID] >= 0)).nonzero()[0]
+        if stream is None and rows.size:
+            rows = rows[np.argsort(info[rows, _STREAM], kind="stable")]
+        events = [self._event("end", r) for r in rows.tolist()]
+        if mine.any():
+            self._mean, self._cov, self._info = self._mean[~mine], self._cov[~mine], self._info[~mine]
         return events
 
 
-class StreamTrackers:
-    """One :class:`Tracker` per stream (by stream index), made at the stream's first frame; a
-    stream's ids are its own. ``high``: the high threshold when ``config.high`` is unset."""
+def _reported(dets: Detections, ids: np.ndarray, keep: np.ndarray, events: tuple[TrackEvent, ...]) -> TrackUpdate:
+    """The :class:`TrackUpdate` of one frame: its detections where ``keep``, with their ids."""
+    if keep.all():
+        return TrackUpdate(dets, ids, events)
+    sel = keep.nonzero()[0]
+    return TrackUpdate(Detections(dets.boxes[sel], dets.scores[sel], dets.class_ids[sel]), ids[sel], events)
 
-    def __init__(self, config: TrackerConfig = TrackerConfig(), high: float = 0.5) -> None:
-        self.config, self.high = config, high
-        self.trackers: dict[int, Tracker] = {0: Tracker(config, high)}  # stream 0 now: SciPy loads before the loop
+
+class StreamTrackers:
+    """The tracking of a run's ``streams`` streams (by stream index; ids are per stream), all in one
+    :class:`Tracker`, so that :meth:`update_many` tracks a whole batch in one step. ``high``: the
+    high threshold when ``config.high`` is unset."""
+
+    def __init__(self, config: TrackerConfig = TrackerConfig(), high: float = 0.5, streams: int = 1) -> None:
+        self.config, self.high, self.n_streams = config, high, streams
+        self.tracker = Tracker(config, high)  # now: SciPy loads before the loop
+        self._alive_at_end: dict[int, int] = {}  # finished streams: their confirmed tracks when they ended
 
     def update(self, stream: int, dets: Detections) -> TrackUpdate:
-        tracker = self.trackers.get(stream)
-        if tracker is None:
-            tracker = self.trackers[stream] = Tracker(self.config, self.high)
-        return tracker.update(dets)
+        return self.tracker.update(dets, stream)
 
-    def finish(self) -> dict[int, list[TrackEvent]]:
-        """End every stream's tracks (the run ended): their end events, per stream index."""
-        return {k: t.finish() for k, t in sorted(self.trackers.items())}
+    def update_many(self, frames: Sequence[tuple[int, Detections]]) -> list[TrackUpdate]:
+        """One frame each of several streams (a batch) in one step, see :meth:`Tracker.update_many`."""
+        return self.tracker.update_many(frames)
+
+    def finish(self, streams: Sequence[int] | None = None) -> dict[int, list[TrackEvent]]:
+        """End the tracks of ``streams`` (their sources ended; ``None``: every stream, the run
+        ended): their end events, per stream index (empty for a stream finished before)."""
+        out = {s: self.tracker.finish(s) for s in (self._all() if streams is None else sorted(set(streams)))}
+        for s, events in out.items():
+            self._alive_at_end.setdefault(s, len(events))
+        return out
+
+    def _all(self) -> list[int]:
+        return sorted(set(range(self.n_streams)) | set(self.tracker.streams))
 
     def stats(self) -> dict[str, Any]:
-        """Tracks started per stream index (ids handed out) and alive now."""
-        return {str(k): {"tracks": t._next_id - 1, "alive": t.n_confirmed}
-                for k, t in sorted(self.trackers.items())}
+        """Tracks started per stream index (ids handed out) and alive: now, or when the stream ended."""
+        return {str(s): {"tracks": self.tracker.started(s),
+                         "alive": self._alive_at_end.get(s, self.tracker.confirmed_in(s))} for s in self._all()}
 
 
 __all__ = ["KalmanBoxFilter", "StreamTrackers", "TrackEvent", "TrackState", "TrackUpdate", "Tracker", "TrackerConfig",
            "cxcywh_to_xyxy", "xyxy_to_cxcywh"]
-

@@ -182,7 +182,7 @@ def test_track_events_start_and_end(broker, tmp_path) -> None:
     assert events[0] == ("start", 1, 0, None)
     assert ("start", 2, 31, None) in events  # the newcomer is confirmed on its second frame
     assert ("end", 1, 35, "lost") in events  # last seen at 29, ended when not seen for more than 5 frames
-    assert events[-1] == ("end", 2, None, "stopped")  # alive when the video ended
+    assert events[-1] == ("end", 2, None, "stream ended")  # alive when the video ended
     assert len(events) == 4 and summary["mqtt"]["delivered"] == 4
 
 

@@ -215,7 +215,14 @@ def test_the_bounds_fail_broken_trackers(broken: Callable) -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_bounds_fail_without_the_velocity(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Object 6 moves 3.9 px/frame while hidden 8 frames: a filter that ignores velocity loses it."""
-    monkeypatch.setattr(KalmanBoxFilter, "_F", np.eye(8))
+    real = KalmanBoxFilter.predict
+
+    def no_velocity(self, means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        means = means.copy()
+        means[:, 4:] = 0.0
+        return real(self, means, covs)
+
+    monkeypatch.setattr(KalmanBoxFilter, "predict", no_velocity)
     assert mot_summary(bytetrack(), seed)["num_switches"] >= 1
 
 
@@ -280,7 +287,7 @@ def test_a_one_frame_false_positive_never_gets_an_id() -> None:
     assert u.ids_list() == [1, None]
     for _ in range(3):
         u = t.update(_dets([[1, 0, 21, 20]]))
-    assert u.ids_list() == [1] and t._next_id == 2
+    assert u.ids_list() == [1] and t.started() == 1
 
 
 def test_low_scores_alone_neither_start_tracks_nor_are_reported() -> None:
@@ -323,26 +330,45 @@ def test_kalman_filter_learns_a_constant_velocity() -> None:
     np.testing.assert_allclose(m[0, :2], [10.0 + 3 * 20, 20.0 - 2 * 20], atol=0.5)
 
 
-def test_kalman_update_equals_the_general_solve() -> None:
-    """The diagonal-S shortcut against the textbook update (S solved in full), after steps that
-    mix predictions, corrections and box sizes."""
+def _textbook(kf: KalmanBoxFilter, means: np.ndarray, covs: np.ndarray, z: np.ndarray):
+    """One predict and one update by the matrix equations on full 8 x 8 covariances (S solved in full)."""
+    f = np.eye(8) + np.eye(8, k=4)
+    pm, pc, um, uc = [], [], [], []
+    for m, c, zi in zip(means, kf.full(covs), z):
+        std = np.concatenate([m[2:4], m[2:4], m[2:4] / 8, m[2:4] / 8]) / 20
+        m, c = f @ m, f @ c @ f.T + np.diag(std**2)
+        m[2:4] = np.maximum(m[2:4], 1.0)
+        pm.append(m)
+        pc.append(c)
+        h = np.eye(4, 8)
+        s = h @ c @ h.T + np.diag((np.concatenate([m[2:4], m[2:4]]) / 20) ** 2)
+        gain = np.linalg.solve(s, h @ c).T
+        um.append(m + gain @ (zi - h @ m))
+        uc.append(c - gain @ s @ gain.T)
+    return np.array(pm), np.array(pc), np.array(um), np.array(uc)
+
+
+def test_kalman_predict_and_update_equal_the_matrix_equations() -> None:
+    """The filter's three numbers per coordinate against the textbook predict and update on full
+    covariance matrices (general F P F^T + Q, S solved in full), over steps that mix predictions,
+    corrections and box sizes; the full matrices also keep the structure the filter relies on."""
     rng = np.random.default_rng(3)
     kf = KalmanBoxFilter()
-    inits = [kf.initiate(np.array([rng.uniform(0, 500), rng.uniform(0, 400), rng.uniform(5, 80), rng.uniform(5, 80)]))
-             for _ in range(5)]
-    means, covs = np.stack([m for m, _ in inits]), np.stack([c for _, c in inits])
+    means, covs = kf.initiate_many(np.column_stack([rng.uniform(0, 500, 5), rng.uniform(0, 400, 5),
+                                                    rng.uniform(5, 80, 5), rng.uniform(5, 80, 5)]))
+    wh = np.concatenate([means[:, 2:4], means[:, 2:4]], axis=1)
+    for k in range(5):  # a new track: diagonal, position std w/10 (h/10), velocity std w/16 (h/16)
+        np.testing.assert_allclose(kf.full(covs)[k], np.diag(np.concatenate([wh[k] / 10, wh[k] / 16]) ** 2), rtol=1e-12)
     for _ in range(6):
-        means, covs = kf.predict(means, covs)
-        z = means[:, :4] + rng.normal(0, 3, (5, 4))
-        fast_m, fast_c = kf.update(means, covs, z)
-        for i in range(5):
-            m, c = means[i], covs[i]
-            std = np.array([m[2], m[3], m[2], m[3]]) / 20
-            s = c[:4, :4] + np.diag(std**2)
-            gain = np.linalg.solve(s, c[:4, :]).T
-            np.testing.assert_allclose(fast_m[i], m + gain @ (z[i] - m[:4]), rtol=1e-9, atol=1e-9)
-            np.testing.assert_allclose(fast_c[i], c - gain @ s @ gain.T, rtol=1e-9, atol=1e-9)
-        means, covs = fast_m, fast_c
+        z = means[:, :4] + means[:, 4:] + rng.normal(0, 3, (5, 4))
+        pm, pc, um, uc = _textbook(kf, means, covs, z)
+        m, c = kf.predict(means, covs)
+        np.testing.assert_allclose(m, pm, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(kf.full(c), pc, rtol=1e-12, atol=1e-12)
+        means, covs = kf.update(m, c, z)
+        np.testing.assert_allclose(means, um, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(kf.full(covs), uc, rtol=1e-9, atol=1e-9)
+        means[:, 2:4] *= rng.uniform(0.8, 1.25, (5, 2))  # other box sizes: other noise
 
 
 def test_box_conversions_round_trip() -> None:
@@ -379,17 +405,3 @@ def test_the_assignment_shortcut_equals_the_solver(seed: int) -> None:
         np.testing.assert_array_equal(c, cols[ok])
         shortcuts += int(gate.sum(0).max() <= 1 and gate.sum(1).max() <= 1)
     assert 50 < shortcuts < 250  # both paths were taken
-
-
-def test_the_constant_velocity_predict_equals_the_matrix_product(monkeypatch: pytest.MonkeyPatch) -> None:
-    """predict() adds where F is the constant-velocity matrix: bit for bit F x and F P F^T."""
-    rng = np.random.default_rng(5)
-    kf = KalmanBoxFilter()
-    means = rng.uniform(-50, 500, (6, 8))
-    a = rng.normal(0, 3, (6, 8, 8))
-    covs = a @ a.transpose(0, 2, 1)
-    fast = kf.predict(means.copy(), covs.copy())
-    monkeypatch.setattr(KalmanBoxFilter, "_F", KalmanBoxFilter._F.copy())  # the same matrix, the general path
-    general = kf.predict(means.copy(), covs.copy())
-    assert np.array_equal(fast[0], general[0]) and np.array_equal(fast[1], general[1])
-    np.testing.assert_array_equal(general[0][:, :4], np.maximum(means[:, :4] + means[:, 4:], [-np.inf, -np.inf, 1, 1]))

@@ -9,13 +9,23 @@ trajectories with py-motmetrics. Also: the ids in the drawn labels and the recor
 from __future__ import annotations
 
 import json
+import time
 
 import cv2
 import motmetrics as mm  # the dev extra
 import numpy as np
 import pytest
 
-from detnet_trt.apps.camera import CameraOptions, format_summary, run_camera, run_multi_camera
+from detnet_trt.apps.camera import (
+    CameraOptions,
+    LiveSource,
+    format_summary,
+    open_source,
+    run_camera,
+    run_multi_camera,
+    run_multi_loop,
+)
+from detnet_trt.apps.camera.sinks import Sink
 from detnet_trt.apps.camera.tracking import TrackerConfig
 from detnet_trt.apps.visualize import class_color, draw_detections
 from detnet_trt.cli import build_parser
@@ -23,6 +33,7 @@ from detnet_trt.cli.camera import camera_options
 from detnet_trt.core.config import PostprocessConfig
 from detnet_trt.core.meta import ModelMeta
 from detnet_trt.runtime.backends.base import Backend
+from detnet_trt.runtime.detector import Detector
 from detnet_trt.runtime.postprocess import Detections
 
 H, W, N = 240, 320, 60
@@ -182,3 +193,74 @@ def test_cli_track_flags_are_range_checked(argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["camera", "--model", "m.onnx", "--source", "0", "--track", *argv])
     assert e.value.code == 2 and argv[0] in capsys.readouterr().err
+
+
+class _EndLog(Sink):
+    """Frames written per stream, and each tracks_ended call with how many frames of every stream were through."""
+
+    def __init__(self) -> None:
+        self.frames: dict[str, int] = {}
+        self.ended: list[tuple[str | None, list[int], str, dict[str, int]]] = []
+
+    def write(self, result) -> None:
+        self.frames[result.stream] = self.frames.get(result.stream, 0) + 1
+
+    def tracks_ended(self, stream, stream_index, events, class_names, reason="stopped") -> None:
+        self.ended.append((stream, [e.track_id for e in events], reason, dict(self.frames)))
+
+
+def test_a_stream_that_ends_mid_run_ends_its_tracks_then(tmp_path) -> None:
+    """A 20-frame and a 60-frame video: the short stream's tracks end after its last frame, while
+    the long one is still running; the long one's when it ends."""
+    scene = tmp_path / "scene.mp4"
+    write_scene(scene)
+    short = tmp_path / "short.mp4"
+    writer = cv2.VideoWriter(str(short), cv2.VideoWriter.fourcc(*"mp4v"), 30.0, (W, H))
+    for i in range(20):
+        writer.write(frame(i))
+    writer.release()
+    config, post = TrackerConfig().resolve(PostprocessConfig(conf=0.5))
+    srcs = [open_source(str(p), threaded=True) for p in (short, scene)]
+    log = _EndLog()
+    try:
+        summary = run_multi_loop(Detector(ComponentBackend(), post), srcs, ["short", "long"], [log],
+                                 CameraOptions(log_interval=None, track=config))
+    finally:
+        for s in srcs:
+            s.close()
+    assert [(name, ids, reason) for name, ids, reason, _ in log.ended] == [("short", [1, 2], "stream ended"),
+                                                                          ("long", [1, 2, 3], "stream ended")]
+    seen_then = log.ended[0][3]
+    assert seen_then["short"] == 20 and seen_then["long"] < N  # the long stream was still running
+    assert log.ended[1][3] == {"short": 20, "long": N}
+    assert summary["tracking"] == {"short": {"tracks": 2, "alive": 2}, "long": {"tracks": 3, "alive": 3}}
+
+
+def test_tracks_alive_when_the_run_is_stopped_end_as_stopped() -> None:
+    config, post = TrackerConfig().resolve(PostprocessConfig(conf=0.5))
+    src = LiveSource(lambda: _Endless(), "endless", reconnect=False)
+    log = _EndLog()
+    try:
+        run_multi_loop(Detector(ComponentBackend(), post), [src], ["cam"], [log],
+                       CameraOptions(log_interval=None, track=config, duration=0.5))
+    finally:
+        src.close()
+    assert log.frames["cam"] > 0
+    assert [(name, ids, reason) for name, ids, reason, _ in log.ended] == [("cam", [1, 2], "stopped")]
+
+
+class _Endless:
+    """A camera that never ends: the scene's first frame, again and again (two squares)."""
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        time.sleep(0.005)
+        return True, frame(0)
+
+    def isOpened(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def get(self, _prop: int) -> float:
+        return 0.0
