@@ -1,12 +1,13 @@
-"""Host time of one ``Tracker.update`` (``camera --track``), single-threaded, by number of objects.
+"""Host time of the tracker (``camera --track``), single-threaded, by number of objects: one
+stream's ``Tracker.update``, and 8 streams' frames in one ``Tracker.update_many`` step (what the
+multi-stream loop does per batch) against 8 separate updates.
 
 A synthetic stream of ``--frames`` frames: N objects moving a few pixels a frame, each scoring
 0.8 but 0.3 (the tracker's low band: partly hidden) for 8 frames in every 30, N / 2 low-score
-clutter boxes, box jitter; every round runs a fresh :class:`~detnet_trt.apps.camera.tracking.Tracker`
-over the whole stream, timing every update (wall clock and this thread's CPU time). Reported:
-the median over rounds of the mean per update; rounds alternate between the object counts so that
-load changes hit all alike. Also the same stream through the textbook Kalman update (a 4 x 4
-``numpy.linalg.solve`` per matched track, what the tracker did before) for comparison.
+clutter boxes, box jitter (each of the 8 streams its own seed); every round runs fresh
+:class:`~detnet_trt.apps.camera.tracking.Tracker` s over the whole streams, timing every call (wall
+clock and this thread's CPU time). Reported: the median over rounds of the mean per call; rounds
+alternate between the object counts and the ways so that load changes hit all alike.
 
     .venv/bin/python benchmarks/bench_tracker.py
     taskset -c 0 .venv/bin/python benchmarks/bench_tracker.py --objects 5,10,20,50 --frames 300 --rounds 7
@@ -52,31 +53,26 @@ def stream(n: int, frames: int, seed: int = 0) -> list[Detections]:
     return out
 
 
-def textbook_update(self, means, covs, z):
-    """The general Kalman update (S solved in full, per track): the reference the tracker's own is tested against."""
-    out_m, out_c = means.copy(), covs.copy()
-    for i in range(means.shape[0]):
-        m, c = means[i], covs[i]
-        std = np.array([m[2], m[3], m[2], m[3]]) / 20
-        s = c[:4, :4] + np.diag(std**2)
-        gain = np.linalg.solve(s, c[:4, :]).T
-        out_m[i] = m + gain @ (z[i] - m[:4])
-        out_c[i] = c - gain @ s @ gain.T
-    return out_m, out_c
+STREAMS = 8
 
 
-def run_once(dets: list[Detections]) -> tuple[float, float, int]:
-    """(wall ms, CPU ms) per update, and the tracked detections of the last frame."""
-    t = tracking.Tracker(high=0.5)
+def run_once(streams: list[list[Detections]], batched: bool) -> tuple[float, float, int]:
+    """(wall ms, CPU ms) per step (one frame of every stream), and the tracked detections of the
+    last frame of stream 0. ``batched``: one ``update_many`` per step; else one tracker per stream."""
+    frames = len(streams[0])
+    trackers = [tracking.Tracker(high=0.5)] if batched else [tracking.Tracker(high=0.5) for _ in streams]
     wall = cpu = 0.0
     last = 0
-    for d in dets:
+    for f in range(frames):
         w0, c0 = time.perf_counter(), time.thread_time()
-        u = t.update(d)
+        if batched:
+            u = trackers[0].update_many([(k, s[f]) for k, s in enumerate(streams)])[0]
+        else:
+            u = [t.update(s[f]) for t, s in zip(trackers, streams)][0]
         cpu += time.thread_time() - c0
         wall += time.perf_counter() - w0
         last = int((u.track_ids >= 0).sum())
-    return 1e3 * wall / len(dets), 1e3 * cpu / len(dets), last
+    return 1e3 * wall / frames, 1e3 * cpu / frames, last
 
 
 def main() -> None:
@@ -87,43 +83,45 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     a = p.parse_args()
     counts = [int(x) for x in a.objects.split(",")]
-    streams = {n: stream(n, a.frames) for n in counts}
-    doc: dict = {"machine": machine(), "frames": a.frames, "rounds": a.rounds, "results": []}
+    streams = {n: [stream(n, a.frames, seed=k) for k in range(STREAMS)] for n in counts}
+    doc: dict = {"machine": machine(), "frames": a.frames, "rounds": a.rounds, "streams": STREAMS, "results": []}
+    ways = {"one stream": lambda n: run_once(streams[n][:1], False),
+            f"{STREAMS} streams, one tracker each": lambda n: run_once(streams[n], False),
+            f"{STREAMS} streams, one update_many step": lambda n: run_once(streams[n], True)}
     runs: dict[tuple[int, str], list[tuple[float, float, int]]] = {}
-    fast = tracking.KalmanBoxFilter.update
     for _ in range(a.rounds):
         for n in counts:
-            for kind in ("tracker", "textbook"):
-                tracking.KalmanBoxFilter.update = fast if kind == "tracker" else textbook_update  # type: ignore[method-assign]
-                try:
-                    runs.setdefault((n, kind), []).append(run_once(streams[n]))
-                finally:
-                    tracking.KalmanBoxFilter.update = fast  # type: ignore[method-assign]
+            for way, fn in ways.items():
+                runs.setdefault((n, way), []).append(fn(n))
     for n in counts:
-        row = {"objects": n, "detections_per_frame": len(streams[n][0])}
-        for kind in ("tracker", "textbook"):
-            r = runs[(n, kind)]
-            row[kind] = {"wall_ms": round(statistics.median(x[0] for x in r), 4),
-                         "cpu_ms": round(statistics.median(x[1] for x in r), 4),
-                         "rounds_wall_ms": [round(x[0], 4) for x in r], "tracked_last_frame": r[-1][2]}
+        row: dict = {"objects": n, "detections_per_frame": len(streams[n][0][0])}
+        for way in ways:
+            r = runs[(n, way)]
+            row[way] = {"wall_ms": round(statistics.median(x[0] for x in r), 4),
+                        "cpu_ms": round(statistics.median(x[1] for x in r), 4),
+                        "rounds_cpu_ms": [round(x[1], 4) for x in r], "tracked_last_frame": r[-1][2]}
         doc["results"].append(row)
-        print(n, row["tracker"]["wall_ms"], row["textbook"]["wall_ms"])
+        print(n, {w: row[w]["cpu_ms"] for w in ways}, flush=True)
     doc["loadavg_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     m = doc["machine"]
     lines = [
-        "# Tracker host time per update (`camera --track`)", "",
+        "# Tracker host time per frame (`camera --track`)", "",
         f"Command: `{m['command']}`  ",
         f"Machine: {m['cpu_model']}, {m['cpus']} CPUs, shared with other jobs (load average {m['loadavg']} at the start, "
         f"{doc['loadavg_end']} at the end), no GPU; Python {m['python']}, NumPy {m['numpy']}  ",
         f"Date: {m['date']}  ",
-        f"{a.frames} frames per round, median of {a.rounds} alternating rounds of the mean per update; one thread.", "",
-        "| objects | detections / frame | tracked (last frame) | wall ms | CPU ms | textbook KF update: wall ms | CPU ms |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"{a.frames} frames per round, median of {a.rounds} alternating rounds of the mean per step (one frame of "
+        f"each stream); one thread. Times in ms.", "",
+        f"| objects per stream | detections / frame | one stream: wall | CPU | {STREAMS} streams, a tracker each: wall | CPU "
+        f"| {STREAMS} streams, one `update_many` step: wall | CPU | step CPU / {STREAMS} updates' CPU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    one, each, step = ways
     for r in doc["results"]:
-        t, b = r["tracker"], r["textbook"]
-        lines.append(f"| {r['objects']} | {r['detections_per_frame']} | {t['tracked_last_frame']} | {t['wall_ms']:.3f} | "
-                     f"{t['cpu_ms']:.3f} | {b['wall_ms']:.3f} | {b['cpu_ms']:.3f} |")
+        a1, e, b = r[one], r[each], r[step]
+        lines.append(f"| {r['objects']} | {r['detections_per_frame']} | {a1['wall_ms']:.3f} | {a1['cpu_ms']:.3f} | "
+                     f"{e['wall_ms']:.3f} | {e['cpu_ms']:.3f} | {b['wall_ms']:.3f} | {b['cpu_ms']:.3f} | "
+                     f"{b['cpu_ms'] / e['cpu_ms']:.2f} |")
     write_results(a.out, "tracker", doc, "\n".join(lines) + "\n")
 
 

@@ -122,83 +122,95 @@ def cxcywh_to_xyxy(z: np.ndarray) -> np.ndarray:
     return np.concatenate([z[..., 0:2] - half, z[..., 0:2] + half], axis=-1)
 
 
+def _xyxy(z: np.ndarray) -> np.ndarray:
+    """:func:`cxcywh_to_xyxy` of ``(4, N)`` boxes, one per column."""
+    half = z[2:4] / 2
+    return np.concatenate([z[0:2] - half, z[0:2] + half])
+
+
+def _cxcywh(b: np.ndarray) -> np.ndarray:
+    """:func:`xyxy_to_cxcywh` of ``(4, N)`` boxes, one per column."""
+    wh = b[2:4] - b[0:2]
+    return np.concatenate([b[0:2] + wh / 2, wh])
+
+
 class KalmanBoxFilter:
     """Constant-velocity Kalman filter on ``(cx, cy, w, h)`` boxes; state ``(cx, cy, w, h, vx, vy,
     vw, vh)`` (one frame per step). Noise scales with the box size, as in DeepSORT and ByteTrack.
-    Every method works on ``N`` tracks at once, in a fixed number of NumPy calls.
+    Every method works on ``N`` tracks at once, one per column (``means`` ``(8, N)``, boxes
+    ``(4, N)``), in a fixed number of NumPy calls on whole rows (contiguous: NumPy is several times
+    slower on the strided columns of an array with a track per row).
 
     The motion ``F = [[I, I], [0, I]]``, the process noise ``Q``, the measurement ``H = [I, 0]``
     and its noise ``R`` never couple two coordinates, and a track's first covariance is diagonal:
     each coordinate with its velocity is a filter of its own, and the covariance ``P`` stays zero
     but for, per coordinate ``j``, the position variance ``P[j, j]``, the position-velocity term
     ``P[j, j+4] = P[j+4, j]`` and the velocity variance ``P[j+4, j+4]``. The filter keeps just
-    those, as ``(N, 3, 4)`` arrays (``[:, 0]``, ``[:, 1]``, ``[:, 2]``); the matrix equations
-    reduce to sums and products of them (no matrix product, no LAPACK call, whose start-up cost more
-    than the whole update for 4 x 4). :meth:`full` gives the ``(N, 8, 8)`` matrices: the tests
-    check every step against the textbook matrix equations on them.
+    those, as ``covs`` ``(3, 4, N)`` (``[0]``, ``[1]``, ``[2]``); the matrix equations reduce to
+    sums and products of them (no matrix product, no LAPACK call, whose start-up cost more than the
+    whole update for 4 x 4). :meth:`full` gives the ``(N, 8, 8)`` matrices: the tests check every
+    step against the textbook matrix equations on them.
     """
 
     @staticmethod
     def full(covs: np.ndarray) -> np.ndarray:
-        """The ``(N, 8, 8)`` covariance matrices of ``(N, 3, 4)`` covariances."""
-        n = covs.shape[0]
-        out = np.zeros((n, 8, 8))
+        """The ``(N, 8, 8)`` covariance matrices of ``(3, 4, N)`` covariances."""
+        out = np.zeros((covs.shape[-1], 8, 8))
         j = np.arange(4)
-        out[:, j, j], out[:, j, j + 4], out[:, j + 4, j], out[:, j + 4, j + 4] = (
-            covs[:, 0], covs[:, 1], covs[:, 1], covs[:, 2])
+        out[:, j, j], out[:, j, j + 4], out[:, j + 4, j], out[:, j + 4, j + 4] = covs[0].T, covs[1].T, covs[1].T, covs[2].T
         return out
 
     def initiate(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A new track's mean ``(8,)`` and covariance ``(3, 4)`` from its first box ``z`` ``(4,)``."""
-        means, covs = self.initiate_many(z[None])
-        return means[0], covs[0]
+        means, covs = self.initiate_many(z[:, None])
+        return means[:, 0], covs[:, :, 0]
 
     def initiate_many(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`initiate` for ``N`` boxes ``(N, 4)``: ``(N, 8)``, ``(N, 3, 4)``."""
-        n = z.shape[0]
-        means = np.concatenate([z, np.zeros((n, 4))], axis=1)
-        wh = np.concatenate([z[:, 2:4], z[:, 2:4]], axis=1)  # (w, h, w, h)
-        covs = np.zeros((n, 3, 4))
-        covs[:, 0] = (wh * (2 * _STD_POS)) ** 2
-        covs[:, 2] = (wh * (10 * _STD_VEL)) ** 2
+        """:meth:`initiate` for ``N`` boxes ``(4, N)``: ``(8, N)``, ``(3, 4, N)``."""
+        n = z.shape[1]
+        means = np.concatenate([z, np.zeros((4, n))])
+        wh = np.concatenate([z[2:4], z[2:4]])  # (w, h, w, h)
+        covs = np.zeros((3, 4, n))
+        covs[0] = (wh * (2 * _STD_POS)) ** 2
+        covs[2] = (wh * (10 * _STD_VEL)) ** 2
         return means, covs
 
     def predict(self, means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One step, ``x = F x``, ``P = F P F^T + Q``: ``(N, 8)``, ``(N, 3, 4)``."""
-        if means.shape[0] == 0:
+        """One step, ``x = F x``, ``P = F P F^T + Q``: ``(8, N)``, ``(3, 4, N)``."""
+        if means.shape[1] == 0:
             return means, covs
-        wh = np.concatenate([means[:, 2:4], means[:, 2:4]], axis=1)
-        pp, pv, vv = covs[:, 0], covs[:, 1], covs[:, 2]
+        wh = np.concatenate([means[2:4], means[2:4]])
+        pp, pv, vv = covs
         out = np.empty_like(covs)
-        out[:, 0] = (pp + pv) + (pv + vv) + (wh * _STD_POS) ** 2
-        out[:, 1] = pv + vv
-        out[:, 2] = vv + (wh * _STD_VEL) ** 2
+        out[0] = (pp + pv) + (pv + vv) + (wh * _STD_POS) ** 2
+        out[1] = pv + vv
+        out[2] = vv + (wh * _STD_VEL) ** 2
         means = means.copy()
-        means[:, :4] += means[:, 4:]
-        np.maximum(means[:, 2:4], 1.0, out=means[:, 2:4])  # a shrinking box stays a box
+        means[:4] += means[4:]
+        np.maximum(means[2:4], 1.0, out=means[2:4])  # a shrinking box stays a box
         return means, out
 
     def update(self, means: np.ndarray, covs: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Correct ``N`` predictions ``(N, 8)``, ``(N, 3, 4)`` with their matched boxes ``z`` ``(N, 4)``:
+        """Correct ``N`` predictions ``(8, N)``, ``(3, 4, N)`` with their matched boxes ``z`` ``(4, N)``:
         the gain ``K = P H^T S^-1`` with the diagonal ``S = H P H^T + R`` is a division per coordinate."""
-        if means.shape[0] == 0:
+        if means.shape[1] == 0:
             return means, covs
-        wh = np.concatenate([means[:, 2:4], means[:, 2:4]], axis=1)
-        pp, pv, vv = covs[:, 0], covs[:, 1], covs[:, 2]
+        wh = np.concatenate([means[2:4], means[2:4]])
+        pp, pv, vv = covs
         s = pp + (wh * _STD_POS) ** 2
         kp, kv = pp / s, pv / s  # K's position and velocity rows
-        innovation = z - means[:, :4]
+        innovation = z - means[:4]
         means = means.copy()
-        means[:, :4] += kp * innovation
-        means[:, 4:] += kv * innovation
+        means[:4] += kp * innovation
+        means[4:] += kv * innovation
         out = np.empty_like(covs)  # P - K H P
-        out[:, 0] = pp - kp * pp
-        out[:, 1] = pv - kp * pv
-        out[:, 2] = vv - kv * pv
+        out[0] = pp - kp * pp
+        out[1] = pv - kp * pv
+        out[2] = vv - kv * pv
         return means, out
 
 
-# Columns of Tracker._info: one row per track, float64 (the integers in it are exact)
+# Rows of Tracker._info: one column per track, float64 (the integers in it are exact)
 _BOX = slice(0, 4)  # the last matched detection, xyxy
 _SCORE, _CLASS, _FIRST, _LAST, _ID, _LOST, _STREAM = 4, 5, 6, 7, 8, 9, 10  # _ID: -1 until confirmed; _LOST: 0 or 1
 _INFO = 11
@@ -249,12 +261,12 @@ def _match(sim: np.ndarray, gate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pair_iou(a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray, positive: bool = True) -> np.ndarray:
-    """The IoU of the pairs ``a[rows]``, ``b[cols]`` (xyxy float64): the values of
-    :func:`~detnet_trt.runtime.nms.box_iou` (the same operations on each pair), on one coordinate at a time (NumPy is several times slower on
-    the strided ``(N, 2)`` halves of ``(N, 4)`` arrays). ``positive``: every union is known to be
-    at least 1e-12 (the guards would change nothing and are skipped)."""
-    ax1, ay1, ax2, ay2 = a.T
-    bx1, by1, bx2, by2 = b.T
+    """The IoU of the pairs of columns ``a[:, rows]``, ``b[:, cols]`` (``(4, N)`` xyxy boxes,
+    float64): the values of :func:`~detnet_trt.runtime.nms.box_iou` (the same operations on each
+    pair). ``positive``: every union is known to be at least 1e-12 (the guards would change nothing
+    and are skipped)."""
+    ax1, ay1, ax2, ay2 = a
+    bx1, by1, bx2, by2 = b
     area_a = np.maximum(ax2 - ax1, 0.0) * np.maximum(ay2 - ay1, 0.0)
     area_b = np.maximum(bx2 - bx1, 0.0) * np.maximum(by2 - by1, 0.0)
     iw = np.maximum(np.minimum(ax2[rows], bx2[cols]) - np.maximum(ax1[rows], bx1[cols]), 0.0)
@@ -268,13 +280,14 @@ def _pair_iou(a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray, 
 @dataclass
 class _Frame:
     """One step's working set: one frame of each stream in the step, their detections taken in
-    turn as one list. Columns are the step's *candidates* ``cand`` (indices of the detections at or
-    above the low threshold): ``dinfo`` their ``(box, score, class)`` rows (float64), ``cstream``
-    their streams, ``high`` which of them are high. Rows are the tracks of the step's streams,
-    ``tstream`` theirs; ``col`` per track the candidate it matched this step (``-1``: none).
-    ``prow`` / ``pcol``: the pairs that may match, each track with every candidate of its stream
-    (of its class too when class-aware), by row then column; ``piou`` / ``psim`` their IoU of the
-    track's prediction with the candidate (``psim`` times the score when ``fuse_score``)."""
+    turn as one list. The step's *candidates* ``cand`` are the indices of the detections at or
+    above the low threshold: ``dinfo`` ``(6, C)`` their ``(box, score, class)``, one column each
+    (float64), ``cstream`` their streams, ``high`` which of them are high. The tracks of the
+    step's streams: ``tstream`` theirs, ``col`` the candidate each matched this step (``-1``:
+    none). ``prow`` / ``pcol``: the (track, candidate) pairs that may match, each track with every
+    candidate of its stream (of its class too when class-aware), by track then candidate;
+    ``piou`` / ``psim`` their IoU of the track's prediction with the candidate (``psim`` times the
+    score when ``fuse_score``)."""
 
     high_det: np.ndarray  # per detection of the step
     cand: np.ndarray
@@ -294,13 +307,14 @@ class Tracker:
     threshold when ``config.high`` is ``None`` (the detector's ``--conf``). Track ids count from 1
     per stream, and a stream's tracks only ever match its own detections.
 
-    The tracks of every stream live in three arrays, one row per track, each stream's in the order
-    they started: the filter means ``(T, 8)``, covariances ``(T, 3, 4)`` and the rest (``_info``,
-    see its columns, the stream among them). :meth:`update_many` takes one frame of each of several
-    streams in one step: each association stage is a mask over one IoU matrix of all their tracks
-    against all their detections (pairs of different streams masked out), so that a step costs a
-    fixed few dozen NumPy calls for all the streams together plus a few per stream, none per track;
-    its results are those of one :meth:`update` per stream in turn (the tests check it).
+    The tracks of every stream live in three arrays, one column per track, each stream's in the
+    order they started: the filter means ``(8, T)``, covariances ``(3, 4, T)`` (see
+    :class:`KalmanBoxFilter`) and the rest (``_info`` ``(11, T)``, see its rows, the stream among
+    them). :meth:`update_many` takes one frame of each of several streams in one step: each
+    association stage is a mask over the pairs of a track and a detection of the same stream, so
+    that a step costs a fixed few dozen NumPy calls for all the streams together plus a few per
+    stream, none per track; its results are those of one :meth:`update` per stream in turn (the
+    tests check it).
     """
 
     def __init__(self, config: TrackerConfig = TrackerConfig(), high: float = 0.5) -> None:
@@ -308,9 +322,9 @@ class Tracker:
         self.high = config.high if config.high is not None else high
         self.low = min(config.low, self.high)
         self.kf = KalmanBoxFilter()
-        self._mean = np.zeros((0, 8))
-        self._cov = np.zeros((0, 3, 4))
-        self._info = np.zeros((0, _INFO))
+        self._mean = np.zeros((8, 0))
+        self._cov = np.zeros((3, 4, 0))
+        self._info = np.zeros((_INFO, 0))
         self._frames = np.zeros(0, np.int64)  # per stream index: its last frame (-1: none yet)
         self._next = np.zeros(0, np.int64)  # per stream index: the next track id
         import scipy.optimize  # noqa: F401 - the first import takes a while: here, before the first frame
@@ -338,21 +352,25 @@ class Tracker:
         """The tracks now (tracked, pending confirmation and lost), each stream's oldest first."""
         return [TrackState(int(r[_ID]), int(r[_CLASS]), (r[0], r[1], r[2], r[3]), r[_SCORE], int(r[_FIRST]),
                            int(r[_LAST]), bool(r[_LOST]), tuple(m), int(r[_STREAM]))
-                for r, m in zip(self._info.tolist(), self._mean.tolist())]
+                for r, m in zip(self._info.T.tolist(), self._mean.T.tolist())]
 
     @property
     def n_confirmed(self) -> int:
         """Confirmed tracks now (tracked and lost), of every stream."""
-        return int(np.count_nonzero(self._info[:, _ID] >= 0))
+        return int(np.count_nonzero(self._info[_ID] >= 0))
 
     def confirmed_in(self, stream: int) -> int:
         """Confirmed tracks of ``stream`` now."""
-        return int(np.count_nonzero((self._info[:, _ID] >= 0) & (self._info[:, _STREAM] == stream)))
+        return int(np.count_nonzero((self._info[_ID] >= 0) & (self._info[_STREAM] == stream)))
 
-    def _event(self, kind: str, row: int) -> TrackEvent:
-        r = self._info[row].tolist()
+    def _event(self, kind: str, col: int) -> TrackEvent:
+        r = self._info[:, col].tolist()
         return TrackEvent(kind, int(r[_ID]), int(r[_CLASS]), (r[0], r[1], r[2], r[3]), r[_SCORE], int(r[_FIRST]),
                           int(r[_LAST]))
+
+    def _keep(self, mask: np.ndarray) -> None:
+        """Only the tracks in ``mask`` stay."""
+        self._mean, self._cov, self._info = self._mean[:, mask], self._cov[:, :, mask], self._info[:, mask]
 
     def update(self, dets: Detections, stream: int = 0) -> TrackUpdate:
         """Associate one frame's detections of ``stream`` (every detection the detector kept, scores
@@ -386,14 +404,14 @@ class Tracker:
         self._frames[streams] += 1
         rest = self._take(streams)
         out = self._associate(frames, streams)
-        if rest is not None:  # the other streams' tracks back (each stream's rows keep their order)
-            self._mean, self._cov, self._info = (np.concatenate([a, b]) for a, b in
+        if rest is not None:  # the other streams' tracks back (each stream's tracks keep their order)
+            self._mean, self._cov, self._info = (np.concatenate([a, b], axis=-1) for a, b in
                                                  zip(rest, (self._mean, self._cov, self._info)))
         return out
 
     def _take(self, streams: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Leave only the tracks of ``streams`` in the arrays; returns the others (``None``: none)."""
-        ts = self._info[:, _STREAM]
+        ts = self._info[_STREAM]
         if streams.size == 1:
             mine = ts == streams[0]
         else:
@@ -403,8 +421,8 @@ class Tracker:
         if mine.all():
             return None
         other = ~mine
-        rest = self._mean[other], self._cov[other], self._info[other]
-        self._mean, self._cov, self._info = self._mean[mine], self._cov[mine], self._info[mine]
+        rest = self._mean[:, other], self._cov[:, :, other], self._info[:, other]
+        self._keep(mine)
         return rest
 
     def _start(self, frames: Sequence[tuple[int, Detections]], streams: np.ndarray) -> _Frame:
@@ -428,17 +446,17 @@ class Tracker:
         cand = above.nonzero()[0]
         if cand.size < scores.size:
             boxes, scores, cls = boxes[cand], scores[cand], cls[cand]
-        dinfo = np.empty((cand.size, 6))
-        dinfo[:, :4], dinfo[:, 4], dinfo[:, 5] = boxes, scores, cls
+        dinfo = np.empty((6, cand.size))
+        dinfo[:4], dinfo[4], dinfo[5] = boxes.T, scores, cls
         cstream = np.full(cand.size, streams[0]) if dstream is None else dstream[cand]
-        n = self._mean.shape[0]
+        n = self._mean.shape[1]
         none = np.zeros(0, np.int64)
-        fr = _Frame(high_det, cand, dinfo, cstream, high_det[cand], self._info[:, _STREAM].astype(np.int64),
+        fr = _Frame(high_det, cand, dinfo, cstream, high_det[cand], self._info[_STREAM].astype(np.int64),
                     np.full(n, -1, np.int64), none, none, np.zeros(0), np.zeros(0))
         if n:
-            lost = self._info[:, _LOST] > 0
+            lost = self._info[_LOST] > 0
             if lost.any():
-                self._mean[lost, 6:8] = 0.0
+                self._mean[6:8, lost] = 0.0
             self._mean, self._cov = self.kf.predict(self._mean, self._cov)
             if cand.size:
                 if dstream is None:  # one stream: every pair
@@ -446,22 +464,22 @@ class Tracker:
                 else:
                     prow, pcol = self._pairs(fr, streams, frames, cand)
                 if self.config.class_aware:
-                    same = self._info[prow, _CLASS] == dinfo[pcol, 5]
+                    same = self._info[_CLASS, prow] == dinfo[5, pcol]
                     prow, pcol = prow[same], pcol[same]
                 # a prediction's sides are at least 1: every union is at least 1
                 fr.prow, fr.pcol = prow, pcol
-                fr.piou = _pair_iou(cxcywh_to_xyxy(self._mean[:, :4]), dinfo[:, :4], prow, pcol)
-                fr.psim = fr.piou * dinfo[pcol, 4] if self.config.fuse_score else fr.piou
+                fr.piou = _pair_iou(_xyxy(self._mean[:4]), dinfo[:4], prow, pcol)
+                fr.psim = fr.piou * dinfo[4, pcol] if self.config.fuse_score else fr.piou
         return fr
 
     def _pairs(self, fr: _Frame, streams: np.ndarray, frames: Sequence[tuple[int, Detections]],
                cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every (track row, candidate column) pair of the same stream, rows ascending: the
-        candidates of the step's ``k``-th frame are one run of columns."""
+        """Every (track, candidate) pair of the same stream, by track then candidate: the
+        candidates of the step's ``k``-th frame are one run of indices."""
         where = np.zeros(self._frames.size, np.int64)
         where[streams] = np.arange(streams.size)
         ends = np.cumsum([len(d) for _, d in frames])
-        cb = np.searchsorted(cand, np.concatenate([[0], ends]))  # the frames' first candidate columns, and the end
+        cb = np.searchsorted(cand, np.concatenate([[0], ends]))  # the frames' first candidates, and the end
         k = where[fr.tstream]
         lo, n = cb[k], cb[k + 1] - cb[k]
         start = np.cumsum(n) - n
@@ -471,7 +489,7 @@ class Tracker:
     def _stage(self, fr: _Frame, rows: np.ndarray, cols: np.ndarray, min_sim: float, fuse: bool) -> np.ndarray:
         """Associate the tracks in the mask ``rows`` with the candidates in the mask ``cols`` (the
         linear assignment of the cost ``1 - sim``, pairs below ``min_sim`` left out, see
-        :func:`_match`); records the matches in ``fr.col``; returns the matched rows, ascending.
+        :func:`_match`); records the matches in ``fr.col``; returns the matched tracks, ascending.
 
         The pairs in the gate are the matches unless a track or a candidate has two; a stream
         where one has is solved on its own stage matrix, as ByteTrack solves it."""
@@ -485,10 +503,12 @@ class Tracker:
             twice_r, twice_c = r[1:][r[1:] == r[:-1]], cs[1:][cs[1:] == cs[:-1]]  # r is ascending
             if twice_r.size or twice_c.size:
                 bad = sorted(set(fr.tstream[twice_r].tolist()) | set(fr.cstream[twice_c].tolist()))
-                keep = fr.tstream[r] != bad[0] if len(bad) == 1 else ~np.isin(fr.tstream[r], bad)
+                stream_of = fr.tstream[r]
+                keep = stream_of != bad[0] if len(bad) == 1 else ~np.isin(stream_of, bad)
                 rs, cs_ = [r[keep]], [c[keep]]
+                sims = psim[gate]
                 for s in bad:
-                    a, b = self._solve(fr, rows, cols, psim, gate, s)
+                    a, b = self._solve(fr, rows, cols, r, c, sims, stream_of == s, s)
                     rs.append(a)
                     cs_.append(b)
                 r, c = np.concatenate(rs), np.concatenate(cs_)
@@ -498,17 +518,18 @@ class Tracker:
         return r
 
     @staticmethod
-    def _solve(fr: _Frame, rows: np.ndarray, cols: np.ndarray, psim: np.ndarray, gate: np.ndarray,
-               stream: int) -> tuple[np.ndarray, np.ndarray]:
+    def _solve(fr: _Frame, rows: np.ndarray, cols: np.ndarray, r: np.ndarray, c: np.ndarray, sims: np.ndarray,
+               mine: np.ndarray, stream: int) -> tuple[np.ndarray, np.ndarray]:
         """The matches of ``stream``'s tracks in ``rows`` with its candidates in ``cols``: the
-        stage's matrix of that stream (``sim`` of its pairs, 0 where no pair), solved by :func:`_match`."""
+        stage's matrix of that stream, solved by :func:`_match`. Only the pairs in the gate, ``(r,
+        c)`` with ``sims`` (``mine``: those of this stream), enter it: the cost of the others is
+        ``_NO_MATCH`` whatever their ``sim``."""
         ri = (rows & (fr.tstream == stream)).nonzero()[0]
         ci = (cols & (fr.cstream == stream)).nonzero()[0]
-        inside = rows[fr.prow] & cols[fr.pcol] & (fr.tstream[fr.prow] == stream)
-        at = np.searchsorted(ri, fr.prow[inside]), np.searchsorted(ci, fr.pcol[inside])
-        sim, g = np.zeros((ri.size, ci.size)), np.zeros((ri.size, ci.size), bool)
-        sim[at], g[at] = psim[inside], gate[inside]
-        a, b = _match(sim, g)
+        at = np.searchsorted(ri, r[mine]), np.searchsorted(ci, c[mine])
+        sim, gate = np.zeros((ri.size, ci.size)), np.zeros((ri.size, ci.size), bool)
+        sim[at], gate[at] = sims[mine], True
+        a, b = _match(sim, gate)
         return ri[a], ci[b]
 
     def _associate(self, frames: Sequence[tuple[int, Detections]], streams: np.ndarray) -> list[TrackUpdate]:
@@ -519,8 +540,8 @@ class Tracker:
         events: list[tuple[int, TrackEvent]] = []  # (stream, event), in the order they happen
         new = fr.high
         noise = np.zeros(0, np.int64)
-        if info.shape[0]:
-            confirmed, lost = info[:, _ID] >= 0, info[:, _LOST] > 0
+        if info.shape[1]:
+            confirmed, lost = info[_ID] >= 0, info[_LOST] > 0
             if fr.cand.size:
                 self._stage(fr, confirmed, fr.high, cfg.match_iou, cfg.fuse_score)  # tracked and lost, high scores
                 free = fr.col < 0
@@ -530,16 +551,16 @@ class Tracker:
                 new[fr.col[~free]] = False
                 third = self._stage(fr, ~confirmed, new, cfg.new_iou, cfg.fuse_score)  # pending tracks, high left
                 new[fr.col[third]] = False
-                info[tracked_free & (fr.col < 0), _LOST] = 1.0
+                info[_LOST, tracked_free & (fr.col < 0)] = 1.0
                 matched = (fr.col >= 0).nonzero()[0]
                 if matched.size:
                     self._apply(matched, fr)
                 self._confirm(third, events)  # pending tracks seen again
             else:  # nothing detected: every tracked track is lost now
-                info[confirmed, _LOST] = 1.0
+                info[_LOST, confirmed] = 1.0
             noise = (~confirmed & (fr.col < 0)).nonzero()[0]
         new_pos = new.nonzero()[0]
-        first = self._add(fr.dinfo[new_pos], fr.cstream[new_pos])
+        first = self._add(fr.dinfo[:, new_pos], fr.cstream[new_pos])
         col = fr.col
         if new_pos.size:
             at_once = self._frames[fr.cstream[new_pos]] == 0  # a stream's first frame: its objects are tracks at once
@@ -547,73 +568,73 @@ class Tracker:
                 self._confirm(first + at_once.nonzero()[0], events)
             col = np.concatenate([col, np.where(at_once, new_pos, -1)])
         alive, ended = self._end_old(noise)
-        events += [(int(self._info[r, _STREAM]), self._event("end", r)) for r in ended]
+        events += [(int(self._info[_STREAM, t]), self._event("end", t)) for t in ended]
         out = self._report(frames, fr, col, alive, events)
         if not alive.all():
-            self._mean, self._cov, self._info = self._mean[alive], self._cov[alive], self._info[alive]
+            self._keep(alive)
         return out
 
-    def _apply(self, rows: np.ndarray, fr: _Frame) -> None:
+    def _apply(self, tracks: np.ndarray, fr: _Frame) -> None:
         """Correct every matched track with its detection (one filter update for all)."""
-        matched = fr.dinfo[fr.col[rows]]
-        z = xyxy_to_cxcywh(matched[:, :4])
-        if rows.size == self._mean.shape[0]:  # every track matched: no gather, no scatter
+        matched = fr.dinfo[:, fr.col[tracks]]
+        z = _cxcywh(matched[:4])
+        if tracks.size == self._mean.shape[1]:  # every track matched: no gather, no scatter
             self._mean, self._cov = self.kf.update(self._mean, self._cov, z)
-            self._info[:, :_FIRST] = matched
-            self._info[:, _LAST] = self._frames[fr.tstream]
-            self._info[:, _LOST] = 0.0
+            self._info[:_FIRST] = matched
+            self._info[_LAST] = self._frames[fr.tstream]
+            self._info[_LOST] = 0.0
             return
-        self._mean[rows], self._cov[rows] = self.kf.update(self._mean[rows], self._cov[rows], z)
-        self._info[rows, :_FIRST] = matched
-        self._info[rows, _LAST] = self._frames[fr.tstream[rows]]
-        self._info[rows, _LOST] = 0.0
+        self._mean[:, tracks], self._cov[:, :, tracks] = self.kf.update(self._mean[:, tracks], self._cov[:, :, tracks], z)
+        self._info[:_FIRST, tracks] = matched
+        self._info[_LAST, tracks] = self._frames[fr.tstream[tracks]]
+        self._info[_LOST, tracks] = 0.0
 
-    def _confirm(self, rows: np.ndarray, events: list[tuple[int, TrackEvent]]) -> None:
-        """Give ``rows`` their ids (each the next of its stream, in this order) and start events."""
-        for r in rows.tolist():
-            s = int(self._info[r, _STREAM])
-            self._info[r, _ID] = self._next[s]
+    def _confirm(self, tracks: np.ndarray, events: list[tuple[int, TrackEvent]]) -> None:
+        """Give ``tracks`` their ids (each the next of its stream, in this order) and start events."""
+        for t in tracks.tolist():
+            s = int(self._info[_STREAM, t])
+            self._info[_ID, t] = self._next[s]
             self._next[s] += 1
-            events.append((s, self._event("start", r)))
+            events.append((s, self._event("start", t)))
 
     def _add(self, dinfo: np.ndarray, streams: np.ndarray) -> int:
-        """New tracks, pending, from the candidate rows ``dinfo`` of ``streams``; returns the first
-        one's row."""
-        first, k = self._mean.shape[0], dinfo.shape[0]
+        """New tracks, pending, from the candidates ``dinfo`` ``(6, k)`` of ``streams``; returns the
+        first one's index."""
+        first, k = self._mean.shape[1], dinfo.shape[1]
         if k:
-            means, covs = self.kf.initiate_many(xyxy_to_cxcywh(dinfo[:, :4]))
-            info = np.empty((k, _INFO))
-            info[:, :_FIRST] = dinfo
-            info[:, _FIRST] = info[:, _LAST] = self._frames[streams]
-            info[:, _ID], info[:, _LOST], info[:, _STREAM] = -1.0, 0.0, streams
-            self._mean = np.concatenate([self._mean, means])
-            self._cov = np.concatenate([self._cov, covs])
-            self._info = np.concatenate([self._info, info])
+            means, covs = self.kf.initiate_many(_cxcywh(dinfo[:4]))
+            info = np.empty((_INFO, k))
+            info[:_FIRST] = dinfo
+            info[_FIRST] = info[_LAST] = self._frames[streams]
+            info[_ID], info[_LOST], info[_STREAM] = -1.0, 0.0, streams
+            self._mean = np.concatenate([self._mean, means], axis=1)
+            self._cov = np.concatenate([self._cov, covs], axis=2)
+            self._info = np.concatenate([self._info, info], axis=1)
         return first
 
     def _end_old(self, noise: np.ndarray) -> tuple[np.ndarray, list[int]]:
         """Drop the pending tracks ``noise`` (not seen again), end the lost tracks older than the
         buffer, and one of each tracked/lost pair of a stream that overlap as one object (the
-        younger, as ByteTrack does). Returns the rows that stay (a mask; :meth:`_associate` drops
+        younger, as ByteTrack does). Returns the tracks that stay (a mask; :meth:`_associate` drops
         the others after its report) and the ended ones, in the order they end."""
         info = self._info
-        alive = np.ones(info.shape[0], bool)
+        alive = np.ones(info.shape[1], bool)
         alive[noise] = False
-        lost = info[:, _LOST] > 0
+        lost = info[_LOST] > 0
         if not lost.any():
             return alive, []
-        ts = info[:, _STREAM].astype(np.int64)
-        aged = lost & (self._frames[ts] - info[:, _LAST] > self.config.buffer)  # lost tracks are confirmed and alive
+        ts = info[_STREAM].astype(np.int64)
+        aged = lost & (self._frames[ts] - info[_LAST] > self.config.buffer)  # lost tracks are confirmed and alive
         ended = aged.nonzero()[0].tolist()
-        tracked = (alive & (info[:, _ID] >= 0) & ~lost).nonzero()[0]
+        tracked = (alive & (info[_ID] >= 0) & ~lost).nonzero()[0]
         still = (lost & ~aged).nonzero()[0]
-        if tracked.size and still.size:  # the pairs of a stream, by tracked row then lost row
+        if tracked.size and still.size:  # the pairs of a stream, by tracked then lost track
             a, b = np.repeat(tracked, still.size), np.tile(still, tracked.size)
             same = ts[a] == ts[b]
             a, b = a[same], b[same]
-            box = cxcywh_to_xyxy(self._mean[:, :4])
+            box = _xyxy(self._mean[:4])
             dup = _pair_iou(box, box, a, b, positive=False) > _DUPLICATE_IOU
-            age = (info[:, _LAST] - info[:, _FIRST]).tolist()
+            age = (info[_LAST] - info[_FIRST]).tolist()
             for a_, b_ in zip(a[dup].tolist(), b[dup].tolist()):
                 younger = a_ if age[a_] < age[b_] else b_
                 if younger not in ended:
@@ -626,7 +647,7 @@ class Tracker:
         """Per frame: every high detection and every one that continued a confirmed track still
         alive, with its id, and its stream's events."""
         ids = np.full(fr.high_det.size, -1, np.int64)
-        tid = self._info[:, _ID]
+        tid = self._info[_ID]
         ok = (col >= 0) & (tid >= 0) & alive
         ids[fr.cand[col[ok]]] = tid[ok]
         keep = fr.high_det | (ids >= 0)
@@ -646,13 +667,13 @@ class Tracker:
         """End every confirmed track of ``stream`` (``None``: of every stream, each stream's in
         turn): the stream ended. Its tracks are gone afterwards; its ids keep counting."""
         info = self._info
-        mine = np.ones(info.shape[0], bool) if stream is None else info[:, _STREAM] == stream
-        rows = (mine & (info[:, _ID] >= 0)).nonzero()[0]
-        if stream is None and rows.size:
-            rows = rows[np.argsort(info[rows, _STREAM], kind="stable")]
-        events = [self._event("end", r) for r in rows.tolist()]
+        mine = np.ones(info.shape[1], bool) if stream is None else info[_STREAM] == stream
+        tracks = (mine & (info[_ID] >= 0)).nonzero()[0]
+        if stream is None and tracks.size:
+            tracks = tracks[np.argsort(info[_STREAM, tracks], kind="stable")]
+        events = [self._event("end", t) for t in tracks.tolist()]
         if mine.any():
-            self._mean, self._cov, self._info = self._mean[~mine], self._cov[~mine], self._info[~mine]
+            self._keep(~mine)
         return events
 
 

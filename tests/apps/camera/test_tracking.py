@@ -219,7 +219,7 @@ def test_the_bounds_fail_without_the_velocity(seed: int, monkeypatch: pytest.Mon
 
     def no_velocity(self, means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         means = means.copy()
-        means[:, 4:] = 0.0
+        means[4:] = 0.0
         return real(self, means, covs)
 
     monkeypatch.setattr(KalmanBoxFilter, "predict", no_velocity)
@@ -321,20 +321,21 @@ def test_empty_frames_and_update_shapes() -> None:
 def test_kalman_filter_learns_a_constant_velocity() -> None:
     kf = KalmanBoxFilter()
     mean, cov = kf.initiate(np.array([10.0, 20.0, 30.0, 40.0]))
-    means, covs = mean[None], cov[None]
+    means, covs = mean[:, None], cov[:, :, None]  # one track: one column
     for k in range(1, 20):
         m, c = kf.predict(means, covs)
-        means, covs = kf.update(m, c, np.array([[10.0 + 3 * k, 20.0 - 2 * k, 30.0, 40.0]]))
-    np.testing.assert_allclose(means[0, 4:6], [3.0, -2.0], atol=0.1)
+        means, covs = kf.update(m, c, np.array([[10.0 + 3 * k], [20.0 - 2 * k], [30.0], [40.0]]))
+    np.testing.assert_allclose(means[4:6, 0], [3.0, -2.0], atol=0.1)
     m, _ = kf.predict(means, covs)
-    np.testing.assert_allclose(m[0, :2], [10.0 + 3 * 20, 20.0 - 2 * 20], atol=0.5)
+    np.testing.assert_allclose(m[:2, 0], [10.0 + 3 * 20, 20.0 - 2 * 20], atol=0.5)
 
 
 def _textbook(kf: KalmanBoxFilter, means: np.ndarray, covs: np.ndarray, z: np.ndarray):
-    """One predict and one update by the matrix equations on full 8 x 8 covariances (S solved in full)."""
+    """One predict and one update by the matrix equations on full 8 x 8 covariances (S solved in
+    full); a track per row in and out."""
     f = np.eye(8) + np.eye(8, k=4)
     pm, pc, um, uc = [], [], [], []
-    for m, c, zi in zip(means, kf.full(covs), z):
+    for m, c, zi in zip(means.T, kf.full(covs), z.T):
         std = np.concatenate([m[2:4], m[2:4], m[2:4] / 8, m[2:4] / 8]) / 20
         m, c = f @ m, f @ c @ f.T + np.diag(std**2)
         m[2:4] = np.maximum(m[2:4], 1.0)
@@ -351,24 +352,24 @@ def _textbook(kf: KalmanBoxFilter, means: np.ndarray, covs: np.ndarray, z: np.nd
 def test_kalman_predict_and_update_equal_the_matrix_equations() -> None:
     """The filter's three numbers per coordinate against the textbook predict and update on full
     covariance matrices (general F P F^T + Q, S solved in full), over steps that mix predictions,
-    corrections and box sizes; the full matrices also keep the structure the filter relies on."""
+    corrections and box sizes."""
     rng = np.random.default_rng(3)
     kf = KalmanBoxFilter()
-    means, covs = kf.initiate_many(np.column_stack([rng.uniform(0, 500, 5), rng.uniform(0, 400, 5),
-                                                    rng.uniform(5, 80, 5), rng.uniform(5, 80, 5)]))
-    wh = np.concatenate([means[:, 2:4], means[:, 2:4]], axis=1)
+    means, covs = kf.initiate_many(np.stack([rng.uniform(0, 500, 5), rng.uniform(0, 400, 5),
+                                             rng.uniform(5, 80, 5), rng.uniform(5, 80, 5)]))
     for k in range(5):  # a new track: diagonal, position std w/10 (h/10), velocity std w/16 (h/16)
-        np.testing.assert_allclose(kf.full(covs)[k], np.diag(np.concatenate([wh[k] / 10, wh[k] / 16]) ** 2), rtol=1e-12)
+        wh = np.concatenate([means[2:4, k], means[2:4, k]])
+        np.testing.assert_allclose(kf.full(covs)[k], np.diag(np.concatenate([wh / 10, wh / 16]) ** 2), rtol=1e-12)
     for _ in range(6):
-        z = means[:, :4] + means[:, 4:] + rng.normal(0, 3, (5, 4))
+        z = means[:4] + means[4:] + rng.normal(0, 3, (4, 5))
         pm, pc, um, uc = _textbook(kf, means, covs, z)
         m, c = kf.predict(means, covs)
-        np.testing.assert_allclose(m, pm, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(m.T, pm, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(kf.full(c), pc, rtol=1e-12, atol=1e-12)
         means, covs = kf.update(m, c, z)
-        np.testing.assert_allclose(means, um, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(means.T, um, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(kf.full(covs), uc, rtol=1e-9, atol=1e-9)
-        means[:, 2:4] *= rng.uniform(0.8, 1.25, (5, 2))  # other box sizes: other noise
+        means[2:4] *= rng.uniform(0.8, 1.25, (2, 5))  # other box sizes: other noise
 
 
 def test_box_conversions_round_trip() -> None:

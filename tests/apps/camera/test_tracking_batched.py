@@ -131,7 +131,7 @@ def test_pair_iou_equals_box_iou_bit_for_bit() -> None:
     b[0] = a[0]
     b[1] = [3, 3, 3, 3]
     rows, cols = np.repeat(np.arange(7), 9), np.tile(np.arange(9), 7)
-    assert np.array_equal(tracking._pair_iou(a, b, rows, cols, positive=False).reshape(7, 9), box_iou(a, b))
+    assert np.array_equal(tracking._pair_iou(a.T, b.T, rows, cols, positive=False).reshape(7, 9), box_iou(a, b))
     ok = (b[:, 2] - b[:, 0] > 1) & (b[:, 3] - b[:, 1] > 1)
     sub = ok[cols]
-    assert np.array_equal(tracking._pair_iou(a, b, rows[sub], cols[sub]), box_iou(a, b).reshape(-1)[sub])
+    assert np.array_equal(tracking._pair_iou(a.T, b.T, rows[sub], cols[sub]), box_iou(a, b).reshape(-1)[sub])
