@@ -76,7 +76,9 @@ class FixedCostBackend(Backend):
         rng = np.random.default_rng(0)
         h, w = input_size
         xy = rng.uniform(0, [w - 140, h - 40], (topk, 2)).astype(np.float32)
-        xy[:10] = np.stack([np.linspace(10, w - 160, 10), np.linspace(20, h - 60, 10)], axis=1)  # apart: ten objects
+        # ten objects apart, inside the picture of a 16:9 video (the letterbox pads above and below it: a box
+        # there would be clipped to zero height, never match and start a new track every frame)
+        xy[:10] = np.stack([np.linspace(10, w - 160, 10), np.linspace(0.25 * h, 0.7 * h - 40, 10)], axis=1)
         wh = rng.uniform(8, 40, (topk, 2)).astype(np.float32)
         self._boxes = np.concatenate([xy, xy + wh], axis=1)
         scores = rng.uniform(0, 0.05, topk).astype(np.float32)

@@ -287,7 +287,8 @@ class _Frame:
     none). ``prow`` / ``pcol``: the (track, candidate) pairs that may match, each track with every
     candidate of its stream (of its class too when class-aware), by track then candidate;
     ``piou`` / ``psim`` their IoU of the track's prediction with the candidate (``psim`` times the
-    score when ``fuse_score``)."""
+    score when ``fuse_score``). ``joined``: the step's detections, all frames' arrays in turn
+    (``None`` for one frame, or frames of different dtypes)."""
 
     high_det: np.ndarray  # per detection of the step
     cand: np.ndarray
@@ -300,6 +301,8 @@ class _Frame:
     pcol: np.ndarray
     piou: np.ndarray
     psim: np.ndarray
+    joined: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # the frames' (boxes, scores, class_ids)
+    ends: np.ndarray | None = None  # where each frame's detections end in the step's (several frames)
 
 
 class Tracker:
@@ -428,6 +431,7 @@ class Tracker:
     def _start(self, frames: Sequence[tuple[int, Detections]], streams: np.ndarray) -> _Frame:
         """Predict every track (a lost one keeps moving but stops growing or shrinking), and
         compare the predictions with the step's candidates."""
+        joined, ends = None, None
         if len(frames) == 1:
             d = frames[0][1]
             boxes, scores, cls = d.boxes, d.scores, d.class_ids
@@ -437,12 +441,14 @@ class Tracker:
             ds = [d for _, d in frames]
             boxes, scores = np.concatenate([d.boxes for d in ds]), np.concatenate([d.scores for d in ds])
             cls = np.concatenate([d.class_ids for d in ds])
-            if len({d.scores.dtype for d in ds}) == 1:
+            if len({(d.boxes.dtype, d.scores.dtype, d.class_ids.dtype) for d in ds}) == 1:
                 high_det, above = scores >= self.high, scores >= self.low
+                joined = boxes, scores, cls
             else:  # each frame's scores compared in their own dtype, as a frame alone is
                 high_det = np.concatenate([d.scores >= self.high for d in ds])
                 above = np.concatenate([d.scores >= self.low for d in ds])
-            dstream = np.repeat(streams, [len(d) for d in ds])
+            counts = [len(d) for d in ds]
+            dstream, ends = np.repeat(streams, counts), np.cumsum(counts)
         cand = above.nonzero()[0]
         if cand.size < scores.size:
             boxes, scores, cls = boxes[cand], scores[cand], cls[cand]
@@ -452,7 +458,7 @@ class Tracker:
         n = self._mean.shape[1]
         none = np.zeros(0, np.int64)
         fr = _Frame(high_det, cand, dinfo, cstream, high_det[cand], self._info[_STREAM].astype(np.int64),
-                    np.full(n, -1, np.int64), none, none, np.zeros(0), np.zeros(0))
+                    np.full(n, -1, np.int64), none, none, np.zeros(0), np.zeros(0), joined, ends)
         if n:
             lost = self._info[_LOST] > 0
             if lost.any():
@@ -462,7 +468,7 @@ class Tracker:
                 if dstream is None:  # one stream: every pair
                     prow, pcol = np.repeat(np.arange(n), cand.size), np.tile(np.arange(cand.size), n)
                 else:
-                    prow, pcol = self._pairs(fr, streams, frames, cand)
+                    prow, pcol = self._pairs(fr, streams, cand)
                 if self.config.class_aware:
                     same = self._info[_CLASS, prow] == dinfo[5, pcol]
                     prow, pcol = prow[same], pcol[same]
@@ -472,14 +478,13 @@ class Tracker:
                 fr.psim = fr.piou * dinfo[4, pcol] if self.config.fuse_score else fr.piou
         return fr
 
-    def _pairs(self, fr: _Frame, streams: np.ndarray, frames: Sequence[tuple[int, Detections]],
-               cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _pairs(self, fr: _Frame, streams: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every (track, candidate) pair of the same stream, by track then candidate: the
         candidates of the step's ``k``-th frame are one run of indices."""
         where = np.zeros(self._frames.size, np.int64)
         where[streams] = np.arange(streams.size)
-        ends = np.cumsum([len(d) for _, d in frames])
-        cb = np.searchsorted(cand, np.concatenate([[0], ends]))  # the frames' first candidates, and the end
+        assert fr.ends is not None
+        cb = np.searchsorted(cand, np.concatenate([[0], fr.ends]))  # the frames' first candidates, and the end
         k = where[fr.tstream]
         lo, n = cb[k], cb[k + 1] - cb[k]
         start = np.cumsum(n) - n
@@ -493,6 +498,8 @@ class Tracker:
 
         The pairs in the gate are the matches unless a track or a candidate has two; a stream
         where one has is solved on its own stage matrix, as ByteTrack solves it."""
+        if not (rows.any() and cols.any()):
+            return np.zeros(0, np.int64)
         psim = fr.psim if fuse else fr.piou
         gate = psim >= min_sim
         gate &= rows[fr.prow]
@@ -656,11 +663,26 @@ class Tracker:
         by_stream: dict[int, list[TrackEvent]] = {}
         for s, e in events:
             by_stream.setdefault(s, []).append(e)
-        out, at = [], 0
-        for s, d in frames:
-            n = len(d)
-            out.append(_reported(d, ids[at:at + n], keep[at:at + n], tuple(by_stream.get(s, ()))))
-            at += n
+        out = []
+        if fr.joined is None:
+            at = 0
+            for s, d in frames:
+                n = len(d)
+                out.append(_reported(d, ids[at:at + n], keep[at:at + n], tuple(by_stream.get(s, ()))))
+                at += n
+            return out
+        assert fr.ends is not None
+        sel = keep.nonzero()[0]  # what every frame reports, selected at once and cut per frame
+        boxes, scores, cls = (a[sel] for a in fr.joined)
+        kept_ids = ids[sel]
+        lo = 0
+        for (s, d), hi in zip(frames, np.searchsorted(sel, fr.ends).tolist()):
+            ev = tuple(by_stream.get(s, ()))
+            if hi - lo == len(d):
+                out.append(TrackUpdate(d, kept_ids[lo:hi], ev))
+            else:
+                out.append(TrackUpdate(Detections(boxes[lo:hi], scores[lo:hi], cls[lo:hi]), kept_ids[lo:hi], ev))
+            lo = hi
         return out
 
     def finish(self, stream: int | None = None) -> list[TrackEvent]:
