@@ -1,4 +1,4 @@
-"""Multi-object tracking for the camera loop (``--track``): a ByteTrack-style tracker, one per stream.
+"""Multi-object tracking for the camera loop (``--track``): ByteTrack, per stream, every stream of a batch in one step.
 
 ByteTrack (Zhang et al., "ByteTrack: Multi-Object Tracking by Associating Every Detection Box",
 ECCV 2022) keeps a constant-velocity Kalman filter per track and associates in two stages: first
@@ -14,9 +14,11 @@ Why not a library: the maintained ByteTrack packages do not fit the dependencies
 ``trackers`` needs NumPy >= 2 and ``supervision``, which pulls PyAV and requests; ``supervision``
 itself no longer ships a tracker; BoxMOT pulls PyTorch and torchvision). See docs/camera.md.
 
-:class:`Tracker` ``.update(detections)`` -> :class:`TrackUpdate`: the detections to report (every
-detection at or above the high threshold, plus the low-score ones that continued a track), the
-track id of each (``-1``: not in a confirmed track yet) and the tracks that started and ended.
+:class:`Tracker` ``.update(detections, stream)`` -> :class:`TrackUpdate`: the detections to report
+(every detection at or above the high threshold, plus the low-score ones that continued a track),
+the track id of each (``-1``: not in a confirmed track yet) and the tracks that started and ended.
+``.update_many([(stream, detections), ...])``: one frame of each of several streams in one step,
+with the results of one update per stream (a stream's tracks only meet its own detections).
 """
 
 from __future__ import annotations
