@@ -715,7 +715,7 @@ class StreamTrackers:
     high threshold when ``config.high`` is unset."""
 
     def __init__(self, config: TrackerConfig = TrackerConfig(), high: float = 0.5, streams: int = 1) -> None:
-        self.config, self.high, self.n_streams = config, high, streams
+        self.n_streams = streams
         self.tracker = Tracker(config, high)  # now: SciPy loads before the loop
         self._alive_at_end: dict[int, int] = {}  # finished streams: their confirmed tracks when they ended
 
